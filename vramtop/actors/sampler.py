@@ -1,0 +1,85 @@
+"""Sampler actor: the backend (NVML or simulated) -> shm rings + ``SampleMessage`` to readers.
+
+It is the only writer of the shared-memory history (design principle 2). Each tick it takes one
+snapshot, resolves process identities (``procinfo``), writes the rings and posts the snapshot with
+the slot of every process to the render process (newest wins when the reader is slow).
+"""
+
+from __future__ import annotations
+
+from vramtop.actors.base import ActorContext
+from vramtop.gpu.backend import GpuBackend
+from vramtop.gpu.factory import BackendSpec, make_backend
+from vramtop.gpu.snapshot import Snapshot
+from vramtop.messages import ConfigUpdate, ProcessRow, SampleMessage
+from vramtop.procinfo import ProcessFacts, ProcessTable
+from vramtop.shm import HistoryWriter, ShmSegment
+
+READERS = ("render", "analyzer", "enricher")
+
+
+def build_rows(
+    snapshot: Snapshot, facts: dict[int, ProcessFacts], slots: dict[tuple[int, int], int]
+) -> tuple[ProcessRow, ...]:
+    rows = []
+    for proc in snapshot.processes:
+        fact = facts[proc.pid]
+        rows.append(
+            ProcessRow(
+                identity=fact.identity,
+                gpu_index=proc.gpu_index,
+                slot=slots.get((proc.pid, proc.gpu_index), -1),
+                user=fact.user,
+                command=fact.command,
+                same_user=fact.same_user,
+            )
+        )
+    return tuple(rows)
+
+
+class SamplerCore:
+    def __init__(self, spec: BackendSpec) -> None:
+        self.spec = spec
+        self.backend: GpuBackend | None = None
+        self.table = ProcessTable()
+        self.segment: ShmSegment | None = None
+        self.writer: HistoryWriter | None = None
+        self.ctx: ActorContext | None = None
+        self.interval = 1.0
+        self.done = False
+
+    def start(self, ctx: ActorContext) -> None:
+        self.ctx = ctx
+        self.interval = ctx.config.general.refresh_rate
+        self.segment = ShmSegment.attach(ctx.shm_name)
+        self.writer = HistoryWriter(self.segment)
+        self.backend = make_backend(self.spec)
+        self.backend.open()
+
+    def handle(self, message: object) -> None:
+        if isinstance(message, ConfigUpdate) and not message.error:
+            self.interval = message.config.general.refresh_rate
+
+    def tick(self, now: float) -> float:
+        assert self.backend is not None and self.writer is not None and self.ctx is not None
+        snapshot = self.backend.sample()
+        facts = self.table.update(p.pid for p in snapshot.processes)
+        start_times = {pid: f.identity.start_time for pid, f in facts.items()}
+        slots = self.writer.write(snapshot, start_times)
+        message = SampleMessage(self.writer.count, snapshot, build_rows(snapshot, facts, slots))
+        for name in READERS:
+            self.ctx.send(name, message)
+        # Steady cadence: the next tick is due one interval after this one began.
+        return now + self.interval
+
+    def fds(self) -> list[int]:
+        return []
+
+    def on_fd(self, fd: int) -> None:
+        pass
+
+    def stop(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+        if self.segment is not None:
+            self.segment.close()

@@ -1,0 +1,308 @@
+"""The supervisor: owns shared memory, mailboxes, config and the lifetimes of every actor.
+
+Erlang/OTP style: each actor has a child spec; a dead actor is restarted with exponential
+back-off and gets its old mailbox back (nothing queued is lost); an actor that dies more than
+``max_restarts`` times within ``period`` seconds is given up, the render process is told and the
+rest keep running. State lives outside the actors (shared memory, mailboxes, the scenario clock),
+so a restart continues where the dead process stopped.
+
+The supervisor also owns the terminal's safety: it saves the termios state before the render
+process starts and restores it (leaving the alternate screen, showing the cursor) whenever the
+render process dies, before restarting it. SIGINT/SIGTERM stop everything in order; SIGHUP
+reloads the config and sends it to every actor. Shared memory is unlinked on every exit path;
+a run that was SIGKILLed is cleaned up by the next start (``shm.segment.cleanup_stale``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from multiprocessing import connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from vramtop.actors.base import ActorContext, ActorCore, run_actor, set_title
+from vramtop.actors.mailbox import Mailbox
+from vramtop.config import Config, ConfigError, load_config
+from vramtop.messages import ActorError, ActorHealth, ActorState, ConfigUpdate, Heartbeat, Quit, Stop
+
+ALT_SCREEN_OFF = "\x1b[?1049l\x1b[?25h\x1b[0m"
+CONTEXT = mp.get_context("fork")  # explicit: 3.14 changes the default start method
+
+
+@dataclass
+class ChildSpec:
+    name: str
+    factory: Callable[[], ActorCore]
+    max_restarts: int = 5  # restart intensity: this many restarts ...
+    period: float = 30.0  # ... within this many seconds, then the actor is given up
+    heartbeat_timeout: float = 15.0
+    essential: bool = False  # the program cannot go on without it (the render process)
+    owns_terminal: bool = False
+
+
+@dataclass
+class _Child:
+    spec: ChildSpec
+    inbox: Mailbox
+    process: BaseProcess | None = None
+    restarts: int = 0
+    recent: deque[float] = field(default_factory=deque)
+    failed: bool = False
+    last_error: str = ""
+    start_at: float | None = 0.0  # monotonic time of the next (re)start; None = not scheduled
+    last_beat: float = 0.0
+
+
+class Supervisor:
+    def __init__(
+        self,
+        config: Config,
+        specs: list[ChildSpec],
+        shm_name: str,
+        config_path: str | None = None,
+        overrides: Mapping[str, object] | None = None,
+        mailbox_size: int = 64,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.overrides = dict(overrides or {})
+        self.shm_name = shm_name
+        self.inbox = Mailbox(CONTEXT, "supervisor", maxsize=1024)
+        self.children = {s.name: _Child(s, Mailbox(CONTEXT, s.name, mailbox_size)) for s in specs}
+        self.stopping = False
+        self.exit_code = 0
+        self.exit_message = ""
+        self._signals: deque[int] = deque()
+        self._termios: Any = None
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        os.set_blocking(self._wake_r, False)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def run(self) -> int:
+        set_title("")
+        self._install_signals()
+        self._save_terminal()
+        try:
+            while not self.stopping:
+                self._start_due()
+                self._wait(0.5)
+                self._handle_signals()
+                self._handle_inbox()
+                self._reap()
+                self._check_heartbeats()
+        finally:
+            self._shutdown()
+        return self.exit_code
+
+    def _install_signals(self) -> None:
+        def _on_signal(signo: int, _frame: object) -> None:
+            self._signals.append(signo)
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"s")
+
+        for signo in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signo, _on_signal)
+
+    def _save_terminal(self) -> None:
+        if any(c.spec.owns_terminal for c in self.children.values()) and os.isatty(0):
+            import termios
+
+            with contextlib.suppress(termios.error):
+                self._termios = termios.tcgetattr(0)
+
+    def restore_terminal(self) -> None:
+        """Put the terminal back as the user had it (the render process may have been killed)."""
+        if self._termios is None:
+            return
+        import termios
+
+        with contextlib.suppress(termios.error, OSError):
+            termios.tcsetattr(0, termios.TCSADRAIN, self._termios)
+        with contextlib.suppress(OSError):
+            os.write(1, ALT_SCREEN_OFF.encode())
+
+    # -- children -------------------------------------------------------------------------
+    def _context_for(self, child: _Child) -> ActorContext:
+        return ActorContext(
+            name=child.spec.name,
+            config=self.config,
+            inbox=child.inbox,
+            supervisor=self.inbox,
+            outboxes={name: c.inbox for name, c in self.children.items()},
+            shm_name=self.shm_name,
+        )
+
+    def _start(self, child: _Child) -> None:
+        child.inbox.repair()
+        core = child.spec.factory()
+        proc = CONTEXT.Process(
+            target=run_actor, args=(core, self._context_for(child)), name=f"vramtop: {child.spec.name}"
+        )
+        proc.daemon = False
+        proc.start()
+        child.process = proc
+        child.start_at = None
+        child.last_beat = time.monotonic()
+
+    def _start_due(self) -> None:
+        now = time.monotonic()
+        for child in self.children.values():
+            if child.start_at is not None and now >= child.start_at and not self.stopping:
+                self._start(child)
+
+    def _wait(self, timeout: float) -> None:
+        now = time.monotonic()
+        due = [c.start_at for c in self.children.values() if c.start_at is not None]
+        if due:
+            timeout = max(0.0, min(timeout, min(due) - now))
+        waitables: list[Any] = [self._wake_r, self.inbox.fileno()]
+        waitables += [c.process.sentinel for c in self.children.values() if c.process is not None]
+        with contextlib.suppress(InterruptedError):
+            connection.wait(waitables, timeout)
+
+    def _handle_signals(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.read(self._wake_r, 1024)
+        while self._signals:
+            signo = self._signals.popleft()
+            if signo == signal.SIGHUP:
+                self.reload_config()
+            else:
+                self.stopping = True
+
+    def reload_config(self) -> None:
+        """SIGHUP: reload; a bad file keeps the running config and the render process says why."""
+        try:
+            new = load_config(self.config_path, overrides=self.overrides)
+        except ConfigError as exc:
+            self._post_all(ConfigUpdate(self.config, error=str(exc), source=self.config_path or ""))
+            return
+        self.config = new
+        self._post_all(ConfigUpdate(new, source=new.source))
+
+    def _post_all(self, message: object) -> None:
+        for child in self.children.values():
+            child.inbox.post(message)
+
+    def _handle_inbox(self) -> None:
+        for message in self.inbox.drain():
+            if isinstance(message, Heartbeat):
+                child = self.children.get(message.actor)
+                if child is not None:
+                    child.last_beat = time.monotonic()
+            elif isinstance(message, ActorError):
+                child = self.children.get(message.actor)
+                if child is not None:
+                    child.last_error = message.error
+            elif isinstance(message, Quit):
+                self.stopping = True
+
+    def _reap(self) -> None:
+        for child in self.children.values():
+            proc = child.process
+            if proc is None or proc.is_alive():
+                continue
+            proc.join(0)
+            code = proc.exitcode
+            child.process = None
+            if child.spec.owns_terminal:
+                self.restore_terminal()
+            if self.stopping:
+                continue
+            if code == 0 and child.spec.owns_terminal:
+                self.stopping = True  # the user quit
+                continue
+            if not child.last_error:
+                child.last_error = f"exited with {_describe_exit(code)}"
+            self._on_crash(child)
+
+    def _on_crash(self, child: _Child) -> None:
+        now = time.monotonic()
+        child.recent.append(now)
+        while child.recent and now - child.recent[0] > child.spec.period:
+            child.recent.popleft()
+        if len(child.recent) > child.spec.max_restarts:
+            child.failed = True
+            child.start_at = None
+            if child.spec.essential:
+                self.exit_code = 1
+                self.exit_message = f"vramtop: {child.spec.name} keeps failing: {child.last_error}"
+                self.stopping = True
+        else:
+            child.restarts += 1
+            backoff = min(5.0, 0.1 * 2 ** (len(child.recent) - 1))
+            child.start_at = now + backoff
+        self._publish_health()
+
+    def _check_heartbeats(self) -> None:
+        now = time.monotonic()
+        for child in self.children.values():
+            proc = child.process
+            if proc is not None and now - child.last_beat > child.spec.heartbeat_timeout:
+                child.last_error = f"no heartbeat for {child.spec.heartbeat_timeout:.0f} s"
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid or 0, signal.SIGKILL)
+
+    def health(self) -> ActorHealth:
+        return ActorHealth(
+            tuple(
+                ActorState(
+                    name=name,
+                    alive=c.process is not None and c.process.is_alive(),
+                    restarts=c.restarts,
+                    failed=c.failed,
+                    last_error=c.last_error,
+                )
+                for name, c in self.children.items()
+            )
+        )
+
+    def _publish_health(self) -> None:
+        health = self.health()
+        for child in self.children.values():
+            if child.spec.owns_terminal:
+                child.inbox.post(health)
+
+    # -- shutdown -------------------------------------------------------------------------
+    def _shutdown(self) -> None:
+        # Stop the terminal owner first so the user gets the shell back at once.
+        order = sorted(self.children.values(), key=lambda c: not c.spec.owns_terminal)
+        for child in order:
+            if child.process is not None:
+                child.inbox.post(Stop("shutdown"))
+        deadline = time.monotonic() + 1.5
+        for child in order:
+            if child.process is not None:
+                child.process.join(max(0.0, deadline - time.monotonic()))
+        for sig, grace in ((signal.SIGTERM, 1.0), (signal.SIGKILL, 1.0)):
+            alive = [c.process for c in order if c.process is not None and c.process.is_alive()]
+            for proc in alive:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid or 0, sig)
+            for proc in alive:
+                proc.join(grace)
+        self.restore_terminal()
+        for child in self.children.values():
+            child.inbox.close()
+        self.inbox.close()
+        if self.exit_message:
+            print(self.exit_message, file=sys.stderr)
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "unknown status"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"signal {signal.Signals(-code).name}"
+        return f"signal {-code}"
+    return f"code {code}"

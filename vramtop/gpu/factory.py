@@ -1,0 +1,33 @@
+"""Which backend to build, as a small picklable description made in the CLI/supervisor and
+turned into a live backend in the process that samples (NVML must be initialised after fork)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vramtop.gpu.backend import GpuBackend
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    kind: str  # "nvml" | "simulated"
+    scenario: str | None = None  # name or path, simulated only
+    t0: float | None = None  # scenario start (wall clock); shared by restarted samplers
+    speed: float | None = None  # simulated seconds per real second; None = the scenario's
+    pids: dict[str, int] = field(default_factory=dict)  # scenario process name -> real child pid
+
+
+def make_backend(spec: BackendSpec) -> GpuBackend:
+    if spec.kind == "nvml":
+        from vramtop.gpu.nvml import NvmlBackend
+
+        return NvmlBackend()
+    if spec.kind == "simulated":
+        from vramtop.gpu.scenario import load_scenario
+        from vramtop.gpu.simulated import SimulatedBackend
+
+        scenario = load_scenario(spec.scenario)
+        if spec.speed is not None:
+            scenario = scenario.with_speed(spec.speed)
+        return SimulatedBackend(scenario, t0=spec.t0, pids=spec.pids or None)
+    raise ValueError(f"unknown backend {spec.kind!r}")

@@ -1,0 +1,103 @@
+"""Immutable samples a backend produces: one :class:`Snapshot` per tick.
+
+Data flow: backend (NVML / simulated) -> ``Snapshot`` -> sampler actor -> shm rings (numbers) and
+``SampleMessage`` (the process list) -> analyzer / render / ``--once``. Sizes are bytes, power is
+watts, clocks MHz, temperatures degrees Celsius; a field the driver cannot give is :data:`NA`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from vramtop.na import NA, NaType
+
+IntNA = int | NaType
+FloatNA = float | NaType
+StrNA = str | NaType
+BoolNA = bool | NaType
+
+
+class GpuState(str, Enum):
+    OK = "ok"
+    LOST = "lost"
+
+
+class ProcessType(str, Enum):
+    COMPUTE = "compute"
+    GRAPHICS = "graphics"
+    MPS = "mps"
+
+
+@dataclass(frozen=True, slots=True)
+class GpuSample:
+    """One GPU at one instant. Static fields (uuid, name, ...) are repeated in every sample."""
+
+    index: int
+    uuid: str
+    name: str
+    state: GpuState = GpuState.OK
+    memory_total: IntNA = NA
+    memory_used: IntNA = NA
+    memory_reserved: IntNA = NA
+    memory_free: IntNA = NA
+    util_gpu: IntNA = NA  # percent
+    util_memory: IntNA = NA  # percent (memory controller busy)
+    temperature_c: IntNA = NA
+    power_w: FloatNA = NA
+    power_limit_w: FloatNA = NA
+    clock_sm_mhz: IntNA = NA
+    clock_mem_mhz: IntNA = NA
+    fan_percent: IntNA = NA
+    pstate: IntNA = NA  # 0 (max performance) .. 15
+    mig_mode: BoolNA = NA
+    # Why the GPU is lost, or which fields are n/a and why; shown in the status line.
+    note: str = ""
+
+    @property
+    def lost(self) -> bool:
+        return self.state is GpuState.LOST
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSample:
+    """A process holding memory on one GPU (a process on two GPUs yields two samples)."""
+
+    pid: int
+    gpu_index: int
+    used_bytes: IntNA = NA
+    types: tuple[ProcessType, ...] = (ProcessType.COMPUTE,)
+    sm_util: IntNA = NA  # percent, from nvmlDeviceGetProcessUtilization
+    mem_util: IntNA = NA  # percent of memory bandwidth
+
+    @property
+    def type_label(self) -> str:
+        """nvidia-smi style: C, G, C+G, M."""
+        letters = {ProcessType.COMPUTE: "C", ProcessType.GRAPHICS: "G", ProcessType.MPS: "M"}
+        return "+".join(letters[t] for t in self.types) or "?"
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything one backend tick knows."""
+
+    timestamp: float  # wall-clock seconds (time.time())
+    backend: str  # "nvml" | "simulated" | "replay"
+    gpus: tuple[GpuSample, ...]
+    processes: tuple[ProcessSample, ...] = ()
+    driver_version: StrNA = NA
+    cuda_version: StrNA = NA
+    nvml_version: StrNA = NA
+    # Driver-level remarks for the status line ("fan: not supported on GPU 1", ...).
+    notes: tuple[str, ...] = field(default=())
+
+    def processes_on(self, gpu_index: int) -> tuple[ProcessSample, ...]:
+        return tuple(p for p in self.processes if p.gpu_index == gpu_index)
+
+    def process_memory_sum(self, gpu_index: int) -> int:
+        """Sum of per-process usage on a GPU: a separate figure, never a stand-in for used."""
+        return sum(
+            p.used_bytes
+            for p in self.processes
+            if p.gpu_index == gpu_index and isinstance(p.used_bytes, int)
+        )

@@ -1,0 +1,104 @@
+"""Every message that crosses a process boundary: small, typed, versionless dataclasses.
+
+Routing (see ``actors/supervisor.py``): the sampler sends :class:`SampleMessage` to the render
+process (and later the analyzer and enricher); every actor sends :class:`Heartbeat` to the
+supervisor; the supervisor sends :class:`ActorHealth`, :class:`ConfigUpdate` and :class:`Stop`.
+Queues are bounded and lossy for state updates: the newest sample wins (``actors/mailbox.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vramtop.config import Config
+from vramtop.gpu.snapshot import Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessIdentity:
+    """A process is (pid, start time); a reused PID is a new process (design principle 8)."""
+
+    pid: int
+    start_time: float  # seconds since the epoch, as psutil.Process.create_time(); 0.0 = unknown
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRow:
+    """What the sampler knows of a GPU process beyond NVML: identity, slot, basic /proc facts."""
+
+    identity: ProcessIdentity
+    gpu_index: int
+    slot: int  # index into the shm process rings, -1 when the slots are full
+    user: str  # "" when unknown
+    command: str  # sanitised, "" when not readable (other user, vanished)
+    same_user: bool  # may vramtop read /proc details and send signals (same UID or root)
+
+
+@dataclass(frozen=True, slots=True)
+class SampleMessage:
+    """One tick of the sampler: the snapshot plus where each process lives in shared memory."""
+
+    seq: int  # the shm sample counter this message corresponds to
+    snapshot: Snapshot
+    rows: tuple[ProcessRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    actor: str
+    pid: int
+    at: float  # time.monotonic() in the sender
+
+
+@dataclass(frozen=True, slots=True)
+class ActorState:
+    name: str
+    alive: bool
+    restarts: int
+    failed: bool  # given up on after the restart intensity was exceeded
+    last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ActorHealth:
+    """Supervisor -> render: who is running, who was restarted, who was given up."""
+
+    actors: tuple[ActorState, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigUpdate:
+    """Supervisor -> actors after SIGHUP. ``error`` set: the reload failed, the old config stays."""
+
+    config: Config
+    error: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Supervisor -> actor: finish the current step and exit 0."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Quit:
+    """Render -> supervisor: the user asked to quit."""
+
+    reason: str = "user"
+
+
+@dataclass(frozen=True, slots=True)
+class ActorError:
+    """Actor -> supervisor: a one-line description of why it is about to die."""
+
+    actor: str
+    error: str
+    fatal: bool = True
+    details: tuple[str, ...] = field(default=())
+
+
+Message = (
+    SampleMessage | Heartbeat | ActorHealth | ConfigUpdate | Stop | Quit | ActorError
+)

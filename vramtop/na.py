@@ -1,0 +1,78 @@
+"""The "not available" value every layer uses for a field the driver cannot give.
+
+A field that NVML reports as NOT_SUPPORTED, NO_PERMISSION or missing is ``NA``, not ``None`` and
+not an exception: it formats as ``N/A`` with any format spec, is falsy, compares unequal to every
+number, and arithmetic on it yields ``NA`` again, so display code never has to special-case it.
+JSON output turns it into ``null``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, TypeVar
+
+T = TypeVar("T")
+
+
+class NaType:
+    """Singleton type of :data:`NA`."""
+
+    _instance: NaType | None = None
+    __slots__ = ()
+
+    def __new__(cls) -> NaType:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NA"
+
+    def __str__(self) -> str:
+        return "N/A"
+
+    def __format__(self, spec: str) -> str:
+        # Keep the width/alignment of the spec so tables stay aligned; drop the type code.
+        width = "".join(ch for ch in spec if ch.isdigit() or ch in "<>^")
+        align = width[0] if width[:1] in ("<", ">", "^") else ">"
+        digits = width.lstrip("<>^").split(".")[0]
+        return format("N/A", f"{align}{digits}") if digits else "N/A"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __eq__(self, other: object) -> bool:
+        return other is self
+
+    def __hash__(self) -> int:
+        return 0x4E41
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    __le__ = __gt__ = __ge__ = __lt__
+
+    def _na(self, *_: Any) -> NaType:
+        return self
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _na
+    __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __neg__ = _na
+
+    def __reduce__(self) -> str:
+        return "NA"
+
+
+NA: Final = NaType()
+
+
+def is_na(value: object) -> bool:
+    return value is NA
+
+
+def or_default(value: T | NaType, default: T) -> T:
+    """``value`` unless it is NA."""
+    return default if isinstance(value, NaType) else value
+
+
+def to_json(value: object) -> object:
+    """NA -> None; everything else unchanged."""
+    return None if isinstance(value, NaType) else value

@@ -1,0 +1,101 @@
+"""Terminal writer: turns a :class:`Grid` into escape sequences, sending only what changed.
+
+The previous frame is kept; each new frame is compared cell by cell and only runs of changed
+cells are written (one cursor move per run). A resize, a theme switch or an explicit
+``invalidate()`` forces a full redraw. With ``no_color`` no colour sequence is ever emitted:
+emphasis is bold / reverse / underline only (https://no-color.org).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vramtop.render.grid import Grid, Style
+from vramtop.render.theme import Theme
+
+
+class TerminalWriter:
+    def __init__(self, term: Any, theme: Theme, no_color: bool = False) -> None:
+        self.term = term
+        self.theme = theme
+        self.no_color = no_color
+        self._prev: Grid | None = None
+        self._seq: dict[Style, str] = {}
+        self.bytes_written = 0
+
+    def set_theme(self, theme: Theme) -> None:
+        if theme is not self.theme:
+            self.theme = theme
+            self.invalidate()
+
+    def invalidate(self) -> None:
+        self._prev = None
+        self._seq.clear()
+
+    def _style_seq(self, style: Style) -> str:
+        seq = self._seq.get(style)
+        if seq is None:
+            t = self.term
+            parts = [t.normal]
+            if style.bold:
+                parts.append(t.bold)
+            if style.dim and not self.no_color:
+                parts.append(t.dim)
+            if style.underline:
+                parts.append(t.underline)
+            if style.reverse:
+                parts.append(t.reverse)
+            if not self.no_color:
+                if style.fg:
+                    parts.append(t.color_rgb(*self.theme.rgb(style.fg)))
+                else:
+                    parts.append(t.color_rgb(*self.theme.rgb("text")))
+                if style.bg:
+                    parts.append(t.on_color_rgb(*self.theme.rgb(style.bg)))
+            seq = "".join(parts)
+            self._seq[style] = seq
+        return seq
+
+    def render(self, grid: Grid) -> str:
+        """The escape-sequence string that brings the terminal from the last frame to ``grid``."""
+        t = self.term
+        prev = self._prev
+        full = prev is None or prev.width != grid.width or prev.height != grid.height
+        out: list[str] = []
+        if full:
+            out.append(t.normal + t.home + t.clear)
+        current: Style | None = None
+        for y in range(grid.height):
+            chars = grid.chars[y]
+            styles = grid.styles[y]
+            if full:
+                changed = list(range(grid.width))
+            else:
+                assert prev is not None
+                pc, ps = prev.chars[y], prev.styles[y]
+                changed = [x for x in range(grid.width) if chars[x] != pc[x] or styles[x] != ps[x]]
+            if not changed:
+                continue
+            run_end = -2
+            for x in changed:
+                if x != run_end + 1:
+                    out.append(t.move_xy(x, y))
+                style = styles[x]
+                if style != current:
+                    out.append(self._style_seq(style))
+                    current = style
+                out.append(chars[x])
+                run_end = x
+        if out:
+            out.append(t.normal)
+        self._prev = _copy(grid)
+        text = "".join(out)
+        self.bytes_written += len(text.encode("utf-8", "replace"))
+        return text
+
+
+def _copy(grid: Grid) -> Grid:
+    g = Grid(grid.width, grid.height)
+    g.chars = [row[:] for row in grid.chars]
+    g.styles = [row[:] for row in grid.styles]
+    return g
