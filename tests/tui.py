@@ -47,7 +47,9 @@ class Tui:
         deadline = time.monotonic() + seconds
         while True:
             try:
-                data = self.child.read_nonblocking(65536, timeout=max(0.01, deadline - time.monotonic()))
+                data = self.child.read_nonblocking(
+                    65536, timeout=max(0.01, deadline - time.monotonic())
+                )
             except pexpect.TIMEOUT:
                 data = b""
             except pexpect.EOF:

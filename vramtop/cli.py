@@ -24,6 +24,7 @@ from vramtop.messages import ProcessRow
 from vramtop.procinfo import ProcessTable
 
 EXIT_OK, EXIT_GPU, EXIT_USAGE = 0, 1, 2
+ONCE_WARMUP_S = 60.0
 
 DESCRIPTION = """\
 The htop for GPU memory: which process holds how much VRAM, how it is moving, and whether the
@@ -138,6 +139,9 @@ def _main(args: argparse.Namespace) -> int:
         gpu_count = None
 
     if args.once or not sys.stdout.isatty():
+        if spec.kind == "simulated":
+            # One sample of a scenario is most telling once it has settled (servers loaded).
+            spec = BackendSpec("simulated", args.demo, time.time() - ONCE_WARMUP_S, args.speed)
         return run_once(spec, as_json=args.json)
     return run_monitor(config, spec, gpu_count, args.config, overrides_from(args))
 
@@ -212,6 +216,7 @@ def run_monitor(
             shm_name=segment.name,
             config_path=config_path,
             overrides=overrides,
+            housekeeping=pool.reap if pool is not None else None,
         )
         return supervisor.run()
     finally:

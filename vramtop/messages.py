@@ -99,6 +99,4 @@ class ActorError:
     details: tuple[str, ...] = field(default=())
 
 
-Message = (
-    SampleMessage | Heartbeat | ActorHealth | ConfigUpdate | Stop | Quit | ActorError
-)
+Message = SampleMessage | Heartbeat | ActorHealth | ConfigUpdate | Stop | Quit | ActorError

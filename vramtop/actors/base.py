@@ -72,11 +72,12 @@ class _StopRequested(Exception):
     pass
 
 
-def set_title(name: str) -> None:
+def set_title(name: str | None) -> None:
+    """``vramtop: NAME`` for an actor, plain ``vramtop`` for the supervisor (name None)."""
     try:
         import setproctitle
 
-        setproctitle.setproctitle(f"vramtop: {name}")
+        setproctitle.setproctitle("vramtop" if name is None else f"vramtop: {name}")
     except Exception:  # a missing title is cosmetic, never fatal
         pass
 

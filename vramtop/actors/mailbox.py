@@ -45,7 +45,8 @@ class Mailbox:
         try:
             if not connection.wait([reader], timeout):
                 return None
-            return self._q.get(timeout=0.05)
+            message: object = self._q.get(timeout=0.05)
+            return message
         except (queue.Empty, EOFError, OSError):
             return None
 

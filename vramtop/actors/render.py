@@ -35,7 +35,8 @@ def make_terminal(no_color: bool) -> Any:
             fd = os.open("/dev/tty", os.O_RDONLY)
             os.dup2(fd, 0)
             os.close(fd)
-    sys.__stdin__ = open(0, closefd=False)  # noqa: SIM115 - lives as long as the process
+    # blessed takes its keyboard from sys.__stdin__, which multiprocessing closed in children.
+    setattr(sys, "__stdin__", open(0, closefd=False))  # noqa: B010, SIM115
     # blessed disables every sequence (cursor moves too) under NO_COLOR; vramtop honours
     # NO_COLOR itself in the writer (no colour, emphasis kept), so hide it from blessed.
     os.environ.pop("NO_COLOR", None)

@@ -31,7 +31,15 @@ from typing import Any
 from vramtop.actors.base import ActorContext, ActorCore, run_actor, set_title
 from vramtop.actors.mailbox import Mailbox
 from vramtop.config import Config, ConfigError, load_config
-from vramtop.messages import ActorError, ActorHealth, ActorState, ConfigUpdate, Heartbeat, Quit, Stop
+from vramtop.messages import (
+    ActorError,
+    ActorHealth,
+    ActorState,
+    ConfigUpdate,
+    Heartbeat,
+    Quit,
+    Stop,
+)
 
 ALT_SCREEN_OFF = "\x1b[?1049l\x1b[?25h\x1b[0m"
 CONTEXT = mp.get_context("fork")  # explicit: 3.14 changes the default start method
@@ -70,7 +78,9 @@ class Supervisor:
         config_path: str | None = None,
         overrides: Mapping[str, object] | None = None,
         mailbox_size: int = 64,
+        housekeeping: Callable[[], object] | None = None,
     ) -> None:
+        self.housekeeping = housekeeping  # called every loop turn (reaping demo children)
         self.config = config
         self.config_path = config_path
         self.overrides = dict(overrides or {})
@@ -88,7 +98,7 @@ class Supervisor:
 
     # -- lifecycle ------------------------------------------------------------------------
     def run(self) -> int:
-        set_title("")
+        set_title(None)
         self._install_signals()
         self._save_terminal()
         try:
@@ -99,6 +109,8 @@ class Supervisor:
                 self._handle_inbox()
                 self._reap()
                 self._check_heartbeats()
+                if self.housekeeping is not None:
+                    self.housekeeping()
         finally:
             self._shutdown()
         return self.exit_code
@@ -145,7 +157,9 @@ class Supervisor:
         child.inbox.repair()
         core = child.spec.factory()
         proc = CONTEXT.Process(
-            target=run_actor, args=(core, self._context_for(child)), name=f"vramtop: {child.spec.name}"
+            target=run_actor,
+            args=(core, self._context_for(child)),
+            name=f"vramtop: {child.spec.name}",
         )
         proc.daemon = False
         proc.start()

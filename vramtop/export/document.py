@@ -40,8 +40,10 @@ def _gpu(gpu: GpuSample, snap: Snapshot, procs: list[dict[str, Any]]) -> dict[st
             "free_bytes": to_json(gpu.memory_free),
             "processes_sum_bytes": snap.process_memory_sum(gpu.index),
         },
-        "utilization": {"gpu_percent": to_json(gpu.util_gpu),
-                        "memory_percent": to_json(gpu.util_memory)},  # fmt: skip
+        "utilization": {
+            "gpu_percent": to_json(gpu.util_gpu),
+            "memory_percent": to_json(gpu.util_memory),
+        },
         "temperature_c": to_json(gpu.temperature_c),
         "power": {"draw_w": to_json(gpu.power_w), "limit_w": to_json(gpu.power_limit_w)},
         "clocks": {"sm_mhz": to_json(gpu.clock_sm_mhz), "memory_mhz": to_json(gpu.clock_mem_mhz)},
@@ -113,9 +115,8 @@ def to_table(snap: Snapshot, rows: Iterable[ProcessRow] = ()) -> str:
             row = by_key.get((p.pid, p.gpu_index))
             user = (row.user if row else "") or "?"
             command = (row.command if row else "") or "N/A"
-            out.append(
-                f"    {p.pid:>8}  {user[:10]:<10} {p.type_label:<4} {size(p.used_bytes):>7}  {command}"
-            )
+            vram = size(p.used_bytes)
+            out.append(f"    {p.pid:>8}  {user[:10]:<10} {p.type_label:<4} {vram:>7}  {command}")
     for note in snap.notes:
         out.append(f"note: {note}")
     return "\n".join(out)

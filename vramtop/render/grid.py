@@ -35,7 +35,7 @@ class Grid:
         self.styles: list[list[Style]] = [[PLAIN] * self.width for _ in range(self.height)]
 
     def put(self, x: int, y: int, text: str, style: Style = PLAIN, limit: int | None = None) -> int:
-        """Write ``text`` at (x, y), clipped to the grid and to ``limit`` cells; return cells used."""
+        """Write ``text`` at (x, y), clipped to the grid and ``limit`` cells; return cells used."""
         if y < 0 or y >= self.height or x >= self.width:
             return 0
         end = self.width if limit is None else min(self.width, x + max(0, limit))

@@ -72,7 +72,9 @@ def memory_bar(gpu: GpuSample, width: int, accessible: bool) -> list[tuple[str, 
         n_res = 1  # a reserved slice is always visible when NVML reports one
     n_free = width - n_used - n_res
     ratio_used = used / total
-    used_style = Style(fg="crit" if ratio_used >= 0.95 else "warn" if ratio_used >= 0.85 else "used")
+    used_style = Style(
+        fg="crit" if ratio_used >= 0.95 else "warn" if ratio_used >= 0.85 else "used"
+    )
     if accessible:
         return [("#" * n_used, used_style), ("+" * n_res, Style(fg="reserved")),
                 ("." * n_free, Style(fg="muted"))]  # fmt: skip
@@ -204,7 +206,9 @@ def _gpu_card(
 COLUMNS = (("GPU", 3), ("PID", 8), ("USER", 10), ("TYPE", 4), ("VRAM", 7))
 
 
-def _process_table(grid: Grid, y: int, bottom: int, state: ViewState, sample: SampleMessage) -> None:
+def _process_table(
+    grid: Grid, y: int, bottom: int, state: ViewState, sample: SampleMessage
+) -> None:
     w = grid.width
     header = "".join(f"{name:>{width}} " if name != "USER" else f"{name:<{width}} "
                      for name, width in COLUMNS) + "COMMAND"  # fmt: skip
@@ -230,9 +234,7 @@ def _process_table(grid: Grid, y: int, bottom: int, state: ViewState, sample: Sa
         kind = proc.type_label if proc is not None else "?"
         user = (row.user or "?")[:10]
         command = row.command or ("(other user)" if not row.same_user and row.user else "N/A")
-        line = (
-            f" {row.gpu_index:>3} {row.identity.pid:>8} {user:<10} {kind:>4} {vram:>7} {command}"
-        )
+        line = f" {row.gpu_index:>3} {row.identity.pid:>8} {user:<10} {kind:>4} {vram:>7} {command}"
         yy = y + i
         style = Style() if row.same_user else MUTED
         grid.put(0, yy, line, style)
