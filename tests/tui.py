@@ -24,7 +24,10 @@ class Tui:
         rows: int = 40,
         env: dict[str, str] | None = None,
         home: Path | None = None,
+        shell: str | None = None,
     ) -> None:
+        """Run ``vramtop ARGS``, or with ``shell`` a bash command line (``{vramtop}`` in it is
+        replaced by the command that starts vramtop)."""
         full_env = dict(os.environ)
         full_env.update({"TERM": "xterm-256color", "COLUMNS": str(cols), "LINES": str(rows)})
         full_env.pop("NO_COLOR", None)
@@ -35,9 +38,11 @@ class Tui:
         self.screen = pyte.Screen(cols, rows)
         self.stream = pyte.ByteStream(self.screen)
         self.raw = bytearray()
-        self.child = pexpect.spawn(
-            VRAMTOP[0], [*VRAMTOP[1:], *args], env=full_env, dimensions=(rows, cols), timeout=5
-        )
+        if shell is None:
+            program, argv = VRAMTOP[0], [*VRAMTOP[1:], *args]
+        else:
+            program, argv = "bash", ["-c", shell.replace("{vramtop}", " ".join(VRAMTOP))]
+        self.child = pexpect.spawn(program, argv, env=full_env, dimensions=(rows, cols), timeout=5)
 
     @property
     def pid(self) -> int:
@@ -101,7 +106,7 @@ class Tui:
             return out
         for proc in kids:
             try:
-                title = " ".join(proc.cmdline())
+                title = " ".join(proc.cmdline()).strip()
             except psutil.Error:
                 continue
             if title.startswith("vramtop: "):

@@ -1,0 +1,527 @@
+#!/usr/bin/env python3
+"""Measure what vramtop costs the machine it watches, on simulated GPUs.
+
+Where it sits: outside the data flow, as its first user. It drives the sampler's functional core
+in-process (``SamplerCore.tick`` over both backends) and the whole program in a real
+pseudo-terminal (``python -m vramtop --demo SCENARIO``), for 1 and 8 GPUs with 16, 256 and 1024
+processes each, and prints one report of two markdown tables sharing the same row labels:
+
+* core costs: CPU milliseconds per sampler tick (median), on the simulated backend and on the
+  NVML backend against the simulated driver of ``tests/nvml_sim.py``. The tick includes resolving
+  identities, writing the shared-memory rings and pickling the sample for the three readers (a
+  forked drainer process reads the mailboxes, so unpickling is not counted). The NVML figure
+  includes the simulated driver's Python callbacks, so it overstates what libnvidia-ml costs.
+* whole-program costs: CPU seconds per wall second (shown as %, 100 = one core) and PSS of every
+  vramtop process over a window after start-up, time to first frame (spawn to the GPU name on the
+  terminal), key-to-redraw latency (Down/Up arrows, median) and bytes sent to the terminal per
+  idle second.
+
+The machine is noisy and small: compare the numbers as ratios within one run (1024 vs 16
+processes, NVML vs simulated, sampler vs render), never as absolute times across runs. Nothing
+here asserts a budget; ``tests/test_bench.py`` only checks that the script runs and reports.
+
+Usage: ``.venv/bin/python scripts/bench.py [--quick] [--json FILE]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import multiprocessing
+import os
+import re
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from multiprocessing import connection
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the simulated NVML driver lives with the tests
+
+import pexpect  # noqa: E402
+import psutil  # noqa: E402
+
+from vramtop.actors.base import ActorContext  # noqa: E402
+from vramtop.actors.mailbox import Mailbox  # noqa: E402
+from vramtop.actors.sampler import READERS, SamplerCore  # noqa: E402
+from vramtop.config import Config  # noqa: E402
+from vramtop.gpu.factory import BackendSpec  # noqa: E402
+from vramtop.gpu.scenario import load_scenario  # noqa: E402
+from vramtop.gpu.simulated import SimulatedBackend, synthetic_pid  # noqa: E402
+from vramtop.shm import ShmSegment  # noqa: E402
+
+GPU_NAME = "NVIDIA H100 80GB HBM3"
+GPU_MIB = 81559
+ROWS, COLS = 45, 160
+REFRESH = "0.5"
+ACTORS = ("supervisor", "sampler", "render")
+FULL_CASES = ((1, 16), (1, 256), (1, 1024), (8, 16), (8, 256), (8, 1024))
+QUICK_CASES = ((1, 16), (8, 1024))
+CURSOR_QUERY, CURSOR_REPLY = b"\x1b[6n", b"\x1b[1;1R"
+_ESCAPE = re.compile(rb"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[()][0-9A-Za-z]|.)")
+
+
+@dataclass(frozen=True)
+class Case:
+    gpus: int
+    procs: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.gpus} GPU{'s' if self.gpus > 1 else ''} / {self.procs} procs"
+
+
+@dataclass(frozen=True)
+class Plan:
+    ticks: int  # measured sampler ticks per backend
+    warmup_ticks: int
+    settle_s: float  # whole program: after the first frame, before the window
+    window_s: float  # whole program: the measured idle window
+    key_presses: int
+
+
+FULL = Plan(ticks=30, warmup_ticks=3, settle_s=2.0, window_s=6.0, key_presses=5)
+QUICK = Plan(ticks=8, warmup_ticks=2, settle_s=1.0, window_s=3.0, key_presses=3)
+
+
+@dataclass
+class Result:
+    case: Case
+    core: dict[str, float] = field(default_factory=dict)  # backend -> CPU ms per tick
+    cpu: dict[str, float] = field(default_factory=dict)  # actor -> CPU s per wall s
+    pss_mib: dict[str, float] = field(default_factory=dict)  # actor -> MiB
+    first_frame_s: float = math.nan
+    key_ms: float = math.nan
+    tty_bytes_per_s: float = math.nan
+    notes: list[str] = field(default_factory=list)
+
+
+# -- scenarios -------------------------------------------------------------------------------------
+
+
+def scenario_toml(case: Case) -> str:
+    """``case.gpus`` H100s and ``case.procs`` synthetic processes, all present from t=0, sized
+    so that no GPU runs out of memory (an OOM kill would change the process count mid-run)."""
+    per_gpu = math.ceil(case.procs / case.gpus)
+    high = min(256.0, 0.6 * GPU_MIB / per_gpu)
+    gpu = f'[[gpu]]\nname = "{GPU_NAME}"\nmemory_mib = {GPU_MIB}\npower_limit_w = 700\n'
+    return (
+        f'name = "bench-{case.gpus}x{case.procs}"\nseed = 7\n\n'
+        + "\n".join(gpu for _ in range(case.gpus))
+        + "\n[[process_group]]\n"
+        + f"count = {case.procs}\n"
+        + 'name = "worker"\n'
+        + f"gpu = {list(range(case.gpus))}\n"
+        + "sm_util = 10\n"
+        + f"size_mib = [{high / 8:.1f}, {high:.1f}]\n"
+        + "noise_mib = 1\n"
+    )
+
+
+def write_scenario(case: Case, directory: Path) -> Path:
+    path = directory / f"bench-{case.gpus}x{case.procs}.toml"
+    path.write_text(scenario_toml(case))
+    return path
+
+
+# -- the sampler core, in-process ------------------------------------------------------------------
+
+
+def _drain(boxes: list[Mailbox], ack: Any) -> None:
+    """Forked reader: take one sample from every reader mailbox, then acknowledge the tick."""
+    while True:
+        for box in boxes:
+            message = None
+            while message is None:
+                message = box.take(1.0)
+            if message == "stop":
+                return
+        ack.send(1)
+
+
+def nvml_driver(case: Case, scenario_path: Path) -> Any:
+    """A simulated libnvidia-ml showing the same GPUs and processes as the scenario."""
+    from nvml_sim import MIB, SimDriver, SimGpu, SimProcess, UtilSample
+
+    snapshot = SimulatedBackend(load_scenario(str(scenario_path))).sample()
+    gpus = []
+    for g in range(case.gpus):
+        mine = [p for p in snapshot.processes if p.gpu_index == g]
+        used = [int(p.used_bytes) if isinstance(p.used_bytes, int) else 64 * MIB for p in mine]
+        gpus.append(
+            SimGpu(
+                name=GPU_NAME,
+                uuid=f"GPU-00000000-1111-2222-3333-{g:012d}",
+                total=GPU_MIB * MIB,
+                used=sum(used) + 512 * MIB,
+                processes={
+                    "compute": [SimProcess(p.pid, u) for p, u in zip(mine, used, strict=True)],
+                    "graphics": [],
+                    "mps": [],
+                },
+                util_samples=[UtilSample(p.pid, 1, 10, 4) for p in mine],
+            )
+        )
+    return SimDriver(gpus)
+
+
+def _fresh_util_samples(driver: Any, stamp_us: int) -> None:
+    # A real driver keeps producing per-process samples; without new timestamps the backend
+    # would see none after the first tick and the NVML path would look cheaper than it is.
+    for gpu in driver.gpus:
+        for sample in gpu.util_samples:
+            sample.timestamp = stamp_us
+
+
+def measure_core(case: Case, kind: str, scenario_path: Path, plan: Plan) -> float:
+    """Median CPU milliseconds (this process, all threads) per ``SamplerCore.tick``."""
+    mp = multiprocessing.get_context("fork")
+    config = Config()
+    outboxes = {name: Mailbox(mp, name) for name in READERS}
+    inbox, supervisor = Mailbox(mp, "sampler"), Mailbox(mp, "supervisor")
+    ack_r, ack_w = mp.Pipe(duplex=False)
+    drainer = mp.Process(target=_drain, args=(list(outboxes.values()), ack_w), daemon=True)
+    drainer.start()
+    segment = ShmSegment.create(
+        config.general.history_length, case.gpus, max(config.general.process_slots, case.procs)
+    )
+    driver = nvml_driver(case, scenario_path) if kind == "nvml" else None
+    spec = (
+        BackendSpec("nvml")
+        if kind == "nvml"
+        else BackendSpec("simulated", scenario=str(scenario_path), t0=time.time())
+    )
+    costs: list[float] = []
+    try:
+        with contextlib.ExitStack() as stack:
+            if driver is not None:
+                from nvml_sim import install
+
+                stack.enter_context(install(driver))
+            core = SamplerCore(spec)
+            ctx = ActorContext("sampler", config, inbox, supervisor, outboxes, segment.name)
+            core.start(ctx)
+            try:
+                for i in range(plan.warmup_ticks + plan.ticks):
+                    if driver is not None:
+                        _fresh_util_samples(driver, 1000 + i * 500_000)
+                    before = time.process_time()
+                    core.tick(time.monotonic())
+                    ack_r.recv()  # blocks without CPU until the samples were pickled and read
+                    if i >= plan.warmup_ticks:
+                        costs.append(time.process_time() - before)
+            finally:
+                core.stop()
+            if driver is not None and driver.callback_failures:
+                raise RuntimeError(f"simulated driver failed: {driver.callback_failures[:3]}")
+    finally:
+        for box in outboxes.values():
+            box.post("stop")
+        drainer.join(5)
+        if drainer.is_alive():
+            drainer.kill()
+            drainer.join(5)
+        for box in (*outboxes.values(), inbox, supervisor):
+            box.close()
+        segment.close()
+        segment.unlink()
+    return 1000.0 * statistics.median(costs)
+
+
+# -- the whole program in a pseudo-terminal --------------------------------------------------------
+
+
+def _compact(data: bytes) -> bytes:
+    """Terminal output without escape sequences and whitespace: what a frame reads as, even when
+    the writer skips unchanged blanks with cursor moves."""
+    return re.sub(rb"\s+", b"", _ESCAPE.sub(b"", data))
+
+
+def _read(child: Any, seconds: float) -> bytes:
+    try:
+        data: bytes = child.read_nonblocking(65536, timeout=max(0.0, seconds))
+    except pexpect.TIMEOUT:
+        return b""
+    if CURSOR_QUERY in data:
+        # Answer like every VT100-compatible terminal does; unanswered, blessed waits seconds
+        # for it at start-up, which is the pty's fault here, not what a user sees.
+        child.send(CURSOR_REPLY)
+    return data
+
+
+def _pump(child: Any, seconds: float) -> int:
+    """Read (and discard) everything the program writes for ``seconds``; return the byte count."""
+    total = 0
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        total += len(_read(child, left))
+    return total
+
+
+def _role(proc: psutil.Process, supervisor: int) -> str | None:
+    if proc.pid == supervisor:
+        return "supervisor"
+    title = " ".join(proc.cmdline())
+    return title[len("vramtop: ") :].strip() if title.startswith("vramtop: ") else None
+
+
+def vramtop_processes(supervisor: int) -> dict[str, psutil.Process]:
+    """The supervisor and every child titled ``vramtop: NAME``, by role."""
+    top = psutil.Process(supervisor)
+    found: dict[str, psutil.Process] = {}
+    for proc in [top, *top.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            role = _role(proc, supervisor)
+            if role is not None:
+                found[role] = proc
+    return found
+
+
+def _cpu_seconds(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+def _pss_mib(proc: psutil.Process) -> float:
+    try:
+        return float(proc.memory_full_info().pss) / (1 << 20)
+    except (AttributeError, psutil.AccessDenied):
+        return float(proc.memory_info().rss) / (1 << 20)
+
+
+def _key_latency(child: Any, presses: int) -> float:
+    """Median seconds from an arrow key to the first byte of the redraw it causes."""
+    latencies: list[float] = []
+    for i in range(presses):
+        # Press in a quiet moment, so a sample's redraw is not mistaken for the key's.
+        quiet_since = time.monotonic()
+        give_up = quiet_since + 1.5
+        while time.monotonic() - quiet_since < 0.08 and time.monotonic() < give_up:
+            if _read(child, 0.02):
+                quiet_since = time.monotonic()
+        child.send("\x1b[B" if i % 2 == 0 else "\x1b[A")
+        sent = time.monotonic()
+        while time.monotonic() - sent < 2.0:
+            if _read(child, 0.5):
+                latencies.append(time.monotonic() - sent)
+                break
+    return statistics.median(latencies) if latencies else math.nan
+
+
+def _stop(child: Any, known: Sequence[psutil.Process]) -> list[str]:
+    """Quit with q; whatever is still alive after that is killed. Returns what had to be forced."""
+    notes = []
+    with contextlib.suppress(OSError):
+        child.send("q")
+    deadline = time.monotonic() + 10
+    while child.isalive() and time.monotonic() < deadline:
+        with contextlib.suppress(pexpect.EOF, OSError):
+            _read(child, 0.1)
+    if child.isalive():
+        notes.append("did not quit on q within 10 s; killed")
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal.SIGKILL)
+    child.close(force=True)
+    _, alive = psutil.wait_procs(list(known), timeout=5)
+    for proc in alive:
+        notes.append(f"pid {proc.pid} outlived the supervisor; killed")
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=5)
+    return notes
+
+
+def measure_program(case: Case, scenario_path: Path, plan: Plan, result: Result) -> None:
+    env = dict(os.environ)
+    for name in ("NO_COLOR", "VRAMTOP_FAULT"):
+        env.pop(name, None)
+    env.update({"TERM": "xterm-256color", "COLUMNS": str(COLS), "LINES": str(ROWS)})
+    with tempfile.TemporaryDirectory(prefix="vramtop-bench-home-") as home:
+        env["XDG_CONFIG_HOME"] = home  # the user's own config must not change the numbers
+        spawned = time.monotonic()
+        child = pexpect.spawn(
+            sys.executable,
+            ["-m", "vramtop", "--demo", str(scenario_path), "--refresh-rate", REFRESH],
+            env=env,
+            dimensions=(ROWS, COLS),
+            timeout=5,
+        )
+        known: list[psutil.Process] = []
+        try:
+            known = [psutil.Process(child.pid)]
+            seen = bytearray()
+            wanted = _compact(GPU_NAME.encode())
+            while True:
+                seen += _read(child, 0.05)
+                if wanted in _compact(bytes(seen)):
+                    result.first_frame_s = time.monotonic() - spawned
+                    break
+                if time.monotonic() - spawned > 60:
+                    raise RuntimeError(f"{case.label}: no frame with {GPU_NAME!r} within 60 s")
+            _pump(child, plan.settle_s)
+            procs = vramtop_processes(child.pid)
+            known = list(procs.values())
+            before = {role: _cpu_seconds(p) for role, p in procs.items()}
+            start = time.monotonic()
+            written = _pump(child, plan.window_s)
+            wall = time.monotonic() - start
+            for role, proc in procs.items():
+                try:
+                    result.cpu[role] = (_cpu_seconds(proc) - before[role]) / wall
+                    result.pss_mib[role] = _pss_mib(proc)
+                except psutil.NoSuchProcess:
+                    result.notes.append(f"{role} died during the window")
+            if vramtop_processes(child.pid).keys() != procs.keys():
+                result.notes.append("the set of vramtop processes changed during the window")
+            result.cpu["total"] = sum(result.cpu.values())
+            result.pss_mib["total"] = sum(result.pss_mib.values())
+            result.tty_bytes_per_s = written / wall
+            result.key_ms = 1000.0 * _key_latency(child, plan.key_presses)
+        finally:
+            result.notes.extend(_stop(child, known))
+
+
+# -- the report ------------------------------------------------------------------------------------
+
+CORE_HEADERS = ("configuration", "simulated ms/tick", "nvml path ms/tick")
+PROGRAM_HEADERS = (
+    "configuration",
+    *(f"{a} CPU%" for a in ACTORS),
+    "total CPU%",
+    *(f"{a} PSS MiB" for a in ACTORS),
+    "total PSS MiB",
+    "first frame s",
+    "key→redraw ms",
+    "tty B/s",
+)
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [cells[0].ljust(widths[0])]
+        parts += [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return "| " + " | ".join(parts) + " |"
+
+    rule = "|" + "|".join(["-" * (widths[0] + 2)] + ["-" * (w + 1) + ":" for w in widths[1:]])
+    return "\n".join([line(headers), rule + "|", *(line(r) for r in rows)])
+
+
+def report(results: Sequence[Result], plan: Plan) -> str:
+    core_rows = [
+        [r.case.label, _num(r.core.get("simulated"), 2), _num(r.core.get("nvml"), 2)]
+        for r in results
+    ]
+    program_rows = []
+    for r in results:
+        program_rows.append(
+            [
+                r.case.label,
+                *(_num(100.0 * r.cpu[a] if a in r.cpu else None, 1) for a in ACTORS),
+                _num(100.0 * r.cpu["total"] if "total" in r.cpu else None, 1),
+                *(_num(r.pss_mib.get(a), 1) for a in ACTORS),
+                _num(r.pss_mib.get("total"), 1),
+                _num(r.first_frame_s, 2),
+                _num(r.key_ms, 0),
+                _num(r.tty_bytes_per_s, 0),
+            ]
+        )
+    lines = [
+        f"vramtop bench: simulated H100s, refresh {REFRESH} s, terminal {COLS}x{ROWS}, "
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}; the pty answers cursor-position "
+        "queries like a terminal. Compare as ratios within one run.",
+        "",
+        f"Sampler core, CPU ms per tick (median of {plan.ticks}; tick = sample + identities + "
+        "shm write + pickled messages):",
+        "",
+        markdown_table(CORE_HEADERS, core_rows),
+        "",
+        f"Whole program (python -m vramtop --demo), {plan.window_s:.0f} s idle window after "
+        f"{plan.settle_s:.0f} s settling; CPU% = CPU s per wall s x 100 (100 = one core):",
+        "",
+        markdown_table(PROGRAM_HEADERS, program_rows),
+    ]
+    notes = [f"{r.case.label}: {n}" for r in results for n in r.notes]
+    if notes:
+        lines += ["", "Notes:", *(f"- {n}" for n in notes)]
+    return "\n".join(lines)
+
+
+def as_json(results: Sequence[Result], plan: Plan, seconds: float) -> dict[str, Any]:
+    def clean(value: float) -> float | None:
+        return None if math.isnan(value) else round(value, 6)
+
+    return {
+        "refresh_rate_s": float(REFRESH),
+        "terminal": [COLS, ROWS],
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "plan": plan.__dict__,
+        "runtime_s": round(seconds, 2),
+        "rows": [
+            {
+                "label": r.case.label,
+                "gpus": r.case.gpus,
+                "processes": r.case.procs,
+                "core_cpu_ms_per_tick": {k: clean(v) for k, v in r.core.items()},
+                "cpu_s_per_wall_s": {k: clean(v) for k, v in r.cpu.items()},
+                "pss_mib": {k: clean(v) for k, v in r.pss_mib.items()},
+                "first_frame_s": clean(r.first_frame_s),
+                "key_to_redraw_ms": clean(r.key_ms),
+                "tty_bytes_per_idle_s": clean(r.tty_bytes_per_s),
+                "notes": r.notes,
+            }
+            for r in results
+        ],
+    }
+
+
+@contextlib.contextmanager
+def _progress(text: str) -> Iterator[None]:
+    print(f"  {text} ...", end="", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    yield
+    print(f" {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke test: 2 configurations")
+    parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    cases = [Case(g, p) for g, p in (QUICK_CASES if args.quick else FULL_CASES)]
+    started = time.monotonic()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="vramtop-bench-") as tmp:
+        for case in cases:
+            result = Result(case)
+            path = write_scenario(case, Path(tmp))
+            for kind in ("simulated", "nvml"):
+                with _progress(f"{case.label}: sampler core, {kind}"):
+                    result.core[kind] = measure_core(case, kind, path, plan)
+            with _progress(f"{case.label}: whole program"):
+                measure_program(case, path, plan, result)
+            results.append(result)
+    print(report(results, plan))
+    if args.json:
+        seconds = time.monotonic() - started
+        Path(args.json).write_text(json.dumps(as_json(results, plan, seconds), indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The command line as a user meets it: help, version, --once, errors as one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from vramtop.export.document import schema_text
+
+VRAMTOP = [sys.executable, "-m", "vramtop"]
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    full = dict(os.environ)
+    full.update(env or {})
+    return subprocess.run(
+        [*VRAMTOP, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_help_lists_every_command_and_flag() -> None:
+    out = run("--help")
+    assert out.returncode == 0
+    for flag in (
+        "--once",
+        "--json",
+        "--demo",
+        "--refresh-rate",
+        "--no-kill",
+        "--accessible",
+        "--config",
+        "--version",
+        "--speed",
+        "--list",
+    ):
+        assert flag in out.stdout, flag
+
+
+def test_version() -> None:
+    out = run("--version")
+    assert out.returncode == 0
+    assert out.stdout.startswith("vramtop ")
+
+
+def test_console_script_is_installed() -> None:
+    exe = Path(sys.executable).with_name("vramtop")
+    assert exe.exists(), "pip install should put a vramtop command beside python"
+    out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "vramtop" in out.stdout
+
+
+def test_once_without_driver_is_one_line_and_exit_1() -> None:
+    # This machine has no NVIDIA driver: the real NVML path must say so in one line.
+    out = run("--once")
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert "libnvidia-ml" in lines[0] and "vramtop --demo" in lines[0]
+    assert "Traceback" not in out.stderr
+
+
+def test_monitor_without_driver_is_one_line_and_exit_1() -> None:
+    # Same check for the live monitor path: stdout is a pipe here, so it behaves as --once.
+    out = run()
+    assert out.returncode == 1
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_demo_once_json_matches_the_documented_schema() -> None:
+    out = run("--demo", "--once", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    jsonschema.validate(doc, json.loads(schema_text()))
+    assert doc["backend"] == "simulated"
+    assert len(doc["gpus"]) >= 2
+    names = [p["command"] for g in doc["gpus"] for p in g["processes"] if p["command"]]
+    assert any("train.py" in n for n in names)
+    for gpu in doc["gpus"]:
+        if gpu["state"] != "ok":
+            continue
+        mem = gpu["memory"]
+        # used, reserved and free as the driver reports them: they add up to the total.
+        assert mem["used_bytes"] + mem["reserved_bytes"] + mem["free_bytes"] == mem["total_bytes"]
+
+
+def test_json_reports_real_child_processes() -> None:
+    out = run("--demo", "small", "--once", "--json")
+    doc = json.loads(out.stdout)
+    procs = doc["gpus"][0]["processes"]
+    assert {p["command"] for p in procs} == {
+        "python serve.py --port 8080",
+        "python train_small.py --epochs 3",
+    }
+    # Real processes: a start time and our own user, and they are gone after the run.
+    for p in procs:
+        assert p["start_time"] and p["same_user"]
+        assert not Path(f"/proc/{p['pid']}").exists()
+
+
+def test_piped_stdout_behaves_as_once() -> None:
+    out = run("--demo", "small")
+    assert out.returncode == 0
+    assert "NVIDIA A10" in out.stdout
+    assert "\x1b[" not in out.stdout  # no escape sequences into a pipe
+
+
+def test_demo_table_shows_gpus_and_processes() -> None:
+    out = run("--demo", "small", "--once")
+    assert out.returncode == 0
+    assert "[0] NVIDIA A10" in out.stdout
+    assert "python train_small.py --epochs 3" in out.stdout
+
+
+def test_list_scenarios() -> None:
+    out = run("--demo", "--list")
+    assert out.returncode == 0
+    assert {"default", "small", "lost", "leak", "stress"} <= set(out.stdout.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--refresh-rate", "20", "--demo", "--once"], "general.refresh_rate"),
+        (["--refresh-rate", "abc"], "--refresh-rate"),
+        (["--demo", "no-such-scenario", "--once"], "no-such-scenario"),
+        (["--bogus"], "--bogus"),
+        (["--config", "/nonexistent/vramtop.toml", "--demo", "--once"], "/nonexistent"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args: list[str], needle: str) -> None:
+    out = run(*args)
+    assert out.returncode == 2, out
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert needle in lines[0]
+    assert "Traceback" not in out.stderr
+
+
+def test_bad_config_file_names_the_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("[display]\ntheme = 'neon'\n")
+    out = run("--config", str(cfg), "--demo", "--once")
+    assert out.returncode == 2
+    assert "display.theme" in out.stderr and "neon" in out.stderr
+
+
+def test_xdg_config_is_read(tmp_path: Path) -> None:
+    (tmp_path / "vramtop").mkdir()
+    (tmp_path / "vramtop" / "config.toml").write_text("[general]\nrefresh_rate = 99\n")
+    out = run("--demo", "--once", env={"XDG_CONFIG_HOME": str(tmp_path)})
+    assert out.returncode == 2
+    assert "refresh_rate" in out.stderr
+
+
+def test_bad_scenario_file_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[gpu]]\nname = 'x'\nmemory_mib = 'lots'\n")
+    out = run("--demo", str(bad), "--once")
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "memory_mib" in out.stderr

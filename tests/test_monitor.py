@@ -1,0 +1,212 @@
+"""The live monitor end to end: a real pseudo-terminal, real actor processes, real shared memory.
+
+Each test starts ``vramtop --demo`` under pexpect, reads the screen through pyte, and checks what a
+user would notice: the screen, the exit, the terminal state, the processes in ``ps`` and what is
+left in /dev/shm.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from tui import Tui, shm_segments
+
+from vramtop.shm import HistoryReader, ShmSegment
+
+FAST = ["--refresh-rate", "0.5"]
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    (tmp_path / ".config").mkdir()
+    return tmp_path
+
+
+def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"pid {pid} still alive")
+
+
+def test_demo_shows_gpus_and_processes_and_q_restores_the_terminal(home: Path) -> None:
+    tui = Tui([], home=home, shell="{vramtop} --demo small; echo EXIT=$?; stty -a; sleep 5")
+    try:
+        tui.wait_for("python train_small.py --epochs 3")
+        tui.send("q")
+        # stty -a, printed by the shell after vramtop exited: line editing and echo are back.
+        after = tui.wait_for(lambda s: "EXIT=0" in s and "icanon" in s)
+    finally:
+        tui.close()
+    words = after.split()
+    assert "icanon" in words and "echo" in words, after
+    assert "-icanon" not in words and "-echo" not in words
+
+
+def test_screen_content_and_live_updates(home: Path) -> None:
+    tui = Tui(["--demo", "small", *FAST], cols=120, rows=40, home=home)
+    try:
+        first = tui.wait_for("python train_small.py --epochs 3")
+        assert "GPU 0  NVIDIA A10" in first
+        assert "python serve.py --port 8080" in first
+        assert "mem [" in first and "total" in first
+        # The sawtooth process changes size: the table is redrawn from new samples.
+        tui.wait_for(lambda s: s != first and "python serve.py" in s, timeout=10)
+        tui.send("q")
+        assert tui.wait_exit() == 0
+        raw = bytes(tui.raw)
+        assert raw.rfind(b"\x1b[?1049l") > raw.rfind(b"NVIDIA A10"), "left the alternate screen"
+        assert b"\x1b[?25h" in raw[raw.rfind(b"NVIDIA A10") :], "cursor shown again"
+    finally:
+        tui.close()
+    assert shm_segments(tui.pid) == []
+
+
+def test_process_titles_sampler_restart_and_history_continuity(home: Path) -> None:
+    tui = Tui(["--demo", "small", *FAST], home=home)
+    try:
+        tui.wait_for("python train_small.py")
+        assert psutil.Process(tui.pid).cmdline()[0] == "vramtop"
+        actors = tui.actors()
+        assert {"vramtop: sampler", "vramtop: render"} <= actors.keys()
+        old = actors["vramtop: sampler"]
+        time.sleep(1.5)
+        killed_at = time.monotonic()
+        os.kill(old, signal.SIGKILL)
+        new = None
+        while time.monotonic() - killed_at < 5:
+            new = tui.actors().get("vramtop: sampler")
+            if new and new != old:
+                break
+            time.sleep(0.02)
+        back_after = time.monotonic() - killed_at
+        assert new and new != old, "sampler was not restarted"
+        assert back_after < 2.0, f"sampler back after {back_after:.2f} s"
+        # The status line says what happened, and the UI keeps drawing.
+        tui.wait_for("sampler restarted 1x", timeout=5)
+        time.sleep(2.0)
+        names = shm_segments(tui.pid)
+        assert len(names) == 1
+        segment = ShmSegment.attach(names[0])
+        try:
+            ts, _ = HistoryReader(segment).gpu_history(0)
+        finally:
+            segment.close()
+        gaps = [b - a for a, b in zip(ts[:-1], ts[1:])]
+        assert len(ts) >= 8
+        # Sampling every 0.5 s: one gap spans the downtime, none is longer than it + 2 ticks.
+        assert max(gaps) < back_after + 1.0 + 0.5, gaps
+        assert sorted(gaps)[len(gaps) // 2] == pytest.approx(0.5, abs=0.2)
+        tui.send("q")
+        assert tui.wait_exit() == 0
+    finally:
+        tui.close()
+
+
+def test_actor_crashing_at_every_start_is_given_up_and_shown(home: Path) -> None:
+    tui = Tui(["--demo", "small"], home=home, env={"VRAMTOP_FAULT": "sampler"})
+    try:
+        screen = tui.wait_for("sampler FAILED", timeout=20)
+        assert "injected fault" in screen
+        assert tui.child.isalive(), "the program keeps running without the sampler"
+        assert "vramtop: render" in tui.actors()
+        tui.send("q")
+        assert tui.wait_exit() == 0
+    finally:
+        tui.close()
+
+
+def test_killed_render_process_restores_terminal_and_comes_back(home: Path) -> None:
+    tui = Tui(["--demo", "small"], home=home)
+    try:
+        tui.wait_for("python train_small.py")
+        render = tui.actors()["vramtop: render"]
+        mark = len(tui.raw)
+        os.kill(render, signal.SIGKILL)
+        tui.wait_for(lambda s: "render restarted 1x" in s, timeout=10)
+        after = bytes(tui.raw[mark:])
+        # The supervisor left the alternate screen and showed the cursor before the restart.
+        assert b"\x1b[?1049l" in after and b"\x1b[?25h" in after
+        assert tui.actors()["vramtop: render"] != render
+        tui.send("q")
+        assert tui.wait_exit() == 0
+    finally:
+        tui.close()
+
+
+def test_sigterm_stops_everything_and_unlinks_shared_memory(home: Path) -> None:
+    tui = Tui(["--demo", "small"], home=home)
+    try:
+        tui.wait_for("python train_small.py")
+        assert len(shm_segments(tui.pid)) == 1
+        pids = list(tui.actors().values())
+        os.kill(tui.pid, signal.SIGTERM)
+        tui.wait_exit()
+        for pid in pids:
+            _wait_gone(pid)
+    finally:
+        tui.close()
+    assert shm_segments(tui.pid) == []
+
+
+def test_sigkill_of_the_whole_group_is_cleaned_by_the_next_start(home: Path) -> None:
+    tui = Tui(["--demo", "small"], home=home)
+    try:
+        tui.wait_for("python train_small.py")
+        assert len(shm_segments(tui.pid)) == 1
+        children = [p.pid for p in psutil.Process(tui.pid).children(recursive=True)]
+        os.killpg(os.getpgid(tui.pid), signal.SIGKILL)
+        tui.wait_exit()
+        for pid in children:  # actors and the demo's child processes die with it
+            _wait_gone(pid)
+    finally:
+        tui.close()
+    assert len(shm_segments(tui.pid)) == 1, "a SIGKILLed run cannot clean up after itself"
+    second = Tui(["--demo", "small"], home=home)
+    try:
+        second.wait_for("python train_small.py")
+        assert shm_segments(tui.pid) == [], "the next start removes the dead run's segment"
+        second.send("q")
+        assert second.wait_exit() == 0
+    finally:
+        second.close()
+
+
+def test_sighup_reloads_config_and_keeps_it_when_bad(home: Path) -> None:
+    cfg = home / "vramtop.toml"
+    cfg.write_text('[display]\ntheme = "dark"\n')
+    tui = Tui(["--demo", "small", "--config", str(cfg)], home=home)
+    try:
+        tui.wait_for("python train_small.py")
+        cfg.write_text('[display]\ntheme = "neon"\n')
+        os.kill(tui.pid, signal.SIGHUP)
+        screen = tui.wait_for("config not reloaded", timeout=10)
+        assert "display.theme" in screen
+        assert tui.child.isalive()
+        cfg.write_text('[display]\ntheme = "light"\n')
+        os.kill(tui.pid, signal.SIGHUP)
+        tui.wait_for("config reloaded", timeout=10)
+        tui.send("q")
+        assert tui.wait_exit() == 0
+    finally:
+        tui.close()
+
+
+def test_too_small_terminal_says_so(home: Path) -> None:
+    tui = Tui(["--demo", "small"], cols=30, rows=8, home=home)
+    try:
+        tui.wait_for("terminal too small")
+        tui.resize(100, 30)
+        tui.wait_for("python train_small.py", timeout=10)
+        tui.send("q")
+        assert tui.wait_exit() == 0
+    finally:
+        tui.close()
