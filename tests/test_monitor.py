@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import psutil
@@ -100,7 +100,7 @@ def test_process_titles_sampler_restart_and_history_continuity(home: Path) -> No
             ts, _ = HistoryReader(segment).gpu_history(0)
         finally:
             segment.close()
-        gaps = [b - a for a, b in zip(ts[:-1], ts[1:])]
+        gaps = [b - a for a, b in pairwise(ts)]
         assert len(ts) >= 8
         # Sampling every 0.5 s: one gap spans the downtime, none is longer than it + 2 ticks.
         assert max(gaps) < back_after + 1.0 + 0.5, gaps
@@ -203,7 +203,7 @@ def test_sighup_reloads_config_and_keeps_it_when_bad(home: Path) -> None:
 def test_too_small_terminal_says_so(home: Path) -> None:
     tui = Tui(["--demo", "small"], cols=30, rows=8, home=home)
     try:
-        tui.wait_for("terminal too small")
+        tui.wait_for("too small (needs 40x10)")
         tui.resize(100, 30)
         tui.wait_for("python train_small.py", timeout=10)
         tui.send("q")

@@ -8,9 +8,11 @@ JSON output turns it into ``null``.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final, TypeVar
 
 T = TypeVar("T")
+_SPEC = re.compile(r"(?:(.)?([<>^=]))?[+\- ]?z?#?0?(\d*)")
 
 
 class NaType:
@@ -31,11 +33,13 @@ class NaType:
         return "N/A"
 
     def __format__(self, spec: str) -> str:
-        # Keep the width/alignment of the spec so tables stay aligned; drop the type code.
-        width = "".join(ch for ch in spec if ch.isdigit() or ch in "<>^")
-        align = width[0] if width[:1] in ("<", ">", "^") else ">"
-        digits = width.lstrip("<>^").split(".")[0]
-        return format("N/A", f"{align}{digits}") if digits else "N/A"
+        # Keep the fill, alignment and width of the spec so tables stay aligned; ignore the
+        # rest (precision, type, grouping), which only makes sense for numbers.
+        m = _SPEC.match(spec)
+        fill, align, width = (
+            (m.group(1) or "", m.group(2) or ">", m.group(3)) if m else ("", "", "")
+        )
+        return format("N/A", f"{fill}{align}{width}") if width else "N/A"
 
     def __bool__(self) -> bool:
         return False

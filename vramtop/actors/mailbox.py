@@ -33,8 +33,10 @@ class Mailbox:
                 self._q.put_nowait(message)
                 return True
             except queue.Full:
+                # The oldest message may still sit in the feeder thread's buffer rather than
+                # the pipe: wait a moment for it, bounded, so the newest is the one kept.
                 with contextlib.suppress(queue.Empty, OSError):
-                    self._q.get_nowait()
+                    self._q.get(timeout=0.02)
             except (OSError, ValueError):  # closed during shutdown
                 return False
         return False

@@ -111,7 +111,9 @@ def draw(grid: Grid, state: ViewState, warn_c: float = 85.0, now: float | None =
     layout = pick_layout(w, h, state.layout)
     if layout == "tiny":
         msg = f"terminal too small (needs {MIN_W}x{MIN_H})"
-        grid.put(0, 0, msg[:w], Style(fg="warn", bold=True))
+        if len(msg) > w:
+            msg = f"too small (needs {MIN_W}x{MIN_H})"
+        grid.put(0, 0, msg, Style(fg="warn", bold=True))
         return
     sample = state.sample
     _header(grid, state, now)
