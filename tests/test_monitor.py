@@ -210,3 +210,19 @@ def test_too_small_terminal_says_so(home: Path) -> None:
         assert tui.wait_exit() == 0
     finally:
         tui.close()
+
+
+def test_ctrl_c_quits_cleanly(home: Path) -> None:
+    tui = Tui([], home=home, shell="{vramtop} --demo small; echo EXIT=$?; sleep 5")
+    try:
+        tui.wait_for("python train_small.py")
+        pids = [p.pid for p in psutil.Process(tui.pid).children(recursive=True)]
+        tui.send("\x03")
+        screen = tui.wait_for("EXIT=", timeout=10)
+        assert "Traceback" not in screen
+        assert "EXIT=0" in screen
+        for pid in pids:
+            if pid != tui.pid:
+                _wait_gone(pid)
+    finally:
+        tui.close()
