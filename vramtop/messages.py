@@ -9,9 +9,13 @@ Queues are bounded and lossy for state updates: the newest sample wins (``actors
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from vramtop.config import Config
 from vramtop.gpu.snapshot import Snapshot
+
+if TYPE_CHECKING:  # the model modules import ProcessIdentity from here
+    pass
 
 
 @dataclass(frozen=True, slots=True)

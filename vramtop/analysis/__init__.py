@@ -1,0 +1,1 @@
+"""Analysis: pure functions over numpy histories -> phases, OOM prediction, verdicts, segments."""

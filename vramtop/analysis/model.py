@@ -1,0 +1,71 @@
+"""Results of the analysis, as the analyzer sends them to the render process, ``--once --json``,
+the CSV and ``replay --json``. Plain frozen dataclasses; None = not known (yet)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vramtop.messages import ProcessIdentity
+
+# Phases
+STABLE, GROWING, SHRINKING, VOLATILE, UNKNOWN = (
+    "stable",
+    "growing",
+    "shrinking",
+    "volatile",
+    "unknown",
+)
+# Verdicts
+OK, TIGHT, OOM_RISK = "OK", "TIGHT", "OOM risk"
+
+
+@dataclass(frozen=True, slots=True)
+class Trend:
+    phase: str  # one of the phases above
+    rate_mib_s: float  # signed slope, MiB per second (0.0 when unknown)
+    rate_stderr_mib_s: float = 0.0  # uncertainty of the slope
+
+
+@dataclass(frozen=True, slots=True)
+class OomPrediction:
+    eta_s: float  # best estimate, seconds from now to OOM
+    eta_low_s: float  # range from the slope's uncertainty
+    eta_high_s: float
+    confidence: float  # 0..1
+    driver: ProcessIdentity | None  # the process driving the growth
+    rule: str  # which rule produced it, e.g. "variance: sustained linear growth 42 samples"
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A PELT change-point segment of a process's memory history."""
+
+    start_ts: float
+    end_ts: float
+    delta_mib: float
+    label: str  # "warm-up", "plateau", "leak", "cache fill", "release", "spike"
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessAnalysis:
+    identity: ProcessIdentity
+    gpu_index: int
+    trend: Trend
+    verdict: str  # OK / TIGHT / OOM risk
+    reason: str  # always one line, shown in the UI
+    eta: OomPrediction | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GpuAnalysis:
+    gpu_index: int
+    trend: Trend
+    oom: OomPrediction | None = None  # only when it passes the configured thresholds
+    temp_warning: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisResult:
+    timestamp: float
+    gpus: tuple[GpuAnalysis, ...] = ()
+    processes: tuple[ProcessAnalysis, ...] = field(default=())

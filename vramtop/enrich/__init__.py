@@ -1,0 +1,1 @@
+"""/proc enrichment: framework, model files, container and user of each GPU process."""
