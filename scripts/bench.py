@@ -20,6 +20,8 @@ The machine is noisy and small: compare the numbers as ratios within one run (10
 processes, NVML vs simulated, sampler vs render), never as absolute times across runs. Nothing
 here asserts a budget; ``tests/test_bench.py`` only checks that the script runs and reports.
 
+A measurement that fails shows as n/a with its reason under the tables, and the exit status is 1.
+
 Usage: ``.venv/bin/python scripts/bench.py [--quick] [--json FILE]``
 """
 
@@ -39,7 +41,6 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from multiprocessing import connection
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ from vramtop.actors.sampler import READERS, SamplerCore  # noqa: E402
 from vramtop.config import Config  # noqa: E402
 from vramtop.gpu.factory import BackendSpec  # noqa: E402
 from vramtop.gpu.scenario import load_scenario  # noqa: E402
-from vramtop.gpu.simulated import SimulatedBackend, synthetic_pid  # noqa: E402
+from vramtop.gpu.simulated import SimulatedBackend  # noqa: E402
 from vramtop.shm import ShmSegment  # noqa: E402
 
 GPU_NAME = "NVIDIA H100 80GB HBM3"
@@ -88,7 +89,7 @@ class Plan:
     key_presses: int
 
 
-FULL = Plan(ticks=30, warmup_ticks=3, settle_s=2.0, window_s=6.0, key_presses=5)
+FULL = Plan(ticks=40, warmup_ticks=3, settle_s=2.0, window_s=6.0, key_presses=5)
 QUICK = Plan(ticks=8, warmup_ticks=2, settle_s=1.0, window_s=3.0, key_presses=3)
 
 
@@ -102,6 +103,7 @@ class Result:
     key_ms: float = math.nan
     tty_bytes_per_s: float = math.nan
     notes: list[str] = field(default_factory=list)
+    failed: bool = False
 
 
 # -- scenarios -------------------------------------------------------------------------------------
@@ -286,8 +288,14 @@ def vramtop_processes(supervisor: int) -> dict[str, psutil.Process]:
 
 
 def _cpu_seconds(proc: psutil.Process) -> float:
-    times = proc.cpu_times()
-    return float(times.user + times.system)
+    # schedstat counts nanoseconds on the CPU; cpu_times() moves in clock ticks (10 ms), too
+    # coarse for an idle process over a few seconds.
+    try:
+        with open(f"/proc/{proc.pid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        times = proc.cpu_times()
+        return float(times.user + times.system)
 
 
 def _pss_mib(proc: psutil.Process) -> float:
@@ -430,8 +438,8 @@ def report(results: Sequence[Result], plan: Plan) -> str:
         program_rows.append(
             [
                 r.case.label,
-                *(_num(100.0 * r.cpu[a] if a in r.cpu else None, 1) for a in ACTORS),
-                _num(100.0 * r.cpu["total"] if "total" in r.cpu else None, 1),
+                *(_num(100.0 * r.cpu[a] if a in r.cpu else None, 2) for a in ACTORS),
+                _num(100.0 * r.cpu["total"] if "total" in r.cpu else None, 2),
                 *(_num(r.pss_mib.get(a), 1) for a in ACTORS),
                 _num(r.pss_mib.get("total"), 1),
                 _num(r.first_frame_s, 2),
@@ -440,17 +448,19 @@ def report(results: Sequence[Result], plan: Plan) -> str:
             ]
         )
     lines = [
-        f"vramtop bench: simulated H100s, refresh {REFRESH} s, terminal {COLS}x{ROWS}, "
-        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}; the pty answers cursor-position "
-        "queries like a terminal. Compare as ratios within one run.",
+        f"vramtop bench: simulated H100s, refresh {REFRESH} s, "
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}.",
+        "Compare as ratios within one run, never across runs or machines.",
         "",
         f"Sampler core, CPU ms per tick (median of {plan.ticks}; tick = sample + identities + "
-        "shm write + pickled messages):",
+        f"shm write + the message pickled for each of {len(READERS)} readers):",
         "",
         markdown_table(CORE_HEADERS, core_rows),
         "",
         f"Whole program (python -m vramtop --demo), {plan.window_s:.0f} s idle window after "
-        f"{plan.settle_s:.0f} s settling; CPU% = CPU s per wall s x 100 (100 = one core):",
+        f"{plan.settle_s:.0f} s settling, in a {COLS}x{ROWS} pty that answers cursor-position "
+        "queries;",
+        "CPU% = CPU s per wall s x 100 (100 = one core); total = every vramtop process:",
         "",
         markdown_table(PROGRAM_HEADERS, program_rows),
     ]
@@ -490,6 +500,15 @@ def as_json(results: Sequence[Result], plan: Plan, seconds: float) -> dict[str, 
 
 
 @contextlib.contextmanager
+def _noted(result: Result) -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        result.failed = True
+        result.notes.append(f"failed: {type(exc).__name__}: {exc}".splitlines()[0])
+
+
+@contextlib.contextmanager
 def _progress(text: str) -> Iterator[None]:
     print(f"  {text} ...", end="", file=sys.stderr, flush=True)
     started = time.monotonic()
@@ -510,17 +529,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         for case in cases:
             result = Result(case)
             path = write_scenario(case, Path(tmp))
+            # A failed measurement is reported as n/a with its reason; the others still run.
             for kind in ("simulated", "nvml"):
-                with _progress(f"{case.label}: sampler core, {kind}"):
+                with _progress(f"{case.label}: sampler core, {kind}"), _noted(result):
                     result.core[kind] = measure_core(case, kind, path, plan)
-            with _progress(f"{case.label}: whole program"):
+            with _progress(f"{case.label}: whole program"), _noted(result):
                 measure_program(case, path, plan, result)
             results.append(result)
     print(report(results, plan))
     if args.json:
         seconds = time.monotonic() - started
         Path(args.json).write_text(json.dumps(as_json(results, plan, seconds), indent=2) + "\n")
-    return 0
+    return 1 if any(r.failed for r in results) else 0
 
 
 if __name__ == "__main__":
