@@ -58,3 +58,23 @@ def test_messages_cross_processes_and_outlive_their_sender() -> None:
     message = box.take(5)
     assert message == ("hello", proc.pid)
     box.close()
+
+
+def test_broadcast_reaches_every_reader_pickled_once() -> None:
+    from vramtop.actors.base import ActorContext
+    from vramtop.config import load_config
+
+    boxes = {name: Mailbox(CTX, name) for name in ("render", "analyzer", "enricher")}
+    ctx = ActorContext(
+        name="sampler",
+        config=load_config(env={"XDG_CONFIG_HOME": "/nonexistent"}),
+        inbox=Mailbox(CTX, "sampler"),
+        supervisor=Mailbox(CTX, "supervisor"),
+        outboxes=boxes,
+        shm_name="",
+    )
+    message = {"sample": list(range(1000))}
+    ctx.broadcast(["render", "analyzer", "enricher", "nobody"], message)
+    for box in boxes.values():
+        assert box.take(5) == message
+        box.close()

@@ -15,12 +15,12 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from multiprocessing import connection
 from typing import Protocol
 
-from vramtop.actors.mailbox import Mailbox
+from vramtop.actors.mailbox import Mailbox, Packed
 from vramtop.config import Config
 from vramtop.messages import ActorError, ConfigUpdate, Heartbeat, Stop
 
@@ -43,6 +43,16 @@ class ActorContext:
         box = self.outboxes.get(actor)
         if box is not None:
             box.post(message)
+
+    def broadcast(self, actors: Iterable[str], message: object) -> None:
+        """Send one message to several actors, pickled once."""
+        boxes = [self.outboxes[a] for a in actors if a in self.outboxes]
+        if len(boxes) == 1:
+            boxes[0].post(message)
+        elif boxes:
+            packed = Packed.of(message)
+            for box in boxes:
+                box.post(packed)
 
 
 class ActorCore(Protocol):
