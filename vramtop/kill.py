@@ -1,0 +1,370 @@
+"""Sending SIGTERM, then SIGKILL, to a GPU process the user chose -- and nothing else.
+
+Data flow: the render process shows a confirmation dialog for the selected row; when the user
+confirms, it builds a :class:`KillTarget` from that row's identity (pid, start time) and runs a
+:class:`KillSession`: ``start()`` once, then ``poll()`` every frame until a final phase. Nothing
+else in vramtop sends signals to other processes (the supervisor only signals its own actors).
+With ``--no-kill`` (``display.enable_kill = false``) the render process never constructs a
+``KillSession``; ``enabled=False`` is still honoured here as a second lock: no signal, no log.
+
+The security model (design.md, "Kill"):
+
+* only processes of our own UID (root: any);
+* identity (pid, start time) is re-checked right before *each* signal, so a PID that was reused
+  since the user selected the row is never signalled; on Linux the signal goes through a pidfd
+  opened before the check, which closes the gap between check and send;
+* SIGTERM first, SIGKILL only if the same process is still alive ``grace_s`` (5 s) later;
+* every signal sent, every refused attempt and every failed send is appended to a JSON-lines
+  audit log (:func:`default_audit_path`). A log that cannot be written never blocks the kill;
+  the failure is shown in :attr:`KillState.message`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import signal
+import stat
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psutil
+
+from vramtop.sanitize import clean
+
+# create_time() is derived from clock ticks since boot plus the boot time, so two reads of the
+# same process agree to ~10 ms; a reused PID starts at least a process lifetime later.
+START_TIME_TOLERANCE_S = 0.5
+# A process that survives SIGKILL this long is stuck in the kernel (uninterruptible I/O, a
+# wedged driver); we stop waiting and say so rather than spin forever.
+KILL_WAIT_S = 5.0
+
+Phase = str  # "idle" | "terminating" | "killed" | "exited" | "refused" | "failed"
+FINAL_PHASES = frozenset({"killed", "exited", "refused", "failed"})
+
+
+@dataclass(frozen=True)
+class KillTarget:
+    """The process the user confirmed, as vramtop saw it when the row was selected."""
+
+    pid: int
+    start_time: float  # psutil.Process.create_time(); identity = (pid, start_time)
+    uid: int
+    user: str
+    command: str
+    vram_bytes: int | None
+
+
+@dataclass(frozen=True)
+class KillState:
+    phase: Phase
+    seconds_left: float  # until SIGKILL while terminating; 0 otherwise
+    message: str
+
+
+def default_audit_path(env: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_DATA_HOME/vramtop/kill-audit.jsonl``, else ``~/.local/share/vramtop/...``."""
+    env = os.environ if env is None else env
+    data_home = env.get("XDG_DATA_HOME", "")
+    # The XDG spec says relative values are invalid and must be ignored.
+    if not data_home or not os.path.isabs(data_home):
+        home = env.get("HOME") or str(Path.home())
+        data_home = os.path.join(home, ".local", "share")
+    return Path(data_home) / "vramtop" / "kill-audit.jsonl"
+
+
+def _user_name(target: KillTarget, uid: int) -> str:
+    if uid == target.uid and target.user:
+        return clean(target.user, 32)
+    try:
+        return clean(pwd.getpwuid(uid).pw_name, 32)
+    except KeyError:
+        return f"UID {uid}"
+
+
+def _not_own(target: KillTarget, uid: int) -> str:
+    return (
+        f"PID {target.pid} belongs to {_user_name(target, uid)}; "
+        "you can only kill your own processes"
+    )
+
+
+def refusal(target: KillTarget, my_uid: int, enabled: bool) -> str | None:
+    """Why ``target`` must not be signalled now, in one line; None when it may be.
+
+    Looks at the live process, so call it right before each signal. Never raises: a process
+    that vanishes or hides from us mid-check is an answer ("has exited", "cannot check"), and
+    anything unexpected refuses, because not killing is always the safe side.
+    """
+    pid = target.pid
+    if not enabled:
+        return "kill is disabled (--no-kill)"
+    # os.kill(0 or -1, ...) would signal a whole process group or every process we may reach.
+    if pid <= 0:
+        return f"PID {pid} is not a process vramtop can kill"
+    if pid == os.getpid():
+        return f"PID {pid} is vramtop itself; not killing it"
+    if my_uid != 0 and target.uid != my_uid:
+        return _not_own(target, target.uid)
+    if target.start_time <= 0:
+        return f"PID {pid} has an unknown start time; not killing it"
+    try:
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            started = proc.create_time()
+            if abs(started - target.start_time) > START_TIME_TOLERANCE_S:
+                return f"PID {pid} was reused by another process; not killing it"
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return f"PID {pid} has exited"
+            live_uid = proc.uids().real
+    except psutil.NoSuchProcess:  # ZombieProcess is a subclass: it has exited as well
+        return f"PID {pid} has exited"
+    except psutil.AccessDenied:
+        return f"PID {pid} cannot be checked (access denied); not killing it"
+    except Exception as exc:
+        return f"PID {pid} cannot be checked ({clean(str(exc), 80)}); not killing it"
+    # The selected row may be stale: a process can change its UID after we listed it.
+    if my_uid != 0 and live_uid != my_uid:
+        return _not_own(target, live_uid)
+    return None
+
+
+def _open_pidfd(pid: int) -> int | None:
+    """A handle on the process now holding ``pid`` (None where pidfds are unavailable)."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None or pid <= 0:
+        return None
+    try:
+        fd: int = opener(pid)
+    except OSError:  # ESRCH is reported by the check that follows; ENOSYS: old kernel
+        return None
+    return fd
+
+
+def _send(pid: int, pidfd: int | None, sig: signal.Signals) -> None:
+    """Deliver ``sig``; through the pidfd when we have one, so a reused PID is unreachable."""
+    sender = getattr(signal, "pidfd_send_signal", None)
+    if pidfd is not None and sender is not None:
+        sender(pidfd, sig)
+    else:
+        os.kill(pid, sig)
+
+
+class KillSession:
+    """One confirmed kill: SIGTERM, wait ``grace_s``, SIGKILL if the same process is alive.
+
+    ``start()`` is called once when the user confirms; ``poll()`` is cheap and never blocks,
+    so the render process calls it every frame and shows the countdown and the outcome.
+    ``audit_path=None`` means :func:`default_audit_path`: a sent signal is always logged.
+    """
+
+    def __init__(
+        self,
+        target: KillTarget,
+        my_uid: int,
+        enabled: bool,
+        audit_path: Path | None = None,
+        grace_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._pidfd: int | None = None
+        self.target = target
+        self.my_uid = my_uid
+        self.enabled = enabled
+        self.audit_path = default_audit_path() if audit_path is None else audit_path
+        self.grace_s = grace_s
+        self._clock = clock
+        self._phase: Phase = "idle"
+        self._message = ""
+        self._term_at = 0.0
+        self._term_sent = False
+        self._kill_at: float | None = None
+        self.audit_error: str | None = None
+
+    # -- public -------------------------------------------------------------------------------
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    def start(self) -> str | None:
+        """Re-check, then send SIGTERM. None when SIGTERM was sent; otherwise the one-line
+        reason nothing was sent (phase "refused", or "failed" when the send itself failed).
+        Calling it again after the first time sends nothing and returns the same answer."""
+        if self._phase != "idle":
+            return None if self._term_sent else self._message
+        pid = self.target.pid
+        # Open the handle before checking: if the check then passes, the handle is the
+        # checked process, and a later exit + PID reuse makes the send fail, not misfire.
+        self._pidfd = _open_pidfd(pid) if self.enabled else None
+        reason = refusal(self.target, self.my_uid, self.enabled)
+        if reason is not None:
+            return self._refuse(reason, log=self.enabled)
+        try:
+            _send(pid, self._pidfd, signal.SIGTERM)
+        except ProcessLookupError:
+            return self._refuse(f"PID {pid} has exited", log=True)
+        except OSError as exc:
+            return self._fail(signal.SIGTERM, f"SIGTERM to PID {pid} failed: {_os_reason(exc)}")
+        self._term_at = self._clock()
+        self._term_sent = True
+        self._phase = "terminating"
+        self._message = f"sent SIGTERM to PID {pid}; waiting for it to exit"
+        self._audit(signal.SIGTERM, "sent", "confirmed by user")
+        return None
+
+    def poll(self) -> KillState:
+        """Where the kill stands now; may send the SIGKILL when the grace period is over."""
+        if self._phase == "terminating":
+            self._advance()
+        return KillState(self._phase, self._seconds_left(), self.message)
+
+    @property
+    def message(self) -> str:
+        """The one-line status; a failure to write the audit log stays visible to the end."""
+        if self.audit_error is None:
+            return self._message
+        return f"{self._message} (audit log not written: {self.audit_error})"
+
+    def close(self) -> None:
+        """Release the pidfd (done automatically once the session reaches a final phase)."""
+        if self._pidfd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._pidfd)
+            self._pidfd = None
+
+    def __del__(self) -> None:
+        if hasattr(self, "_pidfd"):
+            self.close()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _advance(self) -> None:
+        pid = self.target.pid
+        now = self._clock()
+        elapsed = now - self._term_at
+        if self._kill_at is not None:
+            if not self._alive():
+                self._finish("killed", self._message.removesuffix(_WAITING))
+            elif now - self._kill_at >= KILL_WAIT_S:
+                self._finish(
+                    "failed",
+                    f"PID {pid} is still alive {KILL_WAIT_S:g} s after SIGKILL "
+                    "(stuck in the kernel?)",
+                )
+            return
+        if elapsed < self.grace_s:
+            if not self._alive():
+                self._finish("exited", f"PID {pid} exited after SIGTERM ({elapsed:.1f} s)")
+            return
+        # The deadline: a full identity check decides. A PID that now belongs to someone else
+        # is refused (and logged), not reported as a clean exit we did not see.
+        reason = refusal(self.target, self.my_uid, self.enabled)
+        if reason is not None:
+            if reason.endswith("has exited"):
+                self._finish("exited", f"PID {pid} exited after SIGTERM ({elapsed:.1f} s)")
+            else:
+                self._refuse(reason, log=True)
+            return
+        try:
+            _send(pid, self._pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            self._finish("exited", f"PID {pid} exited after SIGTERM ({elapsed:.1f} s)")
+            return
+        except OSError as exc:
+            self._fail(signal.SIGKILL, f"SIGKILL to PID {pid} failed: {_os_reason(exc)}")
+            return
+        self._kill_at = self._clock()
+        sent = f"PID {pid} did not exit within {self.grace_s:g} s; sent SIGKILL"
+        self._audit(signal.SIGKILL, "sent", f"still alive after {self.grace_s:g} s")
+        self._message = sent + _WAITING
+
+    def _alive(self) -> bool:
+        """The *same* process still exists and is not a zombie."""
+        try:
+            proc = psutil.Process(self.target.pid)
+            with proc.oneshot():
+                if abs(proc.create_time() - self.target.start_time) > START_TIME_TOLERANCE_S:
+                    return False
+                return bool(proc.status() != psutil.STATUS_ZOMBIE)
+        except psutil.NoSuchProcess:
+            return False
+        except psutil.Error:
+            # Cannot tell (e.g. access denied): assume alive, the escalation re-checks anyway.
+            return True
+
+    def _seconds_left(self) -> float:
+        if self._phase != "terminating" or self._kill_at is not None:
+            return 0.0
+        return max(0.0, self.grace_s - (self._clock() - self._term_at))
+
+    def _refuse(self, reason: str, log: bool) -> str:
+        if log:
+            self._audit(None, "refused", reason)
+        self._finish("refused", reason)
+        return reason
+
+    def _fail(self, sig: signal.Signals, reason: str) -> str:
+        self._audit(sig, "failed", reason)
+        self._finish("failed", reason)
+        return reason
+
+    def _finish(self, phase: Phase, message: str) -> None:
+        self._phase = phase
+        self._message = message
+        self.close()
+
+    def _audit(self, sig: signal.Signals | None, result: str, reason: str) -> None:
+        """Append one record; a failure is kept in ``audit_error``, never raised."""
+        t = self.target
+        record = {
+            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "pid": t.pid,
+            "start_time": t.start_time,
+            "uid": t.uid,
+            "user": clean(t.user, 64),
+            "command": clean(t.command),
+            "signal": sig.name if sig is not None else None,
+            "result": result,
+            "reason": reason,
+            "by_uid": os.geteuid(),
+        }
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        try:
+            _append(self.audit_path, line)
+        except OSError as exc:
+            self.audit_error = f"{self.audit_path}: {_os_reason(exc)}"
+
+
+_WAITING = "; waiting for it to go"
+
+
+def _append(path: Path, line: bytes) -> None:
+    """One ``os.write`` on an O_APPEND fd, so concurrent vramtops never interleave lines."""
+    directory = path.parent
+    if not directory.is_dir():
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    fd = os.open(path, flags, 0o600)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"{path} is not a regular file")
+        # The log holds command lines: keep it private even if it was created loosely.
+        if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) != 0o600:
+            os.fchmod(fd, 0o600)
+        written = os.write(fd, line)
+        if written != len(line):
+            raise OSError(f"short write ({written} of {len(line)} bytes)")
+    finally:
+        os.close(fd)
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
