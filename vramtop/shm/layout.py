@@ -198,11 +198,11 @@ class ShmLayout:
         """Views of every section of ``buf`` (which must be at least :attr:`size` bytes)."""
         if len(buf) < self.size:
             raise LayoutError(f"buffer is {len(buf)} bytes, layout needs {self.size}")
-        header = {
+        header: dict[str, np.ndarray[Any, Any]] = {
             name: np.ndarray((1,), dtype=dtype, buffer=buf, offset=i * 8)
             for i, (name, dtype) in enumerate(HEADER_FIELDS)
         }
-        views = {
+        views: dict[str, np.ndarray[Any, Any]] = {
             name: np.ndarray(shape, dtype=dtype, buffer=buf, offset=offset)
             for name, dtype, shape, offset in self.sections()
         }
