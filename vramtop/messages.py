@@ -103,4 +103,30 @@ class ActorError:
     details: tuple[str, ...] = field(default=())
 
 
-Message = SampleMessage | Heartbeat | ActorHealth | ConfigUpdate | Stop | Quit | ActorError
+@dataclass(frozen=True, slots=True)
+class EnrichmentMessage:
+    """Enricher -> render/analyzer: facts about new or changed processes (by identity)."""
+
+    items: tuple[Enrichment, ...]
+    notes: tuple[str, ...] = ()  # e.g. "processes from another PID namespace: run with --pid=host"
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisMessage:
+    """Analyzer -> render: phases, verdicts and OOM predictions for one sample."""
+
+    seq: int  # the shm sample count it was computed at
+    result: AnalysisResult
+
+
+Message = (
+    SampleMessage
+    | Heartbeat
+    | ActorHealth
+    | ConfigUpdate
+    | Stop
+    | Quit
+    | ActorError
+    | EnrichmentMessage
+    | AnalysisMessage
+)
