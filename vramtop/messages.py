@@ -15,7 +15,8 @@ from vramtop.config import Config
 from vramtop.gpu.snapshot import Snapshot
 
 if TYPE_CHECKING:  # the model modules import ProcessIdentity from here
-    pass
+    from vramtop.analysis.model import AnalysisResult
+    from vramtop.enrich.model import Enrichment
 
 
 @dataclass(frozen=True, slots=True)
