@@ -1,27 +1,37 @@
 """Command-line entry point: parses flags, loads the config and starts the right mode.
 
 Modes: the live monitor (default; the supervisor and its actors), ``--once`` (one sample as a
-table, or ``--json``; also used when stdout is not a terminal) and ``--demo`` (either of them on
-simulated GPUs). Every user error is one line on stderr and a non-zero exit, never a traceback:
-2 for bad input (flags, config, scenario), 1 when the GPUs cannot be read.
+table, or ``--json``; also used when stdout is not a terminal), ``--demo`` (either of them on
+simulated GPUs), ``--json-stream`` (NDJSON per sample) and the subcommands ``record`` (headless
+logging, ``record.py``) and ``replay`` (a recording as the backend, ``gpu/replay.py``). A
+subcommand must come first; everything else is the monitor's parser, so ``vramtop --demo``
+stays as it was. Every user error is one line on stderr and a non-zero exit, never a
+traceback: 2 for bad input (flags, config, scenario, an output file that is not ours), 1 when
+the GPUs (or the recording) cannot be read.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from vramtop import __version__
 from vramtop.config import Config, ConfigError, load_config
+from vramtop.export.logfile import LogFileError
 from vramtop.gpu.backend import BackendUnavailable
 from vramtop.gpu.factory import BackendSpec, make_backend
 from vramtop.gpu.snapshot import Snapshot
 from vramtop.messages import ProcessRow
 from vramtop.procinfo import ProcessTable
+
+if TYPE_CHECKING:
+    from vramtop.gpu.replay import ReplayBackend
 
 EXIT_OK, EXIT_GPU, EXIT_USAGE = 0, 1, 2
 ONCE_WARMUP_S = 60.0
@@ -35,6 +45,14 @@ usage:
   vramtop --once [--json]         print one sample and exit (default when stdout is not a tty)
   vramtop --demo [SCENARIO]       the same on simulated GPUs: no driver needed
   vramtop --demo --list           list the shipped scenarios
+  vramtop --export-csv FILE       the live monitor, also appending every sample to FILE (CSV)
+  vramtop --json-stream [FILE]    one JSON document per sample (NDJSON) on stdout, or to FILE
+  vramtop record FILE [--format csv|ndjson] [--demo [SCENARIO]] [--speed N] [--count N]
+                                  log every sample to FILE without a UI (nohup, systemd, tmux)
+  vramtop replay FILE [--speed N|max] [--json]
+                                  play a recording back in the monitor, or (--json) print each
+                                  sample with vramtop's analysis of it as NDJSON
+  vramtop record --help, vramtop replay --help    their options
 """
 
 
@@ -78,6 +96,93 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", metavar="PATH", help="config file (default: "
                    "$XDG_CONFIG_HOME/vramtop/config.toml)")  # fmt: skip
+    p.add_argument(
+        "--export-csv",
+        metavar="FILE",
+        help="also append every sample to FILE as CSV (continues a vramtop CSV, refuses others)",
+    )
+    p.add_argument(
+        "--json-stream",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="one JSON document per sample (the --once --json schema), on stdout without a "
+        "UI, or appended to FILE while the monitor runs",
+    )
+    return p
+
+
+def _speed(text: str) -> float:
+    if text == "max":
+        return math.inf
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or max (got {text!r})") from None
+    if not 0 < value <= 1000 and not math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be in (0, 1000] or max (got {text!r})")
+    return value
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--refresh-rate", type=float, metavar="SEC", help="seconds between samples (0.5-10)"
+    )
+    p.add_argument("--config", metavar="PATH", help="config file")
+    p.set_defaults(no_kill=False, accessible=False)
+
+
+def build_record_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="vramtop record",
+        description="Log every sample to FILE without a UI: for nohup, systemd units and tmux. "
+        "SIGINT/SIGTERM stop it after the sample being written; every sample is written whole, "
+        "so a crash or kill -9 leaves only complete lines. An existing vramtop recording of "
+        "the same format is continued; any other file is refused, never overwritten.",
+    )
+    p.add_argument("file", metavar="FILE", help="the recording; - for stdout")
+    p.add_argument(
+        "--format",
+        choices=("csv", "ndjson"),
+        help="csv (default) or ndjson; default by extension: .ndjson/.jsonl/.json -> ndjson",
+    )
+    p.add_argument(
+        "--demo",
+        nargs="?",
+        const="default",
+        metavar="SCENARIO",
+        help="record simulated GPUs (a shipped scenario name or a TOML file)",
+    )
+    p.add_argument(
+        "--speed", type=float, metavar="N", help="with --demo: simulated seconds per real second"
+    )
+    p.add_argument("--count", type=int, metavar="N", help="stop after N samples")
+    _common(p)
+    return p
+
+
+def build_replay_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="vramtop replay",
+        description="Play a recording (CSV or NDJSON, as written by vramtop record, "
+        "--export-csv or --json-stream) through the same analysis and UI as live GPUs.",
+    )
+    p.add_argument("file", metavar="FILE", help="the recording")
+    p.add_argument(
+        "--speed",
+        type=_speed,
+        metavar="N|max",
+        help="recorded seconds per real second; max: as fast as possible "
+        "(default: 1, real time; with --json: max)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="no UI: print each sample and vramtop's analysis of it as NDJSON "
+        "(also when stdout is not a terminal)",
+    )
+    _common(p)
+    p.add_argument("--accessible", action="store_true", help="text labels, ASCII bars")
     return p
 
 
@@ -93,9 +198,16 @@ def overrides_from(args: argparse.Namespace) -> dict[str, object]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    run: Callable[[argparse.Namespace], int] = _main
+    if argv and argv[0] == "record":
+        args, run = build_record_parser().parse_args(argv[1:]), _record
+    elif argv and argv[0] == "replay":
+        args, run = build_replay_parser().parse_args(argv[1:]), _replay
+    else:
+        args = build_parser().parse_args(argv)
     try:
-        return _main(args)
+        return run(args)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -122,6 +234,8 @@ def _main(args: argparse.Namespace) -> int:
         return _fail("--json goes with --once", EXIT_USAGE)
     if args.speed is not None and (args.demo is None or not 0 < args.speed <= 1000):
         return _fail("--speed needs --demo and a value in (0, 1000]", EXIT_USAGE)
+    if args.json_stream is not None and args.once:
+        return _fail("--json-stream streams every sample; --once --json prints one", EXIT_USAGE)
     try:
         config = load_config(args.config, overrides=overrides_from(args))
     except ConfigError as exc:
@@ -138,15 +252,146 @@ def _main(args: argparse.Namespace) -> int:
         spec = BackendSpec("nvml")
         gpu_count = None
 
-    if args.once or not sys.stdout.isatty():
+    for path, fmt in ((args.export_csv, "csv"), (args.json_stream, "ndjson")):
+        if path is not None and path != "-" and (problem := _check_log(path, fmt)):
+            return _fail(problem, EXIT_USAGE)
+    headless = not sys.stdout.isatty()
+    if args.json_stream is not None and (args.json_stream == "-" or headless):
+        # A stream with nothing to draw on: the headless recorder, in NDJSON.
+        return run_record(spec, args.json_stream, "ndjson", config.general.refresh_rate)
+    if args.once or headless:
         if spec.kind == "simulated":
             # One sample of a scenario is most telling once it has settled (servers loaded).
             spec = BackendSpec("simulated", args.demo, time.time() - ONCE_WARMUP_S, args.speed)
-        return run_once(spec, as_json=args.json)
-    return run_monitor(config, spec, gpu_count, args.config, overrides_from(args))
+        return run_once(spec, as_json=args.json, export_csv=args.export_csv)
+    return run_monitor(
+        config,
+        spec,
+        gpu_count,
+        args.config,
+        overrides_from(args),
+        export_csv=args.export_csv,
+        export_ndjson=args.json_stream,
+    )
 
 
-def run_once(spec: BackendSpec, as_json: bool) -> int:
+def _check_log(path: str, fmt: str) -> str:
+    """Refuse a file that is not ours before anything starts (it is then left untouched)."""
+    from vramtop.record import open_log
+
+    try:
+        open_log(path, fmt).close()
+    except LogFileError as exc:
+        return str(exc)
+    return ""
+
+
+def _record(args: argparse.Namespace) -> int:
+    from vramtop.gpu.scenario import ScenarioError, load_scenario
+    from vramtop.record import format_for
+
+    if args.speed is not None and (args.demo is None or not 0 < args.speed <= 1000):
+        return _fail("--speed needs --demo and a value in (0, 1000]", EXIT_USAGE)
+    if args.count is not None and args.count < 1:
+        return _fail("--count must be at least 1", EXIT_USAGE)
+    try:
+        config = load_config(args.config, overrides=overrides_from(args))
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    if args.demo is not None:
+        try:
+            load_scenario(args.demo)
+        except ScenarioError as exc:
+            return _fail(str(exc), EXIT_USAGE)
+        spec = BackendSpec("simulated", scenario=args.demo, speed=args.speed)
+    else:
+        spec = BackendSpec("nvml")
+    fmt = format_for(args.file, args.format)
+    if args.file != "-" and (problem := _check_log(args.file, fmt)):
+        return _fail(problem, EXIT_USAGE)
+    return run_record(spec, args.file, fmt, config.general.refresh_rate, args.count)
+
+
+def run_record(
+    spec: BackendSpec, path: str, fmt: str, interval: float, count: int | None = None
+) -> int:
+    """The headless recorder (``record.py``): backend -> one whole sample per interval."""
+    from vramtop.record import open_log, record
+
+    backend = make_backend(spec)
+    try:
+        backend.open()
+    except BackendUnavailable as exc:
+        return _fail(str(exc), EXIT_GPU)
+    try:
+        try:
+            log = open_log(path, fmt)
+        except LogFileError as exc:
+            return _fail(str(exc), EXIT_USAGE)
+        where = "stdout" if path == "-" else path
+        print(
+            f"vramtop: recording to {where} ({fmt}) every {interval:g} s; Ctrl-C or SIGTERM stops",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            written = record(backend, log, interval, max_samples=count)
+        finally:
+            log.close()
+    finally:
+        backend.close()
+    print(f"vramtop: {written} samples written to {where}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from vramtop.gpu.replay import RecordingError, ReplayBackend
+
+    # A recording is history: every recorded process is shown (they are nobody's to act on
+    # now), and the kill flow is off, whatever a PID in the file names today.
+    overrides = {
+        **overrides_from(args),
+        "display.show_other_users": True,
+        "display.enable_kill": False,
+    }
+    try:
+        config = load_config(args.config, overrides=overrides)
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    path = os.path.abspath(args.file)
+    as_json = args.json or not sys.stdout.isatty()
+    speed = args.speed if args.speed is not None else (math.inf if as_json else 1.0)
+    backend = ReplayBackend(args.file, speed)
+    try:
+        backend.open()
+    except RecordingError as exc:
+        return _fail(str(exc), EXIT_GPU)
+    if as_json:
+        return run_replay_json(backend, config)
+    first = backend.sample()
+    backend.close()
+    gpu_count = max((g.index for g in first.gpus), default=0) + 1
+    spec = BackendSpec("replay", t0=time.time(), speed=speed, path=path)
+    return run_monitor(config, spec, gpu_count, args.config, overrides)
+
+
+def run_replay_json(backend: ReplayBackend, config: Config) -> int:
+    """``replay --json``: the recorded samples with their analysis, one line each."""
+    from vramtop.export.ndjson import dump_line
+    from vramtop.replay_analysis import analyze_stream
+
+    out = sys.stdout.buffer
+    try:
+        for doc in analyze_stream(backend.samples(), config):
+            out.write(dump_line(doc))
+            out.flush()
+    finally:
+        backend.close()
+    return EXIT_OK
+
+
+def run_once(spec: BackendSpec, as_json: bool, export_csv: str | None = None) -> int:
+    from vramtop.export.csvlog import CsvLog
     from vramtop.export.document import to_document, to_table
 
     backend = make_backend(spec)
@@ -159,6 +404,12 @@ def run_once(spec: BackendSpec, as_json: bool) -> int:
         rows = _rows_for(snapshot, ProcessTable())
     finally:
         backend.close()
+    if export_csv is not None:
+        try:
+            with CsvLog(export_csv) as log:
+                log.write(snapshot, rows)
+        except LogFileError as exc:
+            return _fail(str(exc), EXIT_USAGE)
     if as_json:
         print(json.dumps(to_document(snapshot, rows), indent=2))
     else:
@@ -179,6 +430,8 @@ def run_monitor(
     gpu_count: int | None,
     config_path: str | None,
     overrides: dict[str, object],
+    export_csv: str | None = None,
+    export_ndjson: str | None = None,
 ) -> int:
     from vramtop.actors.render import RenderCore
     from vramtop.actors.sampler import SamplerCore
@@ -195,6 +448,8 @@ def run_monitor(
         if isinstance(found, str):
             return _fail(found, EXIT_GPU)
         gpu_count = found
+    elif spec.kind == "replay":
+        pass  # the recording is the whole world: no driver, no child processes
     else:
         scenario = load_scenario(spec.scenario)
         pool = ChildPool()
@@ -210,7 +465,7 @@ def run_monitor(
         supervisor = Supervisor(
             config,
             [
-                ChildSpec("sampler", lambda: SamplerCore(backend_spec)),
+                ChildSpec("sampler", lambda: SamplerCore(backend_spec, export_csv, export_ndjson)),
                 ChildSpec("render", RenderCore, essential=True, owns_terminal=True),
             ],
             shm_name=segment.name,

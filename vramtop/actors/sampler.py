@@ -3,11 +3,22 @@
 It is the only writer of the shared-memory history (design principle 2). Each tick it takes one
 snapshot, resolves process identities (``procinfo``), writes the rings and posts the snapshot with
 the slot of every process to the render process (newest wins when the reader is slow).
+
+Two optional backend methods change that (both found with ``getattr``; see ``gpu/replay.py``):
+``rows_for(snapshot)`` supplies the process rows (identities, users and commands recorded in a
+file rather than read from /proc) and ``next_due(now)`` the wall time of the next tick (a replay
+keeps the recording's cadence). With ``export_csv`` / ``export_ndjson`` every sample is also
+appended to that file (``--export-csv``, ``--json-stream FILE``), whole, as it is taken.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
+
 from vramtop.actors.base import ActorContext
+from vramtop.export.csvlog import CsvLog
+from vramtop.export.ndjson import NdjsonLog
 from vramtop.gpu.backend import GpuBackend
 from vramtop.gpu.factory import BackendSpec, make_backend
 from vramtop.gpu.snapshot import Snapshot
@@ -38,8 +49,16 @@ def build_rows(
 
 
 class SamplerCore:
-    def __init__(self, spec: BackendSpec) -> None:
+    def __init__(
+        self,
+        spec: BackendSpec,
+        export_csv: str | None = None,
+        export_ndjson: str | None = None,
+    ) -> None:
         self.spec = spec
+        self.export_csv = export_csv
+        self.export_ndjson = export_ndjson
+        self.exports: list[CsvLog | NdjsonLog] = []
         self.backend: GpuBackend | None = None
         self.table = ProcessTable()
         self.segment: ShmSegment | None = None
@@ -53,6 +72,11 @@ class SamplerCore:
         self.interval = ctx.config.general.refresh_rate
         self.segment = ShmSegment.attach(ctx.shm_name)
         self.writer = HistoryWriter(self.segment)
+        # Opened (appending) in every sampler that starts, so a restart continues the file.
+        if self.export_csv is not None:
+            self.exports.append(CsvLog(self.export_csv))
+        if self.export_ndjson is not None:
+            self.exports.append(NdjsonLog(self.export_ndjson))
         self.backend = make_backend(self.spec)
         self.backend.open()
 
@@ -63,12 +87,29 @@ class SamplerCore:
     def tick(self, now: float) -> float:
         assert self.backend is not None and self.writer is not None and self.ctx is not None
         snapshot = self.backend.sample()
-        facts = self.table.update(p.pid for p in snapshot.processes)
-        start_times = {pid: f.identity.start_time for pid, f in facts.items()}
-        slots = self.writer.write(snapshot, start_times)
-        message = SampleMessage(self.writer.count, snapshot, build_rows(snapshot, facts, slots))
+        rows_for = getattr(self.backend, "rows_for", None)
+        recorded: tuple[ProcessRow, ...] | None = rows_for(snapshot) if rows_for else None
+        if recorded is None:
+            facts = self.table.update(p.pid for p in snapshot.processes)
+            start_times = {pid: f.identity.start_time for pid, f in facts.items()}
+            slots = self.writer.write(snapshot, start_times)
+            rows = build_rows(snapshot, facts, slots)
+        else:
+            start_times = {r.identity.pid: r.identity.start_time for r in recorded}
+            slots = self.writer.write(snapshot, start_times)
+            rows = tuple(
+                replace(r, slot=slots.get((r.identity.pid, r.gpu_index), -1)) for r in recorded
+            )
+        message = SampleMessage(self.writer.count, snapshot, rows)
         for name in READERS:
             self.ctx.send(name, message)
+        for export in self.exports:
+            export.write(snapshot, rows)
+        next_due = getattr(self.backend, "next_due", None)
+        if next_due is not None:
+            wall = time.time()
+            due: float = next_due(wall)
+            return now + max(0.0, due - wall)
         # Steady cadence: the next tick is due one interval after this one began.
         return now + self.interval
 
@@ -79,6 +120,8 @@ class SamplerCore:
         pass
 
     def stop(self) -> None:
+        for export in self.exports:
+            export.close()
         if self.backend is not None:
             self.backend.close()
         if self.segment is not None:

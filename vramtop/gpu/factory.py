@@ -10,11 +10,14 @@ from vramtop.gpu.backend import GpuBackend
 
 @dataclass(frozen=True)
 class BackendSpec:
-    kind: str  # "nvml" | "simulated"
+    kind: str  # "nvml" | "simulated" | "replay"
     scenario: str | None = None  # name or path, simulated only
     t0: float | None = None  # scenario start (wall clock); shared by restarted samplers
-    speed: float | None = None  # simulated seconds per real second; None = the scenario's
+    # simulated: simulated seconds per real second, None = the scenario's;
+    # replay: recorded seconds per real second, None = real time, math.inf = as fast as possible
+    speed: float | None = None
     pids: dict[str, int] = field(default_factory=dict)  # scenario process name -> real child pid
+    path: str | None = None  # replay only: the recording (t0 = wall time the replay began)
 
 
 def make_backend(spec: BackendSpec) -> GpuBackend:
@@ -30,4 +33,9 @@ def make_backend(spec: BackendSpec) -> GpuBackend:
         if spec.speed is not None:
             scenario = scenario.with_speed(spec.speed)
         return SimulatedBackend(scenario, t0=spec.t0, pids=spec.pids or None)
+    if spec.kind == "replay":
+        from vramtop.gpu.replay import ReplayBackend
+
+        assert spec.path is not None, "a replay needs the recording's path"
+        return ReplayBackend(spec.path, 1.0 if spec.speed is None else spec.speed, t0=spec.t0)
     raise ValueError(f"unknown backend {spec.kind!r}")

@@ -1,0 +1,113 @@
+"""The headless recorder: ``vramtop record FILE`` and ``vramtop --json-stream`` (no UI).
+
+Data flow: backend (NVML, simulated or a replay) -> one ``Snapshot`` every ``interval`` seconds
+-> process rows (``procinfo``, or the backend's own ``rows_for``) -> ``export.csvlog.CsvLog`` or
+``export.ndjson.NdjsonLog`` -> the file (or stdout). One process, no shared memory, no terminal:
+made for ``nohup``, systemd units and tmux panes.
+
+Every sample is one whole write, so the file is complete up to the last sample whatever stops
+the recorder. SIGINT and SIGTERM end it after the sample being written; SIGHUP is ignored (the
+terminal going away is no reason to stop a recording).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import time
+from collections.abc import Callable
+from types import FrameType
+
+from vramtop.actors.sampler import build_rows
+from vramtop.export.csvlog import CsvLog
+from vramtop.export.ndjson import NdjsonLog
+from vramtop.gpu.backend import GpuBackend
+from vramtop.messages import ProcessRow
+from vramtop.procinfo import ProcessTable
+
+FORMATS = ("csv", "ndjson")
+
+
+def format_for(path: str, requested: str | None) -> str:
+    """``--format`` when given, else by extension: .ndjson/.jsonl/.json -> ndjson, else csv."""
+    if requested is not None:
+        return requested
+    return "ndjson" if path.lower().endswith((".ndjson", ".jsonl", ".json")) else "csv"
+
+
+def open_log(path: str, fmt: str) -> CsvLog | NdjsonLog:
+    """Raises :class:`~vramtop.export.logfile.LogFileError` (one line) for an unusable file."""
+    return CsvLog(path) if fmt == "csv" else NdjsonLog(path)
+
+
+class _Stopper:
+    """SIGINT/SIGTERM -> a flag plus a wake-up byte, so the wait between samples ends at once
+    and the sample being written is never cut short."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._w, False)
+        self._old: dict[int, object] = {}
+
+    def __enter__(self) -> _Stopper:
+        for signo in (signal.SIGINT, signal.SIGTERM):
+            self._old[signo] = signal.signal(signo, self._on_signal)
+        self._old[signal.SIGHUP] = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for signo, handler in self._old.items():
+            signal.signal(signo, handler)  # type: ignore[arg-type]
+        os.close(self._r)
+        os.close(self._w)
+
+    def _on_signal(self, _signo: int, _frame: FrameType | None) -> None:
+        self.stop = True
+        with contextlib.suppress(OSError):
+            os.write(self._w, b"x")
+
+    def wait(self, seconds: float) -> None:
+        if seconds > 0 and not self.stop:
+            with contextlib.suppress(InterruptedError):
+                select.select([self._r], [], [], seconds)
+
+
+def record(
+    backend: GpuBackend,
+    log: CsvLog | NdjsonLog,
+    interval: float,
+    max_samples: int | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """Sample ``backend`` into ``log`` until a signal (or ``max_samples``); returns how many
+    samples were written. ``backend`` must be open; both are left for the caller to close."""
+    table = ProcessTable()
+    rows_for = getattr(backend, "rows_for", None)
+    next_due = getattr(backend, "next_due", None)
+    written = 0
+    with _Stopper() as stopper:
+        due = clock()
+        while not stopper.stop and (max_samples is None or written < max_samples):
+            snapshot = backend.sample()
+            rows: tuple[ProcessRow, ...] | None = rows_for(snapshot) if rows_for else None
+            if rows is None:
+                facts = table.update(p.pid for p in snapshot.processes)
+                rows = build_rows(snapshot, facts, {})
+            log.write(snapshot, rows)
+            written += 1
+            if getattr(backend, "finished", False):
+                break  # a replay being re-recorded: nothing more will come
+            if next_due is not None:
+                wall = time.time()
+                stopper.wait(next_due(wall) - wall)
+                continue
+            # Steady cadence; after a stall (suspend, slow driver) start afresh, no burst.
+            due += interval
+            now = clock()
+            if due < now:
+                due = now
+            stopper.wait(due - now)
+    return written

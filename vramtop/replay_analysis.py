@@ -1,0 +1,178 @@
+"""``vramtop replay FILE --json``: each recorded sample with what vramtop concluded from it.
+
+Data flow: ``gpu.replay.ReplayBackend.samples()`` -> :func:`analyze_stream` -> one dict per
+sample: the ``--once --json`` document of the sample (``export.document.to_document``) plus an
+``"analysis"`` key -> NDJSON on stdout. This is how a user asks "when would vramtop have warned
+me?" about a recording.
+
+The analysis is :class:`vramtop.analysis.analyzer.Analyzer` stepped once per sample, in order,
+over the same windows the live analyzer reads from shared memory: the last
+``general.history_length`` samples of every GPU's used memory and of every current process's
+memory (NaN where it was absent or n/a). :class:`_Windows` keeps those windows in numpy rings,
+so a step costs one column write plus the analyzer, whatever the length of the recording. The
+``"analysis"`` value is :func:`analysis_to_json` of the result (``null`` only in an
+installation without the analyzer module).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from vramtop.analysis.model import AnalysisResult
+from vramtop.config import Config
+from vramtop.export.csvlog import Sample
+from vramtop.export.document import to_document
+from vramtop.gpu.snapshot import Snapshot
+from vramtop.messages import ProcessIdentity, ProcessRow
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _plain(value: object) -> object:
+    """JSON-safe plain values: dataclasses become dicts (field order kept), non-finite floats
+    (an ETA of infinity) null, tuples lists. ``dataclasses.asdict`` does the same with a deep
+    copy of every leaf, which costs more than the analysis itself on a long replay."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int)):
+        return value
+    kind = type(value)
+    names = _FIELDS.get(kind)
+    if names is None and dataclasses.is_dataclass(value):
+        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def analysis_to_json(result: AnalysisResult) -> dict[str, Any]:
+    """The analyzer's result as plain JSON values; identities are {"pid", "start_time"}."""
+    out = _plain(result)
+    assert isinstance(out, dict)
+    return out
+
+
+def _num(value: object) -> float:
+    return float(value) if isinstance(value, (int, float)) else math.nan
+
+
+class _Windows:
+    """The last ``n`` samples of every GPU and process, as the analyzer's history inputs."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.count = 0
+        self.ts = np.full(n, np.nan)
+        self.gpu_used: dict[int, np.ndarray[Any, np.dtype[np.float64]]] = {}
+        self.rows: dict[tuple[ProcessIdentity, int], int] = {}
+        self.proc_used = np.full((16, n), np.nan)
+        self.last_seen: dict[tuple[ProcessIdentity, int], int] = {}
+        self.free_rows: list[int] = list(range(15, -1, -1))
+
+    def add(
+        self, snap: Snapshot, rows: tuple[ProcessRow, ...]
+    ) -> list[tuple[ProcessIdentity, int]]:
+        col = self.count % self.n
+        self.ts[col] = snap.timestamp
+        for g in snap.gpus:
+            ring = self.gpu_used.get(g.index)
+            if ring is None:
+                ring = self.gpu_used[g.index] = np.full(self.n, np.nan)
+            ring[col] = math.nan if g.lost else _num(g.memory_used)
+        present = {g.index for g in snap.gpus}
+        for index, ring in self.gpu_used.items():
+            if index not in present:
+                ring[col] = math.nan  # a GPU missing from this sample
+        self.proc_used[:, col] = np.nan
+        identity = {(r.identity.pid, r.gpu_index): r.identity for r in rows}
+        current = []
+        for p in snap.processes:
+            key = (identity.get((p.pid, p.gpu_index), ProcessIdentity(p.pid, 0.0)), p.gpu_index)
+            row = self.rows.get(key)
+            if row is None:
+                row = self.rows[key] = self._free_row()
+            self.proc_used[row, col] = _num(p.used_bytes)
+            self.last_seen[key] = self.count
+            current.append(key)
+        self.count += 1
+        self._forget_old()
+        return current
+
+    def _free_row(self) -> int:
+        if not self.free_rows:
+            old = self.proc_used.shape[0]
+            grown = np.full((old * 2, self.n), np.nan)
+            grown[:old] = self.proc_used
+            self.proc_used = grown
+            self.free_rows = list(range(old * 2 - 1, old - 1, -1))
+        return self.free_rows.pop()
+
+    def _forget_old(self) -> None:
+        """A process absent for a whole window has no history left: free its row."""
+        stale = [k for k, seen in self.last_seen.items() if self.count - seen > self.n]
+        for key in stale:
+            row = self.rows.pop(key)
+            del self.last_seen[key]
+            self.proc_used[row] = np.nan
+            self.free_rows.append(row)
+
+    def order(self) -> np.ndarray[Any, np.dtype[np.intp]]:
+        """Ring columns, oldest first."""
+        if self.count < self.n:
+            return np.arange(self.count)
+        return (np.arange(self.n) + self.count) % self.n
+
+
+def _make_analyzer(config: Config) -> Any | None:
+    try:
+        module = importlib.import_module("vramtop.analysis.analyzer")
+    except ImportError:
+        return None
+    return module.Analyzer(config)
+
+
+def analyze_stream(samples: Iterable[Sample], config: Config) -> Iterator[dict[str, Any]]:
+    """One document per sample, in order, each with its ``"analysis"``."""
+    analyzer = _make_analyzer(config)
+    if analyzer is None:
+        for snapshot, rows in samples:
+            yield {**to_document(snapshot, rows), "analysis": None}
+        return
+    from vramtop.analysis.analyzer import AnalysisContext, GpuHistory, ProcessHistories
+
+    windows = _Windows(config.general.history_length)
+    for snapshot, rows in samples:
+        current = windows.add(snapshot, rows)
+        order = windows.order()
+        ts = windows.ts[order]
+        gpus = [
+            GpuHistory(
+                index=g.index,
+                ts=ts,
+                used=windows.gpu_used[g.index][order],
+                total=_num(g.memory_total),
+                free=_num(g.memory_free),
+                temperature_c=_num(g.temperature_c),
+            )
+            for g in snapshot.gpus
+            if not g.lost
+        ]
+        picked = np.asarray([windows.rows[k] for k in current], dtype=np.intp)
+        procs = ProcessHistories(
+            ts,
+            windows.proc_used[picked][:, order] if current else np.zeros((0, ts.size)),
+            tuple(k[0] for k in current),
+            np.asarray([k[1] for k in current], dtype=np.int64),
+        )
+        result = analyzer.step(gpus, procs, AnalysisContext(timestamp=snapshot.timestamp))
+        yield {**to_document(snapshot, rows), "analysis": analysis_to_json(result)}
