@@ -433,6 +433,7 @@ def run_monitor(
     export_csv: str | None = None,
     export_ndjson: str | None = None,
 ) -> int:
+    from vramtop.actors.enricher import EnricherCore
     from vramtop.actors.render import RenderCore
     from vramtop.actors.sampler import SamplerCore
     from vramtop.actors.supervisor import ChildSpec, Supervisor
@@ -462,12 +463,15 @@ def run_monitor(
     )
     try:
         backend_spec = spec
+        children = [
+            ChildSpec("sampler", lambda: SamplerCore(backend_spec, export_csv, export_ndjson)),
+            ChildSpec("render", RenderCore, essential=True, owns_terminal=True),
+        ]
+        if spec.kind != "replay":  # recorded PIDs are not this machine's processes
+            children.append(ChildSpec("enricher", EnricherCore))
         supervisor = Supervisor(
             config,
-            [
-                ChildSpec("sampler", lambda: SamplerCore(backend_spec, export_csv, export_ndjson)),
-                ChildSpec("render", RenderCore, essential=True, owns_terminal=True),
-            ],
+            children,
             shm_name=segment.name,
             config_path=config_path,
             overrides=overrides,
