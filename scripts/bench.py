@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import math
 import multiprocessing
@@ -520,6 +521,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke test: 2 configurations")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    parser.add_argument(
+        "--no-parts", action="store_true", help="skip the per-actor tables (enricher, replay, ...)"
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     cases = [Case(g, p) for g, p in (QUICK_CASES if args.quick else FULL_CASES)]
@@ -537,10 +541,47 @@ def main(argv: Sequence[str] | None = None) -> int:
                 measure_program(case, path, plan, result)
             results.append(result)
     print(report(results, plan))
+    parts_ok = True
+    parts: dict[str, list[dict[str, object]]] = {}
+    if not args.no_parts:
+        for title, module, function in PARTS:
+            with _progress(title):
+                try:
+                    rows = getattr(importlib.import_module(module), function)(args.quick)
+                except Exception as exc:  # one failed part must not hide the others
+                    parts_ok = False
+                    print(f"\n{title}: failed: {type(exc).__name__}: {exc}")
+                    continue
+            parts[title] = rows
+            print(f"\n{title}:\n")
+            print(dict_table(rows))
     if args.json:
         seconds = time.monotonic() - started
-        Path(args.json).write_text(json.dumps(as_json(results, plan, seconds), indent=2) + "\n")
-    return 1 if any(r.failed for r in results) else 0
+        doc = as_json(results, plan, seconds)
+        doc["parts"] = parts
+        Path(args.json).write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    return 1 if any(r.failed for r in results) or not parts_ok else 0
+
+
+# Per-actor costs measured by their own scripts beside this one (each exposes NAME(quick)).
+PARTS = (
+    ("Enricher, CPU per update", "bench_enricher", "enricher_rows"),
+    ("Replay --speed max --json, one hour at 1 Hz, 8 GPUs x 64 processes", "bench_replay",
+     "replay_rows"),
+)  # fmt: skip
+
+
+def dict_table(rows: Sequence[dict[str, object]]) -> str:
+    if not rows:
+        return "(no rows)"
+    headers = list(rows[0])
+
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+        return str(value)
+
+    return markdown_table(headers, [[cell(r.get(h, "")) for h in headers] for r in rows])
 
 
 if __name__ == "__main__":

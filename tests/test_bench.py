@@ -54,7 +54,7 @@ def test_quick_bench_reports_every_row_and_column(tmp_path: Path) -> None:
         [sys.executable, str(BENCH), "--quick", "--json", str(out_json)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,
         stdin=subprocess.DEVNULL,
         env={**os.environ, MARK: mark},
     )
@@ -73,5 +73,10 @@ def test_quick_bench_reports_every_row_and_column(tmp_path: Path) -> None:
             assert all(float(c) >= 0 for c in cells), row
     data = json.loads(out_json.read_text())
     assert [r["label"] for r in data["rows"]] == list(QUICK_ROWS)
+    # The per-actor tables follow, each with measured rows.
+    for title in ("Enricher, CPU per update", "Replay --speed max --json"):
+        assert title in done.stdout
+        (rows,) = [v for k, v in data["parts"].items() if k.startswith(title)]
+        assert rows and all(isinstance(r, dict) for r in rows)
     # The bench quits what it started.
     assert _processes_marked(mark) == []
