@@ -172,3 +172,16 @@ def test_bad_scenario_file_is_one_line(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert len(out.stderr.strip().splitlines()) == 1
     assert "memory_mib" in out.stderr
+
+
+def test_readme_documents_every_csv_column_and_json_field() -> None:
+    from vramtop.export.csvlog import COLUMNS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for column in COLUMNS:
+        assert f"`{column}`" in readme, column
+    schema = json.loads(schema_text())
+    gpu_fields = schema["properties"]["gpus"]["items"]["required"]
+    proc_fields = schema["properties"]["gpus"]["items"]["properties"]["processes"]["items"]
+    for name in [*schema["required"], *gpu_fields, *proc_fields["required"]]:
+        assert name in readme, name
