@@ -54,6 +54,10 @@ class ProcessAnalysis:
     verdict: str  # OK / TIGHT / OOM risk
     reason: str  # always one line, shown in the UI
     eta: OomPrediction | None = None
+    # PELT segments, computed on demand for the selected process only (oldest first).
+    segments: tuple[Segment, ...] = ()
+    # Why there are no segments for the selected process, e.g. "pip install 'vramtop[pelt]'".
+    segments_note: str = ""
 
 
 @dataclass(frozen=True, slots=True)

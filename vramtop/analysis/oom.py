@@ -1,0 +1,225 @@
+"""Time to out-of-memory for one GPU, from the trend of its used memory.
+
+Where it sits: the analyzer calls :func:`predict_oom` once per GPU and tick with that GPU's used
+history (everything on the card, other tenants included) and its total; the result goes into
+``GpuAnalysis.oom`` when :func:`alert_passes` says it meets ``[alerts]`` thresholds, and into the
+driving process's ``ProcessAnalysis.eta`` either way.
+
+The rules, in order (each refusal means "no prediction", never a guess):
+
+1. Peaks, not averages, run out of memory: the series is replaced by its upper envelope (the
+   highest value over the last ``ENVELOPE_S`` seconds), so a sawtooth riding a leak is predicted
+   from its rising peaks and a bounded sawtooth is flat.
+2. The *growth run* is the stretch since the envelope last fell by more than the noise threshold
+   (``variance``), or the current PELT segment (``pelt``). It must hold at least
+   ``min_sustained_samples`` samples.
+3. A level the GPU has already reached and come back from inside the window is not new growth.
+4. A run whose rise is mostly one or two jumps (a KV pool allocated, a second job arriving)
+   is an allocation, not growth. The envelope must still be rising over the last ``STILL_S``
+   seconds (growth that stopped is not sustained), at ``min_rate_mb_per_sec`` or more (MiB/s,
+   like every rate vramtop shows), with a slope at least three standard errors above zero.
+5. ETA = (total - envelope now) / slope; the range uses slope ± 2 standard errors.
+6. Confidence = R² of the fit × how long the run is against the minimum × how far ahead it looks:
+   a forecast further ahead than the growth has been watched, or a rise shorter than the
+   envelope window (it may be one tooth of a sawtooth), is discounted in proportion (a model
+   loading at 1 GiB/s for 15 s is not "OOM in 60 s").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from vramtop.analysis.model import OomPrediction
+from vramtop.analysis.trend import (
+    MIB,
+    FloatArray,
+    least_squares_batch,
+    median3,
+    noise_mib,
+    sanitize,
+    window_start,
+)
+from vramtop.config import AlertsConfig, OomPredictionConfig
+
+ENVELOPE_S = 30.0  # longer than the sawtooth periods a training loop makes
+FIT_WINDOW_S = 180.0  # the slope comes from at most this much of the run
+STILL_S = 15.0
+Z = 2.0  # range = slope ± Z standard errors
+MIN_T = 3.0  # slope / stderr needed to call it growth
+ABS_FLOOR_MIB = 8.0
+NOISE_K = 6.0
+STEP_SHARE = 0.7  # a run whose rise is mostly one or two jumps is an allocation or two
+
+
+@dataclass(frozen=True, slots=True)
+class OomFit:
+    """A prediction with the fit behind it (the analyzer uses the slope to find the driver)."""
+
+    prediction: OomPrediction
+    slope_mib_s: float
+    stderr_mib_s: float
+    observed_s: float  # how long the growth run has been watched
+    samples: int
+
+
+def envelope(ts: FloatArray, x: FloatArray, seconds: float = ENVELOPE_S) -> FloatArray:
+    """Running maximum of ``x`` over the trailing ``seconds`` (NaN-free input)."""
+    n = x.size
+    if n == 0:
+        empty: FloatArray = x.copy()
+        return empty
+    dt = np.diff(ts)
+    dt = dt[np.isfinite(dt) & (dt > 0)]
+    step = float(np.median(dt)) if dt.size else 1.0
+    k = int(max(1, min(n, round(seconds / step))))
+    out = np.maximum.accumulate(x)
+    if k < n:
+        windows = np.lib.stride_tricks.sliding_window_view(x, k)
+        out[k - 1 :] = windows.max(axis=1)
+    return out
+
+
+def variance_run_start(e: FloatArray, threshold_mib: float) -> int:
+    """First index after the envelope's last fall of more than ``threshold_mib``."""
+    if e.size < 2:
+        return 0
+    suffix_min = np.minimum.accumulate(e[::-1])[::-1]
+    falls = np.flatnonzero(e[:-1] - suffix_min[1:] > threshold_mib)
+    return int(falls[-1]) + 1 if falls.size else 0
+
+
+def predict_oom(
+    ts: object,
+    used_bytes: object,
+    total_bytes: float,
+    config: OomPredictionConfig | None = None,
+    *,
+    segment_start_ts: float | None = None,
+) -> OomPrediction | None:
+    """The raw prediction for one GPU (before the alert thresholds), or None.
+
+    ``segment_start_ts``: with ``algorithm = "pelt"``, the start of the current PELT segment
+    (from :func:`vramtop.analysis.pelt.current_segment_start`); None uses the variance rule.
+    """
+    fit = fit_oom(ts, used_bytes, total_bytes, config, segment_start_ts=segment_start_ts)
+    return None if fit is None else fit.prediction
+
+
+def fit_oom(
+    ts: object,
+    used_bytes: object,
+    total_bytes: float,
+    config: OomPredictionConfig | None = None,
+    *,
+    segment_start_ts: float | None = None,
+) -> OomFit | None:
+    """:func:`predict_oom` with the fit behind the prediction."""
+    config = config or OomPredictionConfig()
+    t, v = sanitize(ts, used_bytes)
+    if v.ndim != 1 or not math.isfinite(total_bytes) or total_bytes <= 0:
+        return None
+    ok = np.isfinite(t) & np.isfinite(v)
+    t, v = t[ok], v[ok]
+    min_n = max(2, int(config.min_sustained_samples))
+    if t.size < max(min_n, 3):
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = v / MIB
+    total = total_bytes / MIB
+    lo = window_start(t, FIT_WINDOW_S + ENVELOPE_S, min_n)
+    t, x = t[lo:], x[lo:]
+    if not np.all(np.isfinite(x)):
+        return None
+    smooth = median3(x.reshape(1, -1))[0]
+    e = envelope(t, smooth)
+    sigma = float(noise_mib(x.reshape(1, -1))[0])
+    thr = max(ABS_FLOOR_MIB, NOISE_K * sigma)
+
+    if segment_start_ts is not None and math.isfinite(segment_start_ts):
+        start = int(np.searchsorted(t, segment_start_ts, side="left"))
+        rule = "pelt: current segment"
+    else:
+        start = variance_run_start(e, thr)
+        rule = "variance: sustained growth"
+    start = min(max(start, 0), t.size - 1)
+    # The growth began where the envelope last sat at the run's floor: a flat stretch before it
+    # is not "watched growth".
+    floor = float(np.min(e[start:]))
+    start = max(start, int(np.flatnonzero(e[start:] <= floor + thr)[-1]) + start)
+    e_now = float(e[-1])
+    # Rule 3: memory has been this high before inside the window and came back.
+    if start > 0 and float(np.max(smooth[:start])) + thr >= e_now:
+        return None
+    fit_lo = max(start, window_start(t, FIT_WINDOW_S, min_n))
+    tr, er = t[fit_lo:], e[fit_lo:]
+    n_run = int(t.size - start)
+    if n_run < min_n or tr.size < 3:
+        return None
+    observed_s = float(t[-1] - t[start])
+    slope_a, se_a, _, _, r2_a = least_squares_batch(tr, er.reshape(1, -1))
+    slope, se, r2 = float(slope_a[0]), float(se_a[0]), float(r2_a[0])
+    if not (math.isfinite(slope) and math.isfinite(se)):
+        return None
+    if slope < max(config.min_rate_mb_per_sec, 1e-9) or slope < MIN_T * se:
+        return None
+    rise = e_now - float(e[start])
+    jumps = np.sort(np.diff(e[start:]))[-2:]
+    if rise <= 0 or float(jumps.sum()) > STEP_SHARE * rise:
+        return None  # one or two allocations, not a trend
+    s0 = window_start(t, STILL_S, 4)
+    if e_now - float(e[s0]) < max(0.5 * slope * float(t[-1] - t[s0]), thr / 2):
+        return None  # rule 4: the growth has stopped
+
+    headroom = max(total - e_now, 0.0)
+    eta = headroom / slope
+    low = headroom / (slope + Z * se)
+    fast_lo = slope - Z * se
+    high = headroom / fast_lo if fast_lo > 0 else math.inf
+    sustain = min(1.0, 0.5 + 0.5 * n_run / (3.0 * min_n))
+    # A rise shorter than the envelope window may be the first tooth of a sawtooth; a forecast
+    # further ahead than the growth has been watched is an extrapolation.
+    young = min(1.0, observed_s / ENVELOPE_S) ** 2
+    foresight = young * min(1.0, observed_s / eta if eta > 0 else 1.0)
+    confidence = float(np.clip(r2 * sustain * foresight, 0.0, 1.0))
+    text = (
+        f"{rule} {n_run} samples over {observed_s:.0f}s at {slope:.1f} MiB/s, "
+        f"{headroom:.0f} MiB left"
+    )
+    prediction = OomPrediction(
+        eta_s=eta,
+        eta_low_s=low,
+        eta_high_s=high,
+        confidence=confidence,
+        driver=None,
+        rule=text,
+    )
+    return OomFit(prediction, slope, se, observed_s, n_run)
+
+
+def alert_passes(
+    prediction: OomPrediction | None, alerts: AlertsConfig, interval_s: float = 0.0
+) -> bool:
+    """True when the prediction is confident enough and its soonest end is within the warning.
+
+    The early end of the range (``eta_low_s``) is compared, so that an estimate that is a little
+    optimistic still warns in time, and one sampling interval is added: the next tick would
+    already be less than ``oom_warning_seconds`` ahead.
+    """
+    slack = interval_s if math.isfinite(interval_s) and interval_s > 0 else 0.0
+    return (
+        prediction is not None
+        and prediction.confidence >= alerts.oom_min_confidence
+        and prediction.eta_low_s <= alerts.oom_warning_seconds + slack
+    )
+
+
+def sample_interval(ts: object) -> float:
+    """Median spacing of a series' timestamps (0.0 when unknown)."""
+    t = np.asarray(ts, dtype=np.float64).ravel()
+    with np.errstate(all="ignore"):
+        d = np.diff(t[np.isfinite(t)])
+    d = d[np.isfinite(d) & (d > 0)]
+    return float(np.median(d)) if d.size else 0.0

@@ -1,0 +1,401 @@
+"""Robust slopes and memory phases, for many series at once.
+
+Where it sits: the analyzer (``analysis/analyzer.py``) hands this module the memory histories of
+every process (a 2-D array: one row per process, one column per sample, NaN = n/a) and of every
+GPU; it returns a raw phase, a signed rate and the rate's uncertainty per row. A
+:class:`PhaseTracker` then adds hysteresis, so a badge does not flicker from one tick to the next.
+
+How a phase is decided (all sizes in MiB, windows in seconds of the samples' own clock):
+
+* The *change threshold* scales with the series: the largest of an absolute floor, a multiple of
+  the sample-to-sample noise (robust: median absolute difference), a fraction of the series' own
+  level and a fraction of its GPU's total memory.
+* ``volatile``: over the long window the (lightly smoothed) series both rose from a trough and fell
+  from a peak by more than the threshold — a sawtooth or repeated spikes.
+* ``growing``: the least-squares slope over the long window carries more than the threshold, the
+  series rose by no less than its noise over the short window (so a staircase — steps separated
+  by flats — stays growing while a single step followed by a flat turns stable once the step has
+  left the short window), and it did not fall back by more than the threshold.
+* ``shrinking``: the mirror image.
+* ``stable``: everything else, including ± jitter of any size below the threshold.
+
+The slope is least squares over the long window (vectorised over all rows); its standard error
+comes from the residuals. :func:`theil_sen` is there for single series where outliers matter
+more than speed.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from vramtop.analysis.model import GROWING, SHRINKING, STABLE, UNKNOWN, VOLATILE
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+MIB = float(1 << 20)
+
+# Phase codes used inside the vectorised code; PHASES maps them to the model's names.
+P_UNKNOWN, P_STABLE, P_GROWING, P_SHRINKING, P_VOLATILE = 0, 1, 2, 3, 4
+PHASES: tuple[str, ...] = (UNKNOWN, STABLE, GROWING, SHRINKING, VOLATILE)
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseParams:
+    """Tuning of the phase rules; the defaults are what the evaluation suite measures."""
+
+    long_window_s: float = 60.0  # slope, drawdown and drawup window
+    short_window_s: float = 15.0  # "is it still moving" window (longer than a staircase's flats)
+    min_samples: int = 8  # fewer valid samples in the long window: unknown
+    abs_floor_mib: float = 8.0  # nothing smaller is ever a change (NVML granularity is 2 MiB)
+    noise_k: float = 6.0  # threshold in units of the sample-to-sample noise
+    rel_level: float = 0.005  # threshold as a fraction of the series' own level
+    rel_gpu: float = 0.0005  # ... and of the GPU's total memory
+    confirm: int = 3  # consecutive ticks a new phase needs before it is shown
+
+
+@dataclass(frozen=True, slots=True)
+class SlopeFit:
+    """Least-squares fit of one series: MiB per second and its standard error."""
+
+    slope: float
+    stderr: float
+    intercept_at_end: float  # fitted value at the last timestamp
+    n: int
+    r2: float
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseBatch:
+    """Raw (pre-hysteresis) phases of many rows, with the figures that decided them."""
+
+    phase: IntArray  # P_* codes
+    rate_mib_s: FloatArray  # least-squares slope over the long window (0 when unknown)
+    stderr_mib_s: FloatArray
+    threshold_mib: FloatArray  # change threshold used per row
+    level_mib: FloatArray  # recent level (NaN when unknown)
+    n_valid: IntArray
+
+
+def _as_float(a: object) -> FloatArray:
+    arr = np.asarray(a, dtype=np.float64)
+    return arr
+
+
+def tail_window(
+    ts: object, values: object, seconds: float, min_samples: int
+) -> tuple[object, object]:
+    """The last ``seconds`` of a series (or of every row), before any copy is made.
+
+    Columns older than the window are dropped first, so the cost of what follows does not grow
+    with the history length.
+    """
+    t = _as_float(ts).ravel()
+    v = _as_float(values)
+    n = min(t.size, v.shape[-1]) if v.ndim else 0
+    if n == 0:
+        return t, v
+    t = t[t.size - n :]
+    lo = window_start(np.where(np.isfinite(t), t, np.nan), seconds, min_samples)
+    return t[lo:], v[..., v.shape[-1] - n + lo :]
+
+
+def sanitize(ts: object, values: object) -> tuple[FloatArray, FloatArray]:
+    """Finite float arrays of the same length; infinities become NaN (n/a)."""
+    t = _as_float(ts).ravel()
+    v = _as_float(values)
+    if v.ndim == 1:
+        n = min(t.size, v.size)
+        t, v = t[:n], v[:n]
+    else:
+        n = min(t.size, v.shape[-1])
+        t, v = t[:n], v[..., :n]
+    t = np.where(np.isfinite(t), t, np.nan)
+    v = np.where(np.isfinite(v), v, np.nan)
+    return t, v
+
+
+def least_squares(ts: object, values: object) -> SlopeFit:
+    """Slope (per second) and its standard error for one series; NaN samples are skipped."""
+    t, v = sanitize(ts, values)
+    slope, se, end, n, r2 = least_squares_batch(t, v.reshape(1, -1))
+    return SlopeFit(float(slope[0]), float(se[0]), float(end[0]), int(n[0]), float(r2[0]))
+
+
+def least_squares_batch(
+    ts: FloatArray, values: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, IntArray, FloatArray]:
+    """Least squares of every row of ``values`` [P, n] against ``ts`` [n], NaN-aware.
+
+    Returns (slope, stderr, fitted value at the last timestamp, valid count, R²) per row; rows
+    with fewer than 3 valid samples or no time spread get slope 0, stderr inf, R² 0.
+    """
+    p = values.shape[0]
+    finite_t = np.isfinite(ts)
+    if not finite_t.any():
+        zeros = np.zeros(p)
+        return zeros, np.full(p, np.inf), np.full(p, np.nan), np.zeros(p, np.int64), zeros
+    t_end = float(np.nanmax(ts))
+    # Centre time on the window's end so large epoch timestamps do not cost precision.
+    tc = np.where(finite_t, ts - t_end, 0.0)
+    w = (np.isfinite(values) & finite_t).astype(np.float64)
+    x = np.where(w > 0, values, 0.0)
+    n = w.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        safe_n = np.maximum(n, 1.0)
+        mt = (w @ tc) / safe_n
+        mx = x.sum(axis=1) / safe_n
+        dt = (tc[None, :] - mt[:, None]) * w
+        dx = (x - mx[:, None]) * w
+        sxx = (dt * dt).sum(axis=1)
+        sxy = (dt * dx).sum(axis=1)
+        syy = (dx * dx).sum(axis=1)
+        ok = (n >= 3) & (sxx > 1e-12) & np.isfinite(sxy) & np.isfinite(syy)
+        slope = np.where(ok, sxy / np.where(ok, sxx, 1.0), 0.0)
+        resid = np.maximum(syy - slope * sxy, 0.0)
+        dof = np.maximum(n - 2.0, 1.0)
+        se = np.where(ok, np.sqrt(resid / dof / np.where(ok, sxx, 1.0)), np.inf)
+        end = np.where(n > 0, mx + slope * (0.0 - mt), np.nan)
+        r2 = np.where(ok & (syy > 0), 1.0 - resid / np.where(syy > 0, syy, 1.0), 0.0)
+    slope = np.where(np.isfinite(slope), slope, 0.0)
+    r2 = np.clip(np.where(np.isfinite(r2), r2, 0.0), 0.0, 1.0)
+    return slope, se, end, n.astype(np.int64), r2
+
+
+def theil_sen(ts: object, values: object, max_points: int = 64) -> float:
+    """Median of pairwise slopes of one series (robust to outliers); 0.0 when undefined.
+
+    Long series are subsampled evenly to ``max_points`` so the cost stays O(max_points²).
+    """
+    t, v = sanitize(ts, values)
+    ok = np.isfinite(t) & np.isfinite(v)
+    t, v = t[ok], v[ok]
+    if t.size < 2:
+        return 0.0
+    if t.size > max_points:
+        idx = np.linspace(0, t.size - 1, max_points).round().astype(np.int64)
+        t, v = t[idx], v[idx]
+    i, j = np.triu_indices(t.size, k=1)
+    dt = t[j] - t[i]
+    keep = dt > 0
+    if not keep.any():
+        return 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        slopes = (v[j][keep] - v[i][keep]) / dt[keep]
+    slopes = slopes[np.isfinite(slopes)]
+    return float(np.median(slopes)) if slopes.size else 0.0
+
+
+def forward_fill(values: FloatArray) -> FloatArray:
+    """Each NaN takes the last valid value before it in its row; leading NaNs take the first."""
+    v = np.array(values, dtype=np.float64, copy=True)
+    if v.size == 0:
+        return v
+    valid = np.isfinite(v)
+    if valid.all():
+        return v
+    idx = np.where(valid, np.arange(v.shape[-1])[None, :], 0)
+    np.maximum.accumulate(idx, axis=-1, out=idx)
+    filled = np.take_along_axis(v, idx, axis=-1)
+    first = np.argmax(valid, axis=-1)
+    first_val = np.take_along_axis(v, first[:, None], axis=-1)
+    lead = ~np.logical_or.accumulate(valid, axis=-1)
+    filled = np.where(lead, first_val, filled)
+    return np.where(np.isfinite(filled), filled, 0.0)
+
+
+def median3(values: FloatArray) -> FloatArray:
+    """Running median of three along the last axis (edges kept): one outlier never moves it."""
+    if values.shape[-1] < 3:
+        same: FloatArray = values.copy()
+        return same
+    a, b, c = values[:, :-2], values[:, 1:-1], values[:, 2:]
+    mid = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+    out: FloatArray = values.copy()
+    out[:, 1:-1] = mid
+    return out
+
+
+def noise_mib(values: FloatArray) -> FloatArray:
+    """Robust sample-to-sample noise per row (σ of the jitter).
+
+    From the median absolute *second* difference, which a straight line (a leak, the rising
+    edge of a sawtooth) leaves at zero and a step touches only twice: only jitter remains.
+    """
+    if values.shape[-1] < 4:
+        return np.zeros(values.shape[0])
+    with np.errstate(all="ignore"):
+        d = np.abs(np.diff(values, n=2, axis=-1))
+        if np.isnan(d).any():
+            # nanmedian warns on all-NaN rows; those rows get 0 below.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                med = np.nanmedian(d, axis=-1)
+        else:
+            med = np.median(d, axis=-1)
+    # For Gaussian jitter σ, a second difference has σ·√6 and median |.| = 0.6745·√6·σ.
+    return np.where(np.isfinite(med), med / 1.652, 0.0)
+
+
+def window_start(ts: FloatArray, seconds: float, min_samples: int) -> int:
+    """Index of the first column inside the last ``seconds`` (at least ``min_samples`` columns)."""
+    n = ts.size
+    if n == 0:
+        return 0
+    finite = np.isfinite(ts)
+    if not finite.any():
+        return max(0, n - min_samples)
+    t_end = float(np.nanmax(ts))
+    inside = np.flatnonzero(finite & (ts >= t_end - seconds))
+    start = int(inside[0]) if inside.size else n - 1
+    return max(0, min(start, n - min_samples))
+
+
+def classify_batch(
+    ts: object,
+    values_bytes: object,
+    gpu_total_bytes: object = math.nan,
+    params: PhaseParams | None = None,
+) -> PhaseBatch:
+    """Raw phase of every row of ``values_bytes`` [P, n] (or one series [n]) against ``ts`` [n].
+
+    ``gpu_total_bytes``: a scalar or one value per row (the GPU each row lives on), NaN if
+    unknown. Never raises on finite, empty, constant, NaN-only or huge inputs.
+    """
+    params = params or PhaseParams()
+    # Keep a margin beyond the long window: samples at NaN timestamps are dropped below.
+    ts, values_bytes = tail_window(
+        ts, values_bytes, params.long_window_s * 1.5, params.min_samples * 2
+    )
+    t, v = sanitize(ts, values_bytes)
+    if v.ndim == 1:
+        v = v.reshape(1, -1)
+    p = v.shape[0]
+    if p == 0 or t.size == 0:
+        return _empty_batch(p)
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = v / MIB
+    x = np.where(np.isfinite(x), x, np.nan)
+    # Samples at NaN timestamps carry no time: drop them from every row.
+    keep = np.isfinite(t)
+    if not keep.all():
+        t, x = t[keep], x[:, keep]
+    if t.size == 0:
+        return _empty_batch(p)
+    lo = window_start(t, params.long_window_s, params.min_samples)
+    t, x = t[lo:], x[:, lo:]
+    n_valid = np.isfinite(x).sum(axis=1).astype(np.int64)
+
+    slope, se, _, _, _ = least_squares_batch(t, x)
+    filled = forward_fill(x)
+    smooth = median3(filled)
+    # On the filled series: a plain median is several times cheaper than nanmedian on
+    # thousands of rows, and a filled gap adds at most a few zero differences.
+    sigma = noise_mib(filled)
+    level = np.where(n_valid > 0, smooth[:, -1], np.nan)
+    total = np.broadcast_to(_as_float(gpu_total_bytes), (p,)) / MIB
+    total = np.where(np.isfinite(total) & (total > 0), total, 0.0)
+    thr = np.maximum.reduce(
+        [
+            np.full(p, params.abs_floor_mib),
+            params.noise_k * sigma,
+            params.rel_level * np.abs(np.nan_to_num(level)),
+            params.rel_gpu * total,
+        ]
+    )
+    span = float(t[-1] - t[0]) if t.size > 1 else 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        net = slope * span
+        drawdown = np.max(np.maximum.accumulate(smooth, axis=1) - smooth, axis=1)
+        drawup = np.max(smooth - np.minimum.accumulate(smooth, axis=1), axis=1)
+        s0 = window_start(t, params.short_window_s, 4)
+        head = np.median(smooth[:, s0 : s0 + 3], axis=1)
+        tail = np.median(smooth[:, -3:], axis=1)
+        recent = tail - head
+        short_span = float(t[-1] - t[s0])
+        expected = np.abs(slope) * short_span
+        still = np.maximum(np.maximum(3.0 * sigma, params.abs_floor_mib / 2), 0.3 * expected)
+
+    phase = np.full(p, P_STABLE, dtype=np.int64)
+    volatile = (drawdown > thr) & (drawup > thr)
+    growing = (net > thr) & (recent > still) & (drawdown <= thr)
+    shrinking = (net < -thr) & (-recent > still) & (drawup <= thr)
+    phase[growing] = P_GROWING
+    phase[shrinking] = P_SHRINKING
+    phase[volatile] = P_VOLATILE
+    unknown = n_valid < params.min_samples
+    phase[unknown] = P_UNKNOWN
+    slope = np.where(unknown | ~np.isfinite(slope), 0.0, slope)
+    se = np.where(unknown | ~np.isfinite(se), 0.0, se)
+    return PhaseBatch(phase, slope, se, thr, level, n_valid)
+
+
+def _empty_batch(p: int) -> PhaseBatch:
+    return PhaseBatch(
+        np.full(p, P_UNKNOWN, dtype=np.int64),
+        np.zeros(p),
+        np.zeros(p),
+        np.zeros(p),
+        np.full(p, np.nan),
+        np.zeros(p, dtype=np.int64),
+    )
+
+
+@dataclass(slots=True)
+class _Held:
+    shown: int = P_UNKNOWN
+    candidate: int = P_UNKNOWN
+    streak: int = 0
+    seen: int = 0  # tick counter of the last update, to forget identities that left
+
+
+@dataclass(slots=True)
+class PhaseTracker:
+    """Hysteresis: a new raw phase is shown only after ``confirm`` consecutive ticks.
+
+    Keyed by any hashable identity (a ProcessIdentity, a GPU index). The first known phase is
+    shown at once; identities not updated for ``forget_after`` ticks are dropped.
+    """
+
+    confirm: int = 3
+    forget_after: int = 5
+    _held: dict[object, _Held] = field(default_factory=dict)
+    _tick: int = 0
+
+    def update(self, keys: list[object], raw: IntArray) -> list[int]:
+        self._tick += 1
+        tick = self._tick
+        held = self._held
+        out: list[int] = []
+        confirm = max(1, self.confirm)
+        for key, code in zip(keys, raw.tolist(), strict=False):
+            h = held.get(key)
+            if h is None:
+                h = held[key] = _Held(shown=code, candidate=code)
+            h.seen = tick
+            if code == h.shown:
+                h.streak = 0
+            elif h.shown == P_UNKNOWN:
+                h.shown, h.streak = code, 0
+            else:
+                if code == h.candidate:
+                    h.streak += 1
+                else:
+                    h.candidate, h.streak = code, 1
+                if h.streak >= confirm:
+                    h.shown, h.streak = code, 0
+            out.append(h.shown)
+        if tick % 16 == 0:
+            stale = [k for k, h in held.items() if tick - h.seen > self.forget_after]
+            for k in stale:
+                del held[k]
+        return out
+
+    def reset(self) -> None:
+        self._held.clear()
