@@ -433,6 +433,7 @@ def run_monitor(
     export_csv: str | None = None,
     export_ndjson: str | None = None,
 ) -> int:
+    from vramtop.actors.analyzer import AnalyzerCore
     from vramtop.actors.enricher import EnricherCore
     from vramtop.actors.render import RenderCore
     from vramtop.actors.sampler import SamplerCore
@@ -466,6 +467,7 @@ def run_monitor(
         children = [
             ChildSpec("sampler", lambda: SamplerCore(backend_spec, export_csv, export_ndjson)),
             ChildSpec("render", RenderCore, essential=True, owns_terminal=True),
+            ChildSpec("analyzer", AnalyzerCore),
         ]
         if spec.kind != "replay":  # recorded PIDs are not this machine's processes
             children.append(ChildSpec("enricher", EnricherCore))
