@@ -1,5 +1,5 @@
-"""Cell grid, diff writer and the first screen, without a terminal (a blessed Terminal that
-writes to a pipe with styling forced, so the escape sequences are real)."""
+"""Cell grid, diff writer, layouts and the UI controller, without a terminal (a blessed Terminal
+that writes to a pipe with styling forced, so the escape sequences are real)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,32 @@ import re
 
 import blessed
 
+from vramtop.analysis.model import (
+    GROWING,
+    OOM_RISK,
+    AnalysisResult,
+    GpuAnalysis,
+    OomPrediction,
+    ProcessAnalysis,
+    Trend,
+)
+from vramtop.enrich.model import Container, Enrichment, ModelFile
 from vramtop.gpu.snapshot import GpuSample, GpuState, ProcessSample, Snapshot
-from vramtop.messages import ProcessIdentity, ProcessRow, SampleMessage
+from vramtop.messages import (
+    AnalysisMessage,
+    EnrichmentMessage,
+    ProcessIdentity,
+    ProcessRow,
+    SampleMessage,
+)
 from vramtop.na import NA
+from vramtop.render.controller import Ui
 from vramtop.render.grid import Grid, Style
-from vramtop.render.screen import ViewState, draw, memory_bar, move_selection
+from vramtop.render.keys import BINDINGS
+from vramtop.render.screen import draw, memory_bar
+from vramtop.render.state import ViewState
 from vramtop.render.theme import THEMES, next_theme
+from vramtop.render.widgets import sparkline
 from vramtop.render.writer import TerminalWriter
 
 GiB = 1024**3
@@ -24,7 +44,7 @@ def term() -> blessed.Terminal:
     return blessed.Terminal(kind="xterm-256color", stream=io.StringIO(), force_styling=True)
 
 
-def sample(used: list[int], lost: bool = False) -> SampleMessage:
+def sample(used: list[int], lost: bool = False, seq: int = 1) -> SampleMessage:
     gpus = (
         GpuSample(0, "GPU-0", "NVIDIA H100", memory_total=80 * GiB, memory_used=sum(used),
                   memory_reserved=GiB // 2, memory_free=80 * GiB - sum(used) - GiB // 2,
@@ -37,7 +57,18 @@ def sample(used: list[int], lost: bool = False) -> SampleMessage:
         ProcessRow(ProcessIdentity(100 + i, 1000.0 + i), 0, i, "alice", f"python job{i}.py", True)
         for i in range(len(used))
     )
-    return SampleMessage(1, Snapshot(0.0, "simulated", gpus, procs), rows)
+    return SampleMessage(seq, Snapshot(0.0, "simulated", gpus, procs), rows)
+
+
+def ui_with(used: list[int], **kw: object) -> Ui:
+    ui = Ui(**kw)  # type: ignore[arg-type]
+    ui.handle(sample(used))
+    return ui
+
+
+def selected_pid(ui: Ui) -> int:
+    assert ui.state.selected is not None
+    return ui.state.selected[0]
 
 
 def test_writer_sends_only_changed_cells() -> None:
@@ -78,6 +109,14 @@ def test_theme_switch_redraws_in_the_new_palette() -> None:
     assert next_theme("solarized") == "dark"
 
 
+def test_every_colour_on_screen_comes_from_the_palette() -> None:
+    ui = ui_with([GiB, 30 * GiB])
+    grid = ui.draw(160, 45)
+    names = {s.fg for row in grid.styles for s in row} | {s.bg for row in grid.styles for s in row}
+    for theme in THEMES.values():
+        assert names - {""} <= theme.colors.keys(), theme.name
+
+
 def test_memory_bar_shows_used_reserved_free() -> None:
     gpu = sample([40 * GiB]).snapshot.gpus[0]
     runs = memory_bar(gpu, 80, accessible=False)
@@ -90,40 +129,202 @@ def test_memory_bar_shows_used_reserved_free() -> None:
     assert "".join(t for t, _ in memory_bar(unknown, 5, accessible=True)) == "?????"
 
 
+def test_sparkline_scales_to_the_total_and_leaves_gaps_for_na() -> None:
+    line = sparkline([0.0, 50.0, float("nan"), 100.0], 6, accessible=False, top=100.0)
+    assert line == "  ▁▅ █"
+    assert set(sparkline([1.0, 2.0, 3.0], 3, accessible=True)) <= set("_.-~=*#")
+
+
 def test_screen_lists_processes_biggest_first_and_marks_lost_gpu() -> None:
-    state = ViewState(sample=sample([1 * GiB, 30 * GiB, 5 * GiB], lost=True))
-    grid = Grid(120, 30)
-    draw(grid, state)
-    lines = grid.text()
+    ui = Ui()
+    ui.handle(sample([1 * GiB, 30 * GiB, 5 * GiB], lost=True))
+    lines = ui.draw(120, 30).text()
     table = [ln for ln in lines if "python job" in ln]
     assert [ln.split()[-1] for ln in table] == ["job1.py", "job2.py", "job0.py"]
     assert any("LOST" in ln and "GPU is lost" in ln for ln in lines)
     assert any("GPU 1 lost" in ln for ln in lines)
 
 
+def test_sorting_by_column_and_reversing() -> None:
+    ui = ui_with([1 * GiB, 30 * GiB, 5 * GiB])
+    ui.key(">")  # VRAM -> %GPU
+    ui.key(">")  # -> SM%
+    ui.key(">")  # -> RATE
+    ui.key(">")  # -> ETA
+    ui.key(">")  # -> COMMAND (ascending first)
+    assert ui.state.sort == "COMMAND"
+    order = [ln.split()[-1] for ln in ui.draw(120, 30).text() if "python job" in ln]
+    assert order == ["job0.py", "job1.py", "job2.py"]
+    ui.key("r")
+    order = [ln.split()[-1] for ln in ui.draw(120, 30).text() if "python job" in ln]
+    assert order == ["job2.py", "job1.py", "job0.py"]
+
+
 def test_selection_follows_the_process_and_moves_to_a_neighbour_when_it_exits() -> None:
-    state = ViewState(sample=sample([1 * GiB, 30 * GiB, 5 * GiB]))
-    draw(Grid(120, 30), state)
-    move_selection(state, 1)  # from job1 (biggest) to job2
-    assert state.selected is not None and state.selected[0] == 102
+    ui = ui_with([1 * GiB, 30 * GiB, 5 * GiB])
+    ui.key("KEY_DOWN")  # from job1 (biggest) to job2
+    assert selected_pid(ui) == 102
     # job2 grows past job1: the table reorders, the selection stays on pid 102.
-    state.sample = sample([1 * GiB, 30 * GiB, 50 * GiB])
-    draw(Grid(120, 30), state)
-    assert state.selected[0] == 102
+    ui.handle(sample([1 * GiB, 30 * GiB, 50 * GiB], seq=2))
+    assert ui.state.views[0].pid == 102
+    assert selected_pid(ui) == 102
     # pid 102 exits: the selection moves to the row now in its place.
-    state.sample = sample([1 * GiB, 30 * GiB])
-    draw(Grid(120, 30), state)
-    assert state.selected[0] in (100, 101)
+    ui.handle(sample([1 * GiB, 30 * GiB], seq=3))
+    assert selected_pid(ui) in (100, 101)
+    ui.key("KEY_END")
+    assert selected_pid(ui) == 100
+    ui.key("KEY_HOME")
+    assert selected_pid(ui) == 101
+
+
+def test_mouse_click_selects_and_wheel_scrolls() -> None:
+    ui = ui_with([1 * GiB, 30 * GiB, 5 * GiB])
+    grid = ui.draw(120, 30)
+    y = next(i for i, ln in enumerate(grid.text()) if "job0.py" in ln)
+    assert ui.mouse(10, y, 0, True)
+    assert selected_pid(ui) == 100
+    ui.mouse(10, y, 64, True)  # wheel up
+    assert selected_pid(ui) == 101
+
+
+def test_text_filter_and_escape() -> None:
+    ui = ui_with([1 * GiB, 30 * GiB, 5 * GiB])
+    for k in "/job2":
+        ui.key(k)
+    ui.key("KEY_ENTER")
+    lines = ui.draw(120, 30).text()
+    assert sum("python job" in ln for ln in lines) == 1
+    ui.key("KEY_ESCAPE")
+    assert sum("python job" in ln for ln in ui.draw(120, 30).text()) == 3
 
 
 def test_small_sizes() -> None:
-    state = ViewState(sample=sample([GiB]))
-    tiny = Grid(30, 8)
-    draw(tiny, state)
-    assert "too small (needs 40x10)" in tiny.line(0)
-    narrow = Grid(39, 30)
-    draw(narrow, state)
-    assert narrow.line(0).startswith("terminal too small (needs 40x10)")
-    mini = Grid(50, 12)
-    draw(mini, state)
-    assert any(ln.startswith("0 [") for ln in mini.text())
+    ui = ui_with([GiB])
+    assert "too small (needs 40x10)" in ui.draw(30, 8).line(0)
+    assert ui.draw(39, 30).line(0).startswith("terminal too small (needs 40x10)")
+    assert any(ln.startswith("0 [") for ln in ui.draw(50, 12).text())
+    compact = "\n".join(ui.draw(100, 24).text())
+    assert "mem [" in compact and "PHASE" not in compact
+    full = "\n".join(ui.draw(160, 45).text())
+    assert all(c in full for c in ("PHASE", "RATE", "VERDICT", "ETA", "FRAMEWORK", "CONTAINER"))
+
+
+def test_forced_layout_holds_at_any_size() -> None:
+    ui = ui_with([GiB])
+    ui.state.layout = "mini"
+    assert any(ln.startswith("0 [") for ln in ui.draw(160, 45).text())
+
+
+def _enrichment(pid: int) -> Enrichment:
+    return Enrichment(
+        identity=ProcessIdentity(pid, 1000.0 + pid - 100),
+        uid=1000,
+        user="alice",
+        same_user=True,
+        framework="PyTorch",
+        framework_evidence="maps: libtorch_cuda.so",
+        model_files=(ModelFile("/models/llama.safetensors", 16 * GiB, "safetensors", "mmap"),),
+        container=Container("docker", "0123456789abcdef0123"),
+    )
+
+
+def _analysis(pid: int) -> AnalysisResult:
+    ident = ProcessIdentity(pid, 1000.0 + pid - 100)
+    eta = OomPrediction(240.0, 180.0, 400.0, 0.8, ident, "variance: sustained linear growth")
+    return AnalysisResult(
+        timestamp=0.0,
+        gpus=(GpuAnalysis(0, Trend(GROWING, 30.0), oom=eta),),
+        processes=(
+            ProcessAnalysis(ident, 0, Trend(GROWING, 30.0), OOM_RISK, "grows 30 MiB/s", eta),
+        ),
+    )
+
+
+def test_enrichment_and_analysis_fill_columns_alert_and_detail() -> None:
+    ui = ui_with([1 * GiB, 30 * GiB])
+    before = "\n".join(ui.draw(160, 45).text())
+    assert "PyTorch" not in before and "OOM risk" not in before
+    row = next(ln for ln in before.splitlines() if "job1.py" in ln)
+    assert "—" in row, "absent data shows a placeholder"
+    ui.handle(EnrichmentMessage(items=(_enrichment(101),), notes=()))
+    ui.handle(AnalysisMessage(seq=1, result=_analysis(101)))
+    screen = "\n".join(ui.draw(160, 45).text())
+    row = next(ln for ln in screen.splitlines() if "job1.py" in ln)
+    for text in ("PyTorch", "0123456789ab", "growing", "+30M/s", "OOM risk", "4m00s"):
+        assert text in row, text
+    assert "OOM WARNING GPU 0: out of memory in ~4m00s" in screen
+    assert "driven by PID 101" in screen
+    ui.key("d")
+    detail = "\n".join(ui.draw(160, 45).text())
+    for text in ("PyTorch", "maps: libtorch_cuda.so", "docker 0123456789ab", "llama.safetensors",
+                 "grows 30 MiB/s", "OOM ETA", "deep mode: not reporting"):  # fmt: skip
+        assert text in detail, text
+
+
+def test_detail_says_why_sections_are_empty() -> None:
+    ui = ui_with([GiB])
+    ui.key("KEY_ENTER")
+    detail = "\n".join(ui.draw(160, 45).text())
+    assert "enricher: not reported" in detail
+    assert "analyzer: not reporting" in detail
+    assert "vramtop.report()" in detail
+    ui.key("KEY_ESCAPE")
+    assert "analyzer: not reporting" not in "\n".join(ui.draw(160, 45).text())
+
+
+def test_oom_alert_respects_live_thresholds() -> None:
+    import dataclasses
+
+    from vramtop.config import Config
+    from vramtop.messages import ConfigUpdate
+
+    ui = ui_with([30 * GiB])
+    ui.handle(AnalysisMessage(seq=1, result=_analysis(100)))
+    assert "OOM WARNING" in "\n".join(ui.draw(160, 45).text())
+    cfg = Config()
+    cfg = dataclasses.replace(cfg, alerts=dataclasses.replace(cfg.alerts, oom_warning_seconds=120))
+    ui.handle(ConfigUpdate(cfg, source="test.toml"))
+    screen = "\n".join(ui.draw(160, 45).text())
+    assert "OOM WARNING" not in screen and "config reloaded from test.toml" in screen
+
+
+def test_accessible_uses_words_and_ascii_only() -> None:
+    import dataclasses
+
+    from vramtop.config import Config
+
+    cfg = Config()
+    cfg = dataclasses.replace(cfg, display=dataclasses.replace(cfg.display, accessible=True))
+    ui = Ui(cfg)
+    ui.handle(sample([GiB, 30 * GiB]))
+    ui.handle(AnalysisMessage(seq=1, result=_analysis(101)))
+    screen = "\n".join(ui.draw(160, 45).text())
+    assert "GROWING" in screen and "sort VRAM descending" in screen
+    assert not set(screen) & set("▲▼◆●█▒░▁▂▃▄▅▆▇⚠")
+    assert any(ln.startswith(">") for ln in screen.splitlines()), "selection marked by text"
+
+
+def test_help_lists_every_key() -> None:
+    ui = ui_with([GiB])
+    ui.key("?")
+    screen = "\n".join(ui.draw(160, 45).text())
+    for b in BINDINGS:
+        if b.help:
+            assert b.help in screen, b.help
+    ui.key("KEY_ESCAPE")
+    assert "this help" not in "\n".join(ui.draw(160, 45).text())
+
+
+def test_theme_key_cycles_every_theme() -> None:
+    ui = ui_with([GiB])
+    seen = [ui.state.theme]
+    for _ in THEMES:
+        ui.key("t")
+        seen.append(ui.state.theme)
+    assert set(seen) == set(THEMES) and seen[0] == seen[-1]
+
+
+def test_draw_without_sample_shows_waiting() -> None:
+    grid = Grid(100, 24)
+    draw(grid, ViewState())
+    assert "waiting for the first sample" in "\n".join(grid.text())

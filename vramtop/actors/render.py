@@ -1,29 +1,39 @@
-"""Render actor: the blessed terminal. Draws frames from the newest sample and handles keys.
+"""Render actor: the blessed terminal. Forwards messages, keys and mouse to the UI controller and
+writes each frame's changed cells.
 
 Keyboard input is read from fd 0 (or /dev/tty) explicitly: ``multiprocessing`` replaces
 ``sys.stdin`` in children with /dev/null, and blessed would otherwise read no keys. Only this
-process acts on SIGWINCH (through a self-pipe, so a resize redraws at once). A frame is drawn on
-every new sample, every key and every resize, never in a busy loop; the terminal writer sends
-only the cells that changed.
+process acts on SIGWINCH (through a self-pipe, so a resize re-lays out at once). A frame is drawn
+on every new sample, every key and every resize, plus once a second for the clock (the diff makes
+that a few bytes), never in a busy loop. Mouse reports (SGR, mode 1006) are parsed here, since
+blessed only decodes them after querying the terminal, which can stall start-up.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sys
-import time
 from typing import Any
 
 from vramtop.actors.base import ActorContext
-from vramtop.messages import ActorHealth, ConfigUpdate, Quit, SampleMessage
+from vramtop.messages import Quit
+from vramtop.render.controller import Ui
+from vramtop.render.filters import ProcessFilter
 from vramtop.render.grid import Grid
-from vramtop.render.screen import ViewState, draw, move_selection
+from vramtop.render.history import ShmHistory
+from vramtop.render.keys import token
+from vramtop.render.killflow import KillFlow
 from vramtop.render.theme import THEMES
 from vramtop.render.writer import TerminalWriter
 
-ALT_SCREEN_OFF = "\x1b[?1049l\x1b[?25h\x1b[0m"
+MOUSE_ON = "\x1b[?1000h\x1b[?1006h"
+MOUSE_OFF = "\x1b[?1006l\x1b[?1000l"
+ALT_SCREEN_OFF = MOUSE_OFF + "\x1b[?1049l\x1b[?25h\x1b[0m"
+SGR_MOUSE = re.compile(r"\x1b\[<(\d+);(\d+);(\d+)([Mm])")
+COUNTDOWN_S = 0.25  # redraw cadence while a kill counts down
 
 
 def make_terminal(no_color: bool) -> Any:
@@ -55,9 +65,10 @@ def make_terminal(no_color: bool) -> Any:
 
 
 class RenderCore:
-    def __init__(self, no_color: bool | None = None) -> None:
+    def __init__(self, no_color: bool | None = None, filters: ProcessFilter | None = None) -> None:
         self.no_color = bool(os.environ.get("NO_COLOR")) if no_color is None else no_color
-        self.state = ViewState(no_color=self.no_color)
+        self.filters = filters
+        self.ui = Ui(no_color=self.no_color, filters=filters, kill=KillFlow(False))
         self.term: Any = None
         self.writer: TerminalWriter | None = None
         self.ctx: ActorContext | None = None
@@ -65,18 +76,22 @@ class RenderCore:
         self._wake_r = -1
         self._wake_w = -1
         self._stack: contextlib.ExitStack | None = None
-        self.dirty = True
         self.frames = 0
+
+    @property
+    def state(self) -> Any:
+        return self.ui.state
 
     # -- actor protocol -------------------------------------------------------------------
     def start(self, ctx: ActorContext) -> None:
         self.ctx = ctx
         cfg = ctx.config
-        self.state.theme = cfg.display.theme
-        self.state.layout = cfg.display.layout
-        self.state.accessible = cfg.display.accessible
+        history = ShmHistory(ctx.shm_name)
+        # Kill is wired only when enabled: with --no-kill vramtop.kill is never imported.
+        self.ui = Ui(cfg, no_color=self.no_color, filters=self.filters, history=history,
+                     kill=KillFlow(cfg.display.enable_kill))  # fmt: skip
         self.term = make_terminal(self.no_color)
-        self.writer = TerminalWriter(self.term, THEMES[self.state.theme], self.no_color)
+        self.writer = TerminalWriter(self.term, THEMES[self.ui.state.theme], self.no_color)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         signal.signal(signal.SIGWINCH, self._on_winch)
@@ -85,30 +100,19 @@ class RenderCore:
         stack.enter_context(self.term.hidden_cursor())
         stack.enter_context(self.term.cbreak())
         self._stack = stack
+        self._write(MOUSE_ON)
         self.redraw()
 
     def handle(self, message: object) -> None:
-        if isinstance(message, SampleMessage):
-            self.state.sample = message
-            self.dirty = True
-        elif isinstance(message, ActorHealth):
-            self.state.health = message.actors
-            self.dirty = True
-        elif isinstance(message, ConfigUpdate):
-            if message.error:
-                self._status(f"config not reloaded: {message.error}", 15)
-            else:
-                self.state.theme = message.config.display.theme
-                self.state.layout = message.config.display.layout
-                self.state.accessible = message.config.display.accessible
-                self._status(f"config reloaded from {message.source or 'defaults'}", 8)
-        if self.dirty:
+        if self.ui.handle(message):
             self.redraw()
 
     def tick(self, now: float) -> float:
-        # Once a second: the clock and expiring status lines. The diff keeps this cheap.
+        # Once a second: the clock and expiring status lines (the diff keeps this cheap);
+        # faster while a kill counts down.
+        self.ui.tick()
         self.redraw()
-        return now + 1.0
+        return now + (COUNTDOWN_S if self.ui.kill.running else 1.0)
 
     def fds(self) -> list[int]:
         return [0, self._wake_r]
@@ -121,58 +125,78 @@ class RenderCore:
                 self.writer.invalidate()
             self.redraw()
             return
+        self._read_input()
+        if self.done:
+            return
+        self.redraw()
+
+    def stop(self) -> None:
+        self._write(MOUSE_OFF)
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+        self._write(ALT_SCREEN_OFF)
+        close = getattr(self.ui.history, "close", None)
+        if close is not None:
+            close()
+
+    # -- input ----------------------------------------------------------------------------
+    def _read_input(self) -> None:
+        """Mouse reports are cut out of the raw input; the rest goes to blessed as keys."""
+        try:
+            raw = os.read(0, 4096).decode("utf-8", "replace")
+        except (BlockingIOError, InterruptedError):
+            raw = ""
+        except OSError:
+            # The terminal is gone (hang-up): nothing more to read or draw.
+            self._quit()
+            return
+        rest = SGR_MOUSE.sub(lambda m: self._mouse(m) or "", raw)
+        if rest:
+            self.term.ungetch(rest)
         key = self.term.inkey(timeout=0)
         while key:
             self.on_key(key)
             if self.done:
                 return
             key = self.term.inkey(timeout=0)
-        self.redraw()
 
-    def stop(self) -> None:
-        if self._stack is not None:
-            self._stack.close()
-            self._stack = None
-        with contextlib.suppress(Exception):
-            sys.stdout.write(ALT_SCREEN_OFF)
-            sys.stdout.flush()
+    def _mouse(self, match: re.Match[str]) -> str:
+        button, x, y = int(match[1]), int(match[2]) - 1, int(match[3]) - 1
+        self.ui.mouse(x, y, button & ~(4 | 8 | 16), match[4] == "M")
+        return ""
 
-    # -- behaviour ------------------------------------------------------------------------
     def on_key(self, key: Any) -> None:
-        name = getattr(key, "name", None) or ""
-        text = str(key)
-        if text in ("q", "Q"):
-            self.done = True
-            if self.ctx is not None:
-                self.ctx.supervisor.post(Quit())
-            return
-        moves = {
-            "KEY_UP": -1, "KEY_DOWN": 1, "KEY_PGUP": -10, "KEY_PGDOWN": 10,
-            "KEY_HOME": -(10**9), "KEY_END": 10**9,
-        }  # fmt: skip
-        if name in moves:
-            move_selection(self.state, moves[name])
+        self.ui.key(token(key))
+        if self.ui.quit:
+            self._quit()
 
-    def _status(self, text: str, seconds: float) -> None:
-        self.state.status = text
-        self.state.status_until = time.monotonic() + seconds
-        self.dirty = True
+    def _quit(self) -> None:
+        self.done = True
+        if self.ctx is not None:
+            self.ctx.supervisor.post(Quit())
 
     def _on_winch(self, _signo: int, _frame: object) -> None:
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"w")
 
+    def _write(self, text: str) -> None:
+        with contextlib.suppress(Exception):
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
     def redraw(self) -> None:
         if self.term is None or self.writer is None:
             return
         width, height = self.term.width, self.term.height
-        grid = Grid(width, height)
-        warn_c = 85.0 if self.ctx is None else self.ctx.config.alerts.temp_warning_celsius
-        self.writer.set_theme(THEMES.get(self.state.theme, THEMES["dark"]))
-        draw(grid, self.state, warn_c)
+        self.writer.set_theme(THEMES.get(self.ui.state.theme, THEMES["dark"]))
+        grid = self.ui.draw(width, height)
         out = self.writer.render(grid)
         if out:
             sys.stdout.write(out)
             sys.stdout.flush()
         self.frames += 1
-        self.dirty = False
+
+    def grid(self, width: int, height: int) -> Grid:
+        """The frame as it would be drawn now (tests, screenshots without a terminal)."""
+        return self.ui.draw(width, height)

@@ -1,50 +1,34 @@
-"""What the screen shows, drawn into a :class:`Grid` from the latest sample (no I/O here).
+"""What the screen shows, drawn into a :class:`Grid` from a :class:`ViewState` (no I/O here).
 
-Layouts by terminal size (``display.layout = "auto"``): full/compact (>= 80x20) show a card per
-GPU with a memory bar (used / reserved / free) and a process table; mini (>= 40x10) one line per
-GPU; below that a one-line notice. Everything that is unknown reads N/A; nothing is guessed.
+Where it sits: ``controller.py`` calls :func:`draw` for every frame; the writer then sends the
+difference to the terminal, and ``svg.py`` can turn the same grid into a screenshot.
+
+Layouts (``display.layout = "auto"`` picks by size): full >= 120x30 (cards with sparklines and
+clocks, a table with phase, rate, verdict and ETA), compact >= 80x20 (cards, bars, table),
+mini >= 40x10 (one line per GPU and a short table), smaller: a one-line notice. A forced layout
+holds at any size from 40x10 up. Overlays (detail, help, kill dialog) draw over the layout.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 from vramtop import __version__
-from vramtop.fmt import pct, size, temp, watts
-from vramtop.gpu.snapshot import GpuSample
-from vramtop.messages import ActorState, ProcessRow, SampleMessage
-from vramtop.na import NaType
+from vramtop.render.cards import gpu_card, gpu_line_mini, oom_alert
+from vramtop.render.detail import draw_detail
 from vramtop.render.grid import Grid, Style
+from vramtop.render.history import History, NoHistory
+from vramtop.render.keys import help_lines
+from vramtop.render.state import ViewState, move_selection
+from vramtop.render.table import draw_table
+from vramtop.render.widgets import MUTED, box, memory_bar
+
+__all__ = ["ViewState", "draw", "memory_bar", "move_selection", "pick_layout"]
 
 MIN_W, MIN_H = 40, 10
 COMPACT_W, COMPACT_H = 80, 20
 FULL_W, FULL_H = 120, 30
-
-TITLE = Style(fg="header", bold=True)
-MUTED = Style(fg="muted")
 ACCENT = Style(fg="accent", bold=True)
-HEAD = Style(fg="header", bold=True, underline=True)
-SELECTED = Style(fg="header", bg="selection", bold=True, reverse=False)
-SELECTED_NO_COLOR = Style(reverse=True, bold=True)
-
-
-@dataclass
-class ViewState:
-    """Everything the render process remembers between frames."""
-
-    sample: SampleMessage | None = None
-    health: tuple[ActorState, ...] = ()
-    selected: tuple[int, float, int] | None = None  # (pid, start_time, gpu): identity-keyed
-    offset: int = 0
-    theme: str = "dark"
-    layout: str = "auto"
-    accessible: bool = False
-    no_color: bool = False
-    status: str = ""  # transient line (config reload, notices)
-    status_until: float = 0.0
-    rows_cache: list[ProcessRow] = field(default_factory=list)
-    last_index: int = 0  # where the selection was, so it moves to a neighbour when it exits
 
 
 def pick_layout(width: int, height: int, forced: str = "auto") -> str:
@@ -59,54 +43,11 @@ def pick_layout(width: int, height: int, forced: str = "auto") -> str:
     return "mini"
 
 
-def memory_bar(gpu: GpuSample, width: int, accessible: bool) -> list[tuple[str, Style]]:
-    """Segments of a memory bar: used, reserved, free (as text + style runs)."""
-    total = gpu.memory_total
-    if isinstance(total, NaType) or not total or width <= 0:
-        return [("?" * width if accessible else "·" * width, MUTED)]
-    used = 0 if isinstance(gpu.memory_used, NaType) else gpu.memory_used
-    reserved = 0 if isinstance(gpu.memory_reserved, NaType) else gpu.memory_reserved
-    n_used = min(width, round(width * used / total))
-    n_res = min(width - n_used, round(width * reserved / total))
-    if reserved and n_res == 0 and n_used < width:
-        n_res = 1  # a reserved slice is always visible when NVML reports one
-    n_free = width - n_used - n_res
-    ratio_used = used / total
-    used_style = Style(
-        fg="crit" if ratio_used >= 0.95 else "warn" if ratio_used >= 0.85 else "used"
-    )
-    if accessible:
-        return [("#" * n_used, used_style), ("+" * n_res, Style(fg="reserved")),
-                ("." * n_free, Style(fg="muted"))]  # fmt: skip
-    return [("█" * n_used, used_style), ("▒" * n_res, Style(fg="reserved")),
-            ("░" * n_free, Style(fg="free"))]  # fmt: skip
-
-
-def _put_runs(grid: Grid, x: int, y: int, runs: list[tuple[str, Style]]) -> int:
-    for text, style in runs:
-        x += grid.put(x, y, text, style)
-    return x
-
-
-def _temp_style(gpu: GpuSample, warn_c: float) -> Style:
-    t = gpu.temperature_c
-    if isinstance(t, NaType):
-        return MUTED
-    return Style(fg="crit", bold=True) if t >= warn_c else Style(fg="text")
-
-
-def sorted_rows(sample: SampleMessage) -> list[ProcessRow]:
-    by_key = {(p.pid, p.gpu_index): p for p in sample.snapshot.processes}
-
-    def vram(row: ProcessRow) -> float:
-        proc = by_key.get((row.identity.pid, row.gpu_index))
-        used = proc.used_bytes if proc is not None else 0
-        return -1.0 if isinstance(used, NaType) else float(used)
-
-    return sorted(sample.rows, key=lambda r: (-vram(r), r.gpu_index, r.identity.pid))
-
-
-def draw(grid: Grid, state: ViewState, warn_c: float = 85.0, now: float | None = None) -> None:
+def draw(
+    grid: Grid, state: ViewState, history: History | None = None, now: float | None = None
+) -> str:
+    """Draw one frame; return the layout used."""
+    history = history or NoHistory()
     w, h = grid.width, grid.height
     layout = pick_layout(w, h, state.layout)
     if layout == "tiny":
@@ -114,29 +55,48 @@ def draw(grid: Grid, state: ViewState, warn_c: float = 85.0, now: float | None =
         if len(msg) > w:
             msg = f"too small (needs {MIN_W}x{MIN_H})"
         grid.put(0, 0, msg, Style(fg="warn", bold=True))
-        return
-    sample = state.sample
+        return layout
     _header(grid, state, now)
-    if sample is None:
-        grid.put(1, 2, "waiting for the first sample…", MUTED)
-        _footer(grid, state)
-        return
+    sample = state.sample
+    gpus = [g for g in sample.snapshot.gpus if state.filters.gpu_shown(g)] if sample else []
+    knowledge = state.knowledge
     y = 2
+    if sample is None:
+        grid.put(1, y, "waiting for the first sample…", MUTED)
+        y += 2
     if layout == "mini":
-        for gpu in sample.snapshot.gpus:
-            if y >= h - 2:
-                break
-            _gpu_line_mini(grid, y, gpu, state)
+        max_gpu_lines = max(1, (h - 4) // 2)
+        for gpu in gpus[:max_gpu_lines]:
+            alert = oom_alert(gpu, knowledge.gpus.get(gpu.index), state.config)
+            gpu_line_mini(grid, y, gpu, alert, state.accessible)
             y += 1
-        _footer(grid, state)
-        return
-    for gpu in sample.snapshot.gpus:
-        if y >= h - 6:
-            break
-        y = _gpu_card(grid, y, gpu, state, warn_c, layout)
-    y += 1
-    _process_table(grid, y, h - 2, state, sample)
+        if len(gpus) > max_gpu_lines:
+            grid.put(0, y, f"+{len(gpus) - max_gpu_lines} more GPUs", MUTED)
+            y += 1
+    else:
+        full = layout == "full"
+        for gpu in gpus:
+            if y >= h - 6:
+                grid.put(1, y, "+ more GPUs (a taller terminal shows them)", MUTED)
+                y += 1
+                break
+            y = gpu_card(
+                grid, y, gpu, knowledge.gpus.get(gpu.index), state.config, history,
+                full=full, accessible=state.accessible,
+            )  # fmt: skip
+            if full:
+                y += 1
+    if sample is not None or layout != "mini":
+        draw_table(grid, y + (0 if layout == "mini" else 1), h - 1, state, layout == "full")
     _footer(grid, state)
+    if state.overlay == "detail":
+        draw_detail(grid, state.selected_view(), knowledge, state.config, history,
+                    state.accessible)  # fmt: skip
+    elif state.overlay == "help":
+        _help(grid, state)
+    elif state.overlay == "kill" and state.kill is not None:
+        _kill_dialog(grid, state)
+    return layout
 
 
 def _header(grid: Grid, state: ViewState, now: float | None) -> None:
@@ -148,150 +108,103 @@ def _header(grid: Grid, state: ViewState, now: float | None) -> None:
         snap = sample.snapshot
         info = f"  {snap.backend}  driver {snap.driver_version}  CUDA {snap.cuda_version}"
         x += grid.put(x, 0, info, MUTED)
-    clock = time.strftime("%H:%M:%S", time.localtime(now if now is not None else time.time()))
-    grid.put(grid.width - len(clock) - 1, 0, clock, MUTED)
+    right = f"theme {state.theme}  " if grid.width >= 100 else ""
+    right += time.strftime("%H:%M:%S", time.localtime(now if now is not None else time.time()))
+    if x + len(right) + 2 < grid.width:
+        grid.put(grid.width - len(right) - 1, 0, right, MUTED)
 
 
-def _gpu_line_mini(grid: Grid, y: int, gpu: GpuSample, state: ViewState) -> None:
-    if gpu.lost:
-        grid.put(0, y, f"{gpu.index} LOST {gpu.name}", Style(fg="crit", bold=True))
-        return
-    label = f"{gpu.index} "
-    x = grid.put(0, y, label, ACCENT)
-    tail = f" {size(gpu.memory_used)}/{size(gpu.memory_total)} {pct(gpu.util_gpu)}"
-    bar_w = max(4, grid.width - x - len(tail) - 2)
-    x += grid.put(x, y, "[", MUTED)
-    x = _put_runs(grid, x, y, memory_bar(gpu, bar_w, state.accessible))
-    x += grid.put(x, y, "]", MUTED)
-    grid.put(x, y, tail)
-
-
-def _gpu_card(
-    grid: Grid, y: int, gpu: GpuSample, state: ViewState, warn_c: float, layout: str
-) -> int:
-    w = grid.width
-    name = f" GPU {gpu.index}  {gpu.name}"
-    grid.put(0, y, name, TITLE)
-    if gpu.lost:
-        grid.put(len(name) + 2, y, "LOST", Style(fg="crit", bold=True, reverse=True))
-        note = gpu.note or "the driver lost this GPU; retrying"
-        grid.put(len(name) + 8, y, note, Style(fg="crit"))
-        return y + 3
-    stats = [
-        ("util ", pct(gpu.util_gpu), Style()),
-        ("mem-bw ", pct(gpu.util_memory), Style()),
-        ("temp ", temp(gpu.temperature_c), _temp_style(gpu, warn_c)),
-        ("power ", f"{watts(gpu.power_w)}/{watts(gpu.power_limit_w)}", Style()),
-    ]
-    if layout == "full":
-        stats.append(("fan ", pct(gpu.fan_percent), Style()))
-        sm = "N/A" if isinstance(gpu.clock_sm_mhz, NaType) else f"{gpu.clock_sm_mhz}MHz"
-        stats.append(("sm ", sm, Style()))
-    x = max(len(name) + 3, 34)
-    for label, value, style in stats:
-        if x + len(label) + len(value) >= w - 1:
-            break
-        x += grid.put(x, y, label, MUTED)
-        x += grid.put(x, y, value, style if style.fg else Style(fg="text"))
-        x += grid.put(x, y, "  ")
-    y += 1
-    used, total, reserved = gpu.memory_used, gpu.memory_total, gpu.memory_reserved
-    tail = f" {size(used)} used  {size(reserved)} reserved  {size(total)} total"
-    bar_w = max(10, w - len(tail) - 8)
-    x = grid.put(1, y, "mem [", MUTED) + 1
-    x = _put_runs(grid, x, y, memory_bar(gpu, bar_w, state.accessible))
-    x += grid.put(x, y, "]", MUTED)
-    grid.put(x, y, tail)
-    return y + 2
-
-
-COLUMNS = (("GPU", 3), ("PID", 8), ("USER", 10), ("TYPE", 4), ("VRAM", 7))
-
-
-def _process_table(
-    grid: Grid, y: int, bottom: int, state: ViewState, sample: SampleMessage
-) -> None:
-    w = grid.width
-    header = "".join(f"{name:>{width}} " if name != "USER" else f"{name:<{width}} "
-                     for name, width in COLUMNS) + "COMMAND"  # fmt: skip
-    grid.put(0, y, (" " + header).ljust(w), HEAD)
-    y += 1
-    rows = sorted_rows(sample)
-    state.rows_cache = rows
-    by_key = {(p.pid, p.gpu_index): p for p in sample.snapshot.processes}
-    if not rows:
-        grid.put(1, y, "no processes on any GPU", MUTED)
-        return
-    visible = max(1, bottom - y)
-    sel_index = _selected_index(state, rows)
-    if sel_index is not None:
-        if sel_index < state.offset:
-            state.offset = sel_index
-        elif sel_index >= state.offset + visible:
-            state.offset = sel_index - visible + 1
-    state.offset = max(0, min(state.offset, max(0, len(rows) - visible)))
-    for i, row in enumerate(rows[state.offset : state.offset + visible]):
-        proc = by_key.get((row.identity.pid, row.gpu_index))
-        vram = size(proc.used_bytes) if proc is not None else "N/A"
-        kind = proc.type_label if proc is not None else "?"
-        user = (row.user or "?")[:10]
-        command = row.command or ("(other user)" if not row.same_user and row.user else "N/A")
-        line = f" {row.gpu_index:>3} {row.identity.pid:>8} {user:<10} {kind:>4} {vram:>7} {command}"
-        yy = y + i
-        style = Style() if row.same_user else MUTED
-        grid.put(0, yy, line, style)
-        if state.offset + i == sel_index:
-            grid.style_row(yy, SELECTED_NO_COLOR if state.no_color else SELECTED)
-    if len(rows) > visible:
-        more = f" {state.offset + 1}-{min(len(rows), state.offset + visible)} of {len(rows)} "
-        grid.put(w - len(more) - 1, y - 1, more, MUTED)
-
-
-def _selected_index(state: ViewState, rows: list[ProcessRow]) -> int | None:
-    if not rows:
-        return None
-    if state.selected is not None:
-        for i, row in enumerate(rows):
-            if row_key(row) == state.selected:
-                state.last_index = i
-                return i
-    # The selected process is gone (or nothing was selected): take its neighbour.
-    i = min(state.last_index, len(rows) - 1)
-    state.selected = row_key(rows[i])
-    state.last_index = i
-    return i
-
-
-def row_key(row: ProcessRow) -> tuple[int, float, int]:
-    return (row.identity.pid, row.identity.start_time, row.gpu_index)
-
-
-def move_selection(state: ViewState, delta: int, page: int = 10) -> None:
-    """Up/Down/PgUp/PgDn/Home/End on the identity-keyed selection."""
-    rows = state.rows_cache
-    if not rows:
-        return
-    i = _selected_index(state, rows) or 0
-    i = max(0, min(len(rows) - 1, i + delta))
-    state.selected = row_key(rows[i])
-    state.last_index = i
-
-
-def _footer(grid: Grid, state: ViewState) -> None:
-    y = grid.height - 1
-    keys = " q quit  ↑↓ select " if not state.accessible else " q quit  up/down select "
-    x = grid.put(0, y, keys, Style(fg="muted", reverse=True))
+def status_parts(state: ViewState) -> list[tuple[str, Style]]:
+    """The status line, most important first: failures, lost GPUs, notices, n/a fields."""
     parts: list[tuple[str, Style]] = []
     for actor in state.health:
         if actor.failed:
             parts.append((f"{actor.name} FAILED: {actor.last_error}", Style(fg="crit", bold=True)))
         elif actor.restarts:
             parts.append((f"{actor.name} restarted {actor.restarts}x", Style(fg="warn")))
+    if state.status and time.monotonic() < state.status_until:
+        parts.append((state.status, Style(fg=state.status_style, bold=True)))
+    if state.filters.active:
+        parts.append((state.filters.describe(), Style(fg="accent")))
     if state.sample is not None:
-        for gpu in state.sample.snapshot.gpus:
+        snap = state.sample.snapshot
+        for gpu in snap.gpus:
             if gpu.lost:
                 parts.append((f"GPU {gpu.index} lost", Style(fg="crit", bold=True)))
-    if state.status and time.monotonic() < state.status_until:
-        parts.append((state.status, Style(fg="accent")))
-    for text, style in parts:
+        notes: dict[str, list[str]] = {}
+        for gpu in snap.gpus:
+            if gpu.note and not gpu.lost:
+                notes.setdefault(gpu.note, []).append(str(gpu.index))
+        for note, indexes in notes.items():
+            parts.append((f"GPU {','.join(indexes)}: {note}", MUTED))
+        for note in snap.notes:
+            parts.append((note, MUTED))
+    return parts
+
+
+def _footer(grid: Grid, state: ViewState) -> None:
+    y = grid.height - 1
+    keys = (
+        " q quit  ? help " if grid.width < 100 else " q quit  ? help  d detail  k kill  / filter "
+    )
+    x = grid.put(0, y, keys, Style(fg="muted", reverse=True))
+    for text, style in status_parts(state):
+        if x + 3 >= grid.width:
+            break
         x += grid.put(x + 1, y, text, style) + 2
+
+
+def _help(grid: Grid, state: ViewState) -> None:
+    lines = help_lines()
+    w = min(grid.width - 4, 78)
+    h = min(grid.height - 2, len(lines) + 2)
+    x0 = (grid.width - w) // 2
+    y0 = max(1, (grid.height - h) // 2)
+    box(grid, x0, y0, w, h, "keys  (Esc closes)", state.accessible)
+    fits = h - 2 if len(lines) <= h - 2 else h - 3
+    for i, (keys, what) in enumerate(lines[:fits]):
+        grid.put(x0 + 2, y0 + 1 + i, f"{keys:<14}", Style(fg="accent", bg="panel", bold=True))
+        grid.put(x0 + 16, y0 + 1 + i, what, Style(fg="text", bg="panel"), w - 18)
+    if len(lines) > fits:
+        grid.put(x0 + 2, y0 + h - 2, "(a taller terminal shows every key)", MUTED.but(bg="panel"))
+
+
+def _kill_dialog(grid: Grid, state: ViewState) -> None:
+    k = state.kill
+    assert k is not None
+    w = min(grid.width - 4, 84)
+    h = 11
+    x0 = (grid.width - w) // 2
+    y0 = max(1, (grid.height - h) // 2)
+    title = "kill process" if not k.refusal else "kill refused"
+    box(grid, x0, y0, w, h, title, state.accessible)
+    text = Style(fg="text", bg="panel")
+    label = Style(fg="muted", bg="panel")
+    rows = [
+        ("PID", f"{k.pid}"),
+        ("user", k.user),
+        ("command", k.command),
+        ("VRAM", k.vram),
+        ("age", k.age),
+    ]
+    for i, (name, value) in enumerate(rows):
+        grid.put(x0 + 2, y0 + 1 + i, f"{name:<9}", label)
+        grid.put(x0 + 11, y0 + 1 + i, value, text, w - 13)
+    y = y0 + 7
+    if k.refusal:
+        grid.put(x0 + 2, y, f"refused: {k.refusal}", Style(fg="crit", bg="panel", bold=True), w - 4)
+        grid.put(x0 + 2, y + 2, "[Esc] close", Style(fg="accent", bg="panel", bold=True))
+    elif k.phase == "confirm":
+        grid.put(x0 + 2, y, "Send SIGTERM now, SIGKILL after 5 s if it is still alive?", text)
+        grid.put(x0 + 2, y + 2, "[y / Enter] kill", Style(fg="crit", bg="panel", bold=True))
+        grid.put(x0 + 22, y + 2, "[n / Esc] cancel", Style(fg="accent", bg="panel", bold=True))
+    else:
+        style = Style(fg="warn" if k.phase == "terminating" else "ok", bg="panel", bold=True)
+        if k.phase in ("refused", "failed"):
+            style = style.but(fg="crit")
+        line = k.message
+        if k.phase == "terminating" and k.seconds_left > 0:
+            line = f"SIGTERM sent; SIGKILL in {k.seconds_left:.0f} s if still alive"
+        grid.put(x0 + 2, y, f"{k.phase.upper()}: {line}", style, w - 4)
+        hint = "[Esc] close" if k.finished else "[Esc] hide (the kill goes on)"
+        grid.put(x0 + 2, y + 2, hint, Style(fg="accent", bg="panel", bold=True))

@@ -1,0 +1,178 @@
+"""The kill dialog around ``vramtop.kill``, against real child processes.
+
+End to end (``vramtop --demo killtest`` in a pseudo-terminal): a process that exits on SIGTERM,
+one that ignores it and is SIGKILLed after 5 s, each with its audit record. At the controller
+level: another user's process (simulated with a different UID for vramtop), a reused PID, and
+--no-kill, where the signal-sending module is never even imported.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from tui import Tui
+
+from vramtop.config import Config
+from vramtop.gpu.snapshot import GpuSample, ProcessSample, Snapshot
+from vramtop.messages import ProcessIdentity, ProcessRow, SampleMessage
+from vramtop.render.controller import Ui
+from vramtop.render.killflow import KillFlow
+
+GiB = 1024**3
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    (tmp_path / ".config").mkdir()
+    return tmp_path
+
+
+def _select(tui: Tui, command: str) -> int:
+    tui.send("\x1b[H")  # Home
+    for _ in range(10):
+        tui.pump(0.15)
+        marked = [ln for ln in tui.text().splitlines() if ln.startswith(">")]
+        if marked and command in marked[0]:
+            return int(marked[0].split()[2])
+        tui.send("\x1b[B")
+    raise AssertionError(f"could not select {command}:\n{tui.text()}")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_kill_sigterm_then_sigkill_with_countdown_and_audit(home: Path) -> None:
+    data = home / ".local" / "share"
+    env = {"XDG_DATA_HOME": str(data)}
+    args = ["--demo", "killtest", "--accessible", "--refresh-rate", "0.5"]
+    tui = Tui(args, cols=160, rows=45, home=home, env=env)
+    try:
+        tui.wait_for("ignores_term.py")
+        polite = _select(tui, "exits_on_term.py")
+        tui.send("k")
+        dialog = tui.wait_for("kill process")
+        assert (
+            str(polite) in dialog and "[y / Enter] kill" in dialog and "[n / Esc] cancel" in dialog
+        )
+        tui.send("y")
+        tui.wait_for("EXITED: PID", timeout=8)
+        assert _gone(polite)
+        tui.send("\x1b")
+        tui.wait_for(lambda s: "exits_on_term.py" not in s, timeout=8)
+
+        stubborn = _select(tui, "ignores_term.py")
+        tui.send("k")
+        tui.wait_for("kill process")
+        tui.send("\r")
+        tui.wait_for("SIGKILL in", timeout=5)
+        assert not _gone(stubborn), "SIGTERM is ignored: still alive during the countdown"
+        tui.wait_for("KILLED: PID", timeout=12)
+        assert _gone(stubborn)
+        tui.send("\x1b")
+        tui.send("q")
+        assert tui.wait_exit() == 0
+    finally:
+        tui.close()
+    records = [
+        json.loads(ln) for ln in (data / "vramtop/kill-audit.jsonl").read_text().splitlines()
+    ]
+    sent = [(r["pid"], r["signal"]) for r in records if r["result"] == "sent"]
+    assert sent == [(polite, "SIGTERM"), (stubborn, "SIGTERM"), (stubborn, "SIGKILL")]
+
+
+def _child() -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+
+
+def _ui_for(proc: subprocess.Popen[bytes], start_time: float, kill: KillFlow) -> Ui:
+    snap = Snapshot(
+        time.time(), "simulated",
+        (GpuSample(0, "GPU-0", "NVIDIA L4", memory_total=24 * GiB, memory_used=GiB),),
+        (ProcessSample(proc.pid, 0, used_bytes=GiB),),
+    )  # fmt: skip
+    row = ProcessRow(ProcessIdentity(proc.pid, start_time), 0, 0, "bob", "python sleeper", True)
+    ui = Ui(Config(), kill=kill)
+    ui.handle(SampleMessage(1, snap, (row,)))
+    return ui
+
+
+def test_other_users_process_is_refused(tmp_path: Path) -> None:
+    proc = _child()
+    try:
+        start = psutil.Process(proc.pid).create_time()
+        # vramtop running as UID 54321 (not root) looks at a process of ours: another user's.
+        ui = _ui_for(proc, start, KillFlow(True, my_uid=54321, audit_path=tmp_path / "a.jsonl"))
+        ui.key("k")
+        ui.key("y")
+        screen = "\n".join(ui.draw(120, 30).text())
+        assert "kill refused" in screen and "you can only kill your own processes" in screen
+        assert "[y / Enter] kill" not in screen
+        time.sleep(0.2)
+        assert proc.poll() is None, "no signal was sent"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_reused_pid_is_refused(tmp_path: Path) -> None:
+    proc = _child()
+    try:
+        start = psutil.Process(proc.pid).create_time()
+        # The row was taken for an older process with the same PID.
+        ui = _ui_for(proc, start - 100.0, KillFlow(True, audit_path=tmp_path / "a.jsonl"))
+        ui.key("k")
+        screen = "\n".join(ui.draw(120, 30).text())
+        assert "reused by another process" in screen
+        ui.key("y")
+        time.sleep(0.2)
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_process_reused_between_dialog_and_confirm_is_refused(tmp_path: Path) -> None:
+    proc = _child()
+    try:
+        start = psutil.Process(proc.pid).create_time()
+        ui = _ui_for(proc, start, KillFlow(True, audit_path=tmp_path / "a.jsonl"))
+        ui.key("k")
+        assert "[y / Enter] kill" in "\n".join(ui.draw(120, 30).text())
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        ui.key("y")
+        screen = "\n".join(ui.draw(120, 30).text())
+        assert "REFUSED" in screen and "has exited" in screen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_no_kill_never_imports_the_signal_path() -> None:
+    code = (
+        "import sys, dataclasses\n"
+        "from vramtop.actors.render import RenderCore\n"
+        "from vramtop.render.controller import Ui\n"
+        "from vramtop.render.killflow import KillFlow\n"
+        "from vramtop.config import Config\n"
+        "c = Config(); c = dataclasses.replace(c, display=dataclasses.replace(c.display,"
+        " enable_kill=False))\n"
+        "ui = Ui(c, kill=KillFlow(c.display.enable_kill)); ui.key('k')\n"
+        "print(ui.state.status); print('vramtop.kill' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    status, imported = out.stdout.splitlines()
+    assert status.startswith("kill is disabled")
+    assert imported == "False"

@@ -1,0 +1,114 @@
+"""Command-line process filters, as nvitop users expect: ``--gpu``, ``--user``, ``--pid``,
+``--only-visible``.
+
+Where it sits: ``cli.py`` adds the flags (:func:`add_filter_arguments`) and builds a
+:class:`ProcessFilter` (:meth:`ProcessFilter.from_args`) that the render process applies to every
+sample before drawing: GPUs not selected are not drawn, processes not selected are not listed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from vramtop.gpu.snapshot import GpuSample
+from vramtop.messages import ProcessRow
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.replace(" ", "").split(",") if part)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 0,2 (got {text!r})") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected integers like 0,2 (got {text!r})")
+    return values
+
+
+def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("filters (live monitor)")
+    group.add_argument(
+        "--gpu", type=_int_list, metavar="N[,N...]", help="show only these GPU indexes, e.g. 0,2"
+    )
+    group.add_argument(
+        "--user", action="append", metavar="NAME", help="show only this user's processes"
+    )
+    group.add_argument(
+        "--pid", action="append", type=int, metavar="PID", help="show only this process"
+    )
+    group.add_argument(
+        "--only-visible",
+        action="store_true",
+        help="show only the GPUs in CUDA_VISIBLE_DEVICES (indexes or UUIDs)",
+    )
+
+
+@dataclass(frozen=True)
+class ProcessFilter:
+    """Which GPUs and processes to show; empty = no restriction."""
+
+    gpus: frozenset[int] = frozenset()
+    users: frozenset[str] = frozenset()
+    pids: frozenset[int] = frozenset()
+    visible: tuple[str, ...] | None = None  # CUDA_VISIBLE_DEVICES entries; None = not applied
+
+    @classmethod
+    def from_args(
+        cls, args: argparse.Namespace, env: Mapping[str, str] | None = None
+    ) -> ProcessFilter:
+        env = os.environ if env is None else env
+        visible: tuple[str, ...] | None = None
+        if getattr(args, "only_visible", False):
+            raw = env.get("CUDA_VISIBLE_DEVICES")
+            # Unset: CUDA sees every GPU. Set (even empty): exactly the listed ones.
+            if raw is not None:
+                visible = tuple(p.strip() for p in raw.split(",") if p.strip())
+        return cls(
+            gpus=frozenset(getattr(args, "gpu", None) or ()),
+            users=frozenset(getattr(args, "user", None) or ()),
+            pids=frozenset(getattr(args, "pid", None) or ()),
+            visible=visible,
+        )
+
+    @property
+    def active(self) -> bool:
+        return bool(self.gpus or self.users or self.pids or self.visible is not None)
+
+    def gpu_shown(self, gpu: GpuSample) -> bool:
+        if self.gpus and gpu.index not in self.gpus:
+            return False
+        if self.visible is not None:
+            # CUDA stops at the first entry it cannot parse; "GPU-..." entries are UUID prefixes.
+            for entry in self.visible:
+                if entry.isdigit():
+                    if int(entry) == gpu.index:
+                        return True
+                elif entry.startswith(("GPU-", "MIG-")):
+                    if gpu.uuid.startswith(entry):
+                        return True
+                else:
+                    break
+            return False
+        return True
+
+    def row_shown(self, row: ProcessRow, shown_gpus: frozenset[int]) -> bool:
+        if row.gpu_index not in shown_gpus:
+            return False
+        if self.users and row.user not in self.users:
+            return False
+        return not (self.pids and row.identity.pid not in self.pids)
+
+    def describe(self) -> str:
+        """One line for the status bar, so a filtered view never looks like missing data."""
+        parts = []
+        if self.gpus:
+            parts.append("gpu " + ",".join(str(g) for g in sorted(self.gpus)))
+        if self.users:
+            parts.append("user " + ",".join(sorted(self.users)))
+        if self.pids:
+            parts.append("pid " + ",".join(str(p) for p in sorted(self.pids)))
+        if self.visible is not None:
+            parts.append("CUDA_VISIBLE_DEVICES=" + ",".join(self.visible))
+        return "filter: " + "; ".join(parts) if parts else ""

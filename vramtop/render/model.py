@@ -1,0 +1,274 @@
+"""The render process's picture of the world: the newest sample joined with what the enricher and
+the analyzer said, as one :class:`ProcView` per table row.
+
+Where it sits: ``SampleMessage`` / ``EnrichmentMessage`` / ``AnalysisMessage`` -> :class:`Knowledge`
+-> :func:`build_views` (filter, sort, tree) -> ``table.py`` and ``detail.py``. Everything is keyed
+by process identity (pid, start time), so a reused PID never inherits an older process's facts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from vramtop.analysis.model import AnalysisResult, GpuAnalysis, ProcessAnalysis
+from vramtop.enrich.model import Enrichment
+from vramtop.gpu.snapshot import GpuSample, ProcessSample
+from vramtop.messages import ProcessIdentity, ProcessRow, SampleMessage
+from vramtop.na import NaType
+
+RowKey = tuple[int, float, int]  # (pid, start time, gpu index): one row per process per GPU
+
+
+def row_key(row: ProcessRow) -> RowKey:
+    return (row.identity.pid, row.identity.start_time, row.gpu_index)
+
+
+@dataclass
+class Knowledge:
+    """What arrived from the other actors, kept until the process leaves the GPUs."""
+
+    enrichment: dict[ProcessIdentity, Enrichment] = field(default_factory=dict)
+    processes: dict[tuple[ProcessIdentity, int], ProcessAnalysis] = field(default_factory=dict)
+    gpus: dict[int, GpuAnalysis] = field(default_factory=dict)
+    analysis_at: float = 0.0  # time.monotonic() of the last AnalysisMessage, 0 = never
+    enrichment_at: float = 0.0
+    enrich_notes: tuple[str, ...] = ()
+    parents: dict[ProcessIdentity, tuple[int, str]] = field(default_factory=dict)
+
+    def add_enrichment(self, items: Iterable[Enrichment], notes: Iterable[str] = ()) -> None:
+        for item in items:
+            self.enrichment[item.identity] = item
+        self.enrich_notes = tuple(notes)
+        self.enrichment_at = time.monotonic()
+
+    def set_analysis(self, result: AnalysisResult) -> None:
+        self.processes = {(p.identity, p.gpu_index): p for p in result.processes}
+        self.gpus = {g.gpu_index: g for g in result.gpus}
+        self.analysis_at = time.monotonic()
+
+    def forget_except(self, alive: set[ProcessIdentity]) -> None:
+        """Drop facts about processes no longer on any GPU (memory stays bounded)."""
+        for store in (self.enrichment, self.parents):
+            for ident in [i for i in store if i not in alive]:
+                del store[ident]
+
+    def parent_of(self, identity: ProcessIdentity) -> tuple[int, str]:
+        """(parent pid, parent name): the enricher's word first, else /proc (cached by identity;
+        0 = unknown)."""
+        cached = self.parents.get(identity)
+        if cached is None:
+            cached = _proc_parent(identity)
+            self.parents[identity] = cached
+        enriched = self.enrichment.get(identity)
+        if enriched is not None and enriched.parent_pid and enriched.parent_pid != cached[0]:
+            return enriched.parent_pid, ""
+        return cached
+
+
+def _proc_parent(identity: ProcessIdentity) -> tuple[int, str]:
+    with contextlib.suppress(Exception):
+        import psutil
+
+        proc = psutil.Process(identity.pid)
+        # A reused PID is another process: its parent says nothing about ours.
+        if identity.start_time and abs(proc.create_time() - identity.start_time) > 0.05:
+            return 0, ""
+        parent = proc.parent()
+        if parent is not None:
+            return parent.pid, parent.name()
+    return 0, ""
+
+
+@dataclass(frozen=True)
+class ProcView:
+    """One table row: a process on one GPU, with everything known about it."""
+
+    row: ProcessRow
+    proc: ProcessSample | None
+    gpu: GpuSample | None
+    enrichment: Enrichment | None
+    analysis: ProcessAnalysis | None
+    depth: int = 0  # tree view indentation
+    tree_prefix: str = ""
+
+    @property
+    def key(self) -> RowKey:
+        return row_key(self.row)
+
+    @property
+    def pid(self) -> int:
+        return self.row.identity.pid
+
+    @property
+    def vram(self) -> float:
+        used = self.proc.used_bytes if self.proc is not None else None
+        return math.nan if used is None or isinstance(used, NaType) else float(used)
+
+    @property
+    def gpu_fraction(self) -> float:
+        total = self.gpu.memory_total if self.gpu is not None else None
+        if total is None or isinstance(total, NaType) or not total:
+            return math.nan
+        return self.vram / float(total)
+
+    @property
+    def sm(self) -> float:
+        v = self.proc.sm_util if self.proc is not None else None
+        return math.nan if v is None or isinstance(v, NaType) else float(v)
+
+    @property
+    def rate(self) -> float:
+        return self.analysis.trend.rate_mib_s if self.analysis is not None else math.nan
+
+    @property
+    def eta(self) -> float:
+        a = self.analysis
+        return a.eta.eta_s if a is not None and a.eta is not None else math.nan
+
+    @property
+    def command(self) -> str:
+        row = self.row
+        if row.command:
+            return row.command
+        if self.enrichment is not None and self.enrichment.cmdline:
+            return " ".join(self.enrichment.cmdline)
+        return "(other user)" if not row.same_user and row.user else "N/A"
+
+    @property
+    def user(self) -> str:
+        return self.row.user or (self.enrichment.user if self.enrichment else "") or "?"
+
+
+@dataclass(frozen=True)
+class GroupLine:
+    """Tree view: a parent that holds no GPU memory itself but whose children do."""
+
+    pid: int
+    name: str
+    children: int
+
+
+TableItem = ProcView | GroupLine
+
+
+def _num_key(value: float) -> float:
+    return -math.inf if math.isnan(value) else value
+
+
+SORT_KEYS: dict[str, Callable[[ProcView], object]] = {
+    "GPU": lambda v: v.row.gpu_index,
+    "PID": lambda v: v.pid,
+    "USER": lambda v: v.user,
+    "VRAM": lambda v: _num_key(v.vram),
+    "%GPU": lambda v: _num_key(v.gpu_fraction),
+    "SM%": lambda v: _num_key(v.sm),
+    "RATE": lambda v: _num_key(v.rate),
+    "ETA": lambda v: math.inf if math.isnan(v.eta) else v.eta,
+    "COMMAND": lambda v: v.command,
+}
+SORT_ORDER = tuple(SORT_KEYS)
+# Descending first for sizes and rates (the biggest matters), ascending for names and ETAs.
+DESCENDING_FIRST = frozenset({"VRAM", "%GPU", "SM%", "RATE"})
+
+
+def build_views(
+    sample: SampleMessage,
+    knowledge: Knowledge,
+    *,
+    shown_gpus: frozenset[int],
+    row_filter: Callable[[ProcessRow], bool],
+    text: str = "",
+    sort: str = "VRAM",
+    descending: bool = True,
+) -> list[ProcView]:
+    gpus = {g.index: g for g in sample.snapshot.gpus}
+    procs = {(p.pid, p.gpu_index): p for p in sample.snapshot.processes}
+    needle = text.lower()
+    views = []
+    for row in sample.rows:
+        if row.gpu_index not in shown_gpus or not row_filter(row):
+            continue
+        view = ProcView(
+            row=row,
+            proc=procs.get((row.identity.pid, row.gpu_index)),
+            gpu=gpus.get(row.gpu_index),
+            enrichment=knowledge.enrichment.get(row.identity),
+            analysis=knowledge.processes.get((row.identity, row.gpu_index)),
+        )
+        if needle and needle not in _haystack(view):
+            continue
+        views.append(view)
+    key = SORT_KEYS.get(sort, SORT_KEYS["VRAM"])
+    # Ties break on GPU then PID, so equal rows never swap places between frames.
+    views.sort(key=lambda v: (v.row.gpu_index, v.pid))
+    views.sort(key=key, reverse=descending)  # type: ignore[arg-type]
+    return views
+
+
+def _haystack(view: ProcView) -> str:
+    e = view.enrichment
+    extra = f" {e.framework} {e.container.id if e.container else ''}" if e else ""
+    return f"{view.pid} {view.user} {view.command}{extra}".lower()
+
+
+def tree_items(views: list[ProcView], knowledge: Knowledge) -> list[TableItem]:
+    """Nest GPU processes under their parents: a server's workers sit under the server.
+
+    A child goes under its nearest ancestor that is itself in the table; children of the same
+    non-GPU parent are gathered under a :class:`GroupLine` for that parent. Order within a level
+    keeps the current sort.
+    """
+    by_pid: dict[int, ProcView] = {}
+    for v in views:
+        by_pid.setdefault(v.pid, v)
+    parent_of: dict[RowKey, int] = {}
+    names: dict[int, str] = {}
+    for v in views:
+        ppid, pname = knowledge.parent_of(v.row.identity)
+        parent_of[v.key] = ppid
+        if ppid and pname:
+            names[ppid] = pname
+    children: dict[int, list[ProcView]] = {}
+    roots: list[ProcView] = []
+    for v in views:
+        ppid = parent_of[v.key]
+        if ppid in by_pid and by_pid[ppid].pid != v.pid:
+            children.setdefault(ppid, []).append(v)
+        else:
+            roots.append(v)
+    # Siblings under a parent that is not in the table.
+    groups: dict[int, list[ProcView]] = {}
+    for v in roots:
+        groups.setdefault(parent_of[v.key], []).append(v)
+    out: list[TableItem] = []
+    placed: set[int] = set()
+
+    def emit(v: ProcView, depth: int, last: bool) -> None:
+        prefix = ("  " * (depth - 1) + ("└─" if last else "├─")) if depth else ""
+        out.append(ProcView(v.row, v.proc, v.gpu, v.enrichment, v.analysis, depth, prefix))
+        if v.pid in placed:
+            return  # the same process on a second GPU: its children are listed once
+        placed.add(v.pid)
+        kids = children.get(v.pid, [])
+        for i, kid in enumerate(kids):
+            emit(kid, depth + 1, i == len(kids) - 1)
+
+    seen_groups: set[int] = set()
+    for v in roots:
+        ppid = parent_of[v.key]
+        members = groups.get(ppid, [])
+        pids = {m.pid for m in members}
+        if ppid > 1 and len(pids) > 1:
+            if ppid in seen_groups:
+                continue
+            seen_groups.add(ppid)
+            out.append(GroupLine(ppid, names.get(ppid, "?"), len(members)))
+            for i, m in enumerate(members):
+                emit(m, 1, i == len(members) - 1)
+        else:
+            emit(v, 0, True)
+    return out

@@ -1,0 +1,205 @@
+"""The process table: one row per process per GPU, columns shown as the width allows.
+
+Where it sits: ``screen.py`` hands it the rows built by ``model.py`` (already filtered, sorted
+and, in tree view, nested). Columns whose data comes from other actors (PHASE, RATE, VERDICT,
+ETA from the analyzer; FRAMEWORK, CONTAINER from the enricher) show ``—`` until that data
+arrives. Narrow terminals drop the least important columns first; COMMAND always stays.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vramtop.fmt import size
+from vramtop.render.grid import Grid, Style
+from vramtop.render.model import GroupLine, ProcView
+from vramtop.render.state import ViewState, resolve_selection
+from vramtop.render.widgets import MUTED, NONE, duration, phase_badge, rate, verdict_style
+
+HEAD = Style(fg="header", bold=True, underline=True)
+SELECTED = Style(fg="header", bg="selection", bold=True)
+SELECTED_NO_COLOR = Style(reverse=True, bold=True)
+
+Cell = tuple[str, Style]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    width: int
+    right: bool  # right-aligned (numbers)
+    drop: int  # drop order when narrow: higher goes first; 0 = never
+    cell: Callable[[ProcView, bool], Cell]
+    full_only: bool = False  # analysis columns: the full layout's (and the wide compact's)
+
+
+def _plain(text: str) -> Cell:
+    return text, Style()
+
+
+def _vram(v: ProcView, _a: bool) -> Cell:
+    return ("N/A", MUTED) if math.isnan(v.vram) else _plain(size(v.vram))
+
+
+def _gpu_pct(v: ProcView, _a: bool) -> Cell:
+    f = v.gpu_fraction
+    return ("N/A", MUTED) if math.isnan(f) else _plain(f"{f * 100:.1f}")
+
+
+def _sm(v: ProcView, _a: bool) -> Cell:
+    return ("N/A", MUTED) if math.isnan(v.sm) else _plain(f"{v.sm:.0f}")
+
+
+def _phase(v: ProcView, accessible: bool) -> Cell:
+    if v.analysis is None:
+        return NONE, MUTED
+    return phase_badge(v.analysis.trend.phase, accessible)
+
+
+def _rate(v: ProcView, _a: bool) -> Cell:
+    if v.analysis is None:
+        return NONE, MUTED
+    return _plain(rate(v.analysis.trend.rate_mib_s))
+
+
+def _verdict(v: ProcView, _a: bool) -> Cell:
+    if v.analysis is None:
+        return NONE, MUTED
+    return v.analysis.verdict, verdict_style(v.analysis.verdict)
+
+
+def _eta(v: ProcView, _a: bool) -> Cell:
+    if v.analysis is None or v.analysis.eta is None:
+        return NONE, MUTED
+    return duration(v.analysis.eta.eta_s), Style(fg="crit", bold=True)
+
+
+def _framework(v: ProcView, _a: bool) -> Cell:
+    e = v.enrichment
+    return (e.framework, Style(fg="accent")) if e and e.framework else (NONE, MUTED)
+
+
+def _container(v: ProcView, _a: bool) -> Cell:
+    c = v.enrichment.container if v.enrichment else None
+    if c is None:
+        return NONE, MUTED
+    return _plain(c.short_id or (c.pod_uid[:12] if c.pod_uid else c.runtime))
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("GPU", 3, True, 0, lambda v, a: _plain(str(v.row.gpu_index))),
+    Column("PID", 7, True, 0, lambda v, a: _plain(str(v.pid))),
+    Column("USER", 9, False, 6, lambda v, a: _plain(v.user)),
+    Column("TYPE", 4, True, 7, lambda v, a: _plain(v.proc.type_label if v.proc else "?")),
+    Column("VRAM", 7, True, 0, _vram),
+    Column("%GPU", 5, True, 5, _gpu_pct),
+    Column("SM%", 4, True, 8, _sm),
+    Column("PHASE", 11, False, 4, _phase, True),
+    Column("RATE", 8, True, 3, _rate, True),
+    Column("VERDICT", 8, False, 2, _verdict, True),
+    Column("ETA", 6, True, 1, _eta, True),
+    Column("FRAMEWORK", 9, False, 9, _framework),
+    Column("CONTAINER", 12, False, 10, _container),
+)
+MIN_COMMAND = 40  # enough for "python train.py --flag value" at 120 columns
+
+
+def columns_for(width: int, full: bool) -> list[Column]:
+    """The columns that fit ``width`` with room for COMMAND, least important dropped first."""
+    cols = [c for c in COLUMNS if full or not c.full_only]
+    for drop in sorted({c.drop for c in cols if c.drop}, reverse=True):
+        if sum(c.width + 1 for c in cols) + 1 + MIN_COMMAND <= width:
+            break
+        cols = [c for c in cols if c.drop != drop]
+    return cols
+
+
+def _fit(text: str, width: int, right: bool) -> str:
+    if len(text) > width:
+        text = text[: width - 1] + "…" if width > 1 else text[:width]
+    return text.rjust(width) if right else text.ljust(width)
+
+
+def sort_label(state: ViewState) -> str:
+    if state.accessible:
+        return f"sort {state.sort} {'descending' if state.descending else 'ascending'}"
+    return f"sort {state.sort} {'▼' if state.descending else '▲'}"
+
+
+def draw_table(grid: Grid, y: int, bottom: int, state: ViewState, full: bool) -> None:
+    """Header on line ``y``, rows until ``bottom`` (exclusive)."""
+    w = grid.width
+    cols = columns_for(w, full)
+    x = 1
+    grid.put(0, y, " " * w, HEAD)
+    for c in cols:
+        title = c.name
+        if c.name == state.sort or (c.name == "%GPU" and state.sort == "%GPU"):
+            title = c.name + ("*" if state.accessible else "▼" if state.descending else "▲")
+        grid.put(x, y, _fit(title, c.width, c.right), HEAD)
+        x += c.width + 1
+    command_x = x
+    cmd_title = "COMMAND" + ("*" if state.sort == "COMMAND" else "")
+    grid.put(command_x, y, cmd_title, HEAD)
+    extras = []
+    if state.tree:
+        extras.append("tree")
+    if state.filter_text or state.filter_editing:
+        cursor = "_" if state.filter_editing else ""
+        extras.append(f"/{state.filter_text}{cursor}")
+    extras.append(sort_label(state))
+    y += 1
+    items = state.items
+    state.row_at = {}
+    visible = max(1, bottom - y)
+    state.page = visible
+    sel = resolve_selection(state)
+    sel_item = None
+    if sel is not None:
+        key = state.views[sel].key
+        sel_item = next(
+            (i for i, it in enumerate(items) if isinstance(it, ProcView) and it.key == key), None
+        )
+    if sel_item is not None:
+        if sel_item < state.offset:
+            state.offset = sel_item
+        elif sel_item >= state.offset + visible:
+            state.offset = sel_item - visible + 1
+    state.offset = max(0, min(state.offset, max(0, len(items) - visible)))
+    if len(items) > visible:
+        extras.append(
+            f"{state.offset + 1}-{min(len(items), state.offset + visible)} of {len(items)}"
+        )
+    info = "  ".join(extras) + " "
+    if w - len(info) > command_x + 9:
+        grid.put(w - len(info), y - 1, info, Style(fg="muted", bold=True, underline=True))
+    if not items:
+        if state.sample is None:
+            grid.put(1, y, "waiting for the first sample…", MUTED)
+        elif state.filter_text or state.filters.active:
+            grid.put(1, y, "no process matches the filter (Esc clears the text filter)", MUTED)
+        else:
+            grid.put(1, y, "no processes on any GPU", MUTED)
+        return
+    for i, item in enumerate(items[state.offset : state.offset + visible]):
+        yy = y + i
+        if isinstance(item, GroupLine):
+            label = f"  {item.pid} {item.name}  ({item.children} GPU processes)"
+            grid.put(command_x, yy, label, MUTED)
+            continue
+        state.row_at[yy] = item.key
+        base = Style() if item.row.same_user else MUTED
+        x = 1
+        for c in cols:
+            text, style = c.cell(item, state.accessible)
+            if style == Style():
+                style = base
+            grid.put(x, yy, _fit(text, c.width, c.right), style)
+            x += c.width + 1
+        grid.put(x, yy, item.tree_prefix + item.command, base)
+        if state.offset + i == sel_item:
+            grid.style_row(yy, SELECTED_NO_COLOR if state.no_color else SELECTED)
+            if state.accessible:
+                grid.put(0, yy, ">", SELECTED_NO_COLOR if state.no_color else SELECTED)
