@@ -565,6 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # Per-actor costs measured by their own scripts beside this one (each exposes NAME(quick)).
 PARTS = (
+    ("Terminal, 160x45 demo", "bench_ui", "ui_rows"),
     ("Analyzer, CPU per tick", "bench_analyzer", "analyzer_rows"),
     ("Enricher, CPU per update", "bench_enricher", "enricher_rows"),
     ("Replay --speed max --json, one hour at 1 Hz, 8 GPUs x 64 processes", "bench_replay",

@@ -128,4 +128,5 @@ def shm_segments(pid: int | None = None) -> list[str]:
         return []
 
 
-SGR_COLOR = re.compile(rb"\x1b\[[0-9;]*(?:3[0-9]|4[0-9]|9[0-7]|10[0-7])[;m]")
+# An SGR sequence (ends in "m") with a colour parameter: 30-49, 90-107, or 38;/48; forms.
+SGR_COLOR = re.compile(rb"\x1b\[(?:[0-9]*;)*(?:3[0-9]|4[0-9]|9[0-7]|10[0-7])(?:;[0-9]*)*m")

@@ -41,7 +41,8 @@ from vramtop.messages import (
     Stop,
 )
 
-ALT_SCREEN_OFF = "\x1b[?1049l\x1b[?25h\x1b[0m"
+# Mouse reporting off, leave the alternate screen, show the cursor, reset attributes.
+ALT_SCREEN_OFF = "\x1b[?1006l\x1b[?1000l\x1b[?1049l\x1b[?25h\x1b[0m"
 CONTEXT = mp.get_context("fork")  # explicit: 3.14 changes the default start method
 
 
