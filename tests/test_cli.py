@@ -185,3 +185,21 @@ def test_readme_documents_every_csv_column_and_json_field() -> None:
     proc_fields = schema["properties"]["gpus"]["items"]["properties"]["processes"]["items"]
     for name in [*schema["required"], *gpu_fields, *proc_fields["required"]]:
         assert name in readme, name
+
+
+def test_readme_documents_every_nested_json_field() -> None:
+    """Down to the fields of the analysis, the container and the model files."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+    def names(node: object) -> set[str]:
+        if isinstance(node, list):
+            return set().union(*(names(n) for n in node))
+        if not isinstance(node, dict):
+            return set()
+        found = set(node.get("properties", {}))
+        return found.union(*(names(v) for v in node.values()))
+
+    found = names(json.loads(schema_text()))
+    assert {"framework", "pod_uid", "size_bytes", "verdict", "eta_low_s", "temp_warning"} <= found
+    for name in sorted(found):
+        assert name in readme, name

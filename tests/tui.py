@@ -16,6 +16,17 @@ import pyte
 VRAMTOP = [sys.executable, "-m", "vramtop"]
 
 
+class _AnsweringScreen(pyte.Screen):  # type: ignore[misc]
+    """A screen that answers status queries (cursor position) as real terminals do; blessed
+    waits for that answer at start-up."""
+
+    answer: Callable[[str], object] | None = None
+
+    def write_process_input(self, data: str) -> None:
+        if self.answer is not None:
+            self.answer(data)
+
+
 class Tui:
     def __init__(
         self,
@@ -35,7 +46,7 @@ class Tui:
             full_env["HOME"] = str(home)
             full_env["XDG_CONFIG_HOME"] = str(home / ".config")
         full_env.update(env or {})
-        self.screen = pyte.Screen(cols, rows)
+        self.screen = _AnsweringScreen(cols, rows)
         self.stream = pyte.ByteStream(self.screen)
         self.raw = bytearray()
         if shell is None:
@@ -43,6 +54,7 @@ class Tui:
         else:
             program, argv = "bash", ["-c", shell.replace("{vramtop}", " ".join(VRAMTOP))]
         self.child = pexpect.spawn(program, argv, env=full_env, dimensions=(rows, cols), timeout=5)
+        self.screen.answer = self.child.send
 
     @property
     def pid(self) -> int:

@@ -258,12 +258,12 @@ def _main(args: argparse.Namespace) -> int:
     headless = not sys.stdout.isatty()
     if args.json_stream is not None and (args.json_stream == "-" or headless):
         # A stream with nothing to draw on: the headless recorder, in NDJSON.
-        return run_record(spec, args.json_stream, "ndjson", config.general.refresh_rate)
+        return run_record(spec, args.json_stream, "ndjson", config)
     if args.once or headless:
         if spec.kind == "simulated":
             # One sample of a scenario is most telling once it has settled (servers loaded).
             spec = BackendSpec("simulated", args.demo, time.time() - ONCE_WARMUP_S, args.speed)
-        return run_once(spec, as_json=args.json, export_csv=args.export_csv)
+        return run_once(spec, as_json=args.json, export_csv=args.export_csv, config=config)
     return run_monitor(
         config,
         spec,
@@ -309,13 +309,14 @@ def _record(args: argparse.Namespace) -> int:
     fmt = format_for(args.file, args.format)
     if args.file != "-" and (problem := _check_log(args.file, fmt)):
         return _fail(problem, EXIT_USAGE)
-    return run_record(spec, args.file, fmt, config.general.refresh_rate, args.count)
+    return run_record(spec, args.file, fmt, config, args.count)
 
 
 def run_record(
-    spec: BackendSpec, path: str, fmt: str, interval: float, count: int | None = None
+    spec: BackendSpec, path: str, fmt: str, config: Config, count: int | None = None
 ) -> int:
-    """The headless recorder (``record.py``): backend -> one whole sample per interval."""
+    """The headless recorder (``record.py``): backend -> one whole sample per interval, with
+    the enricher's and analyzer's results for it."""
     from vramtop.record import open_log, record
 
     backend = make_backend(spec)
@@ -329,13 +330,14 @@ def run_record(
         except LogFileError as exc:
             return _fail(str(exc), EXIT_USAGE)
         where = "stdout" if path == "-" else path
+        interval = config.general.refresh_rate
         print(
             f"vramtop: recording to {where} ({fmt}) every {interval:g} s; Ctrl-C or SIGTERM stops",
             file=sys.stderr,
             flush=True,
         )
         try:
-            written = record(backend, log, interval, max_samples=count)
+            written = record(backend, log, interval, max_samples=count, config=config)
         finally:
             log.close()
     finally:
@@ -390,9 +392,15 @@ def run_replay_json(backend: ReplayBackend, config: Config) -> int:
     return EXIT_OK
 
 
-def run_once(spec: BackendSpec, as_json: bool, export_csv: str | None = None) -> int:
+def run_once(
+    spec: BackendSpec, as_json: bool, export_csv: str | None = None, config: Config | None = None
+) -> int:
+    """One sample, with what /proc tells about its processes and the analysis of that single
+    sample (no history: phases are "unknown", only the temperature warning can fire)."""
+    from vramtop.enrich.enricher import Enricher
     from vramtop.export.csvlog import CsvLog
     from vramtop.export.document import to_document, to_table
+    from vramtop.replay_analysis import StreamAnalyzer
 
     backend = make_backend(spec)
     try:
@@ -402,16 +410,22 @@ def run_once(spec: BackendSpec, as_json: bool, export_csv: str | None = None) ->
     try:
         snapshot = backend.sample()
         rows = _rows_for(snapshot, ProcessTable())
+        # Read /proc while the processes (a demo's children too) are still there.
+        enricher = Enricher()
+        enricher.update(rows)
+        enrichments = enricher.known
     finally:
         backend.close()
+    prealloc = {k: e.preallocates for k, e in enrichments.items()}
+    analysis = StreamAnalyzer(config or Config(), window=1).step(snapshot, tuple(rows), prealloc)
     if export_csv is not None:
         try:
             with CsvLog(export_csv) as log:
-                log.write(snapshot, rows)
+                log.write(snapshot, rows, enrichments=enrichments, analysis=analysis)
         except LogFileError as exc:
             return _fail(str(exc), EXIT_USAGE)
     if as_json:
-        print(json.dumps(to_document(snapshot, rows), indent=2))
+        print(json.dumps(to_document(snapshot, rows, enrichments, analysis), indent=2))
     else:
         print(to_table(snapshot, rows))
     return EXIT_OK
@@ -435,6 +449,7 @@ def run_monitor(
 ) -> int:
     from vramtop.actors.analyzer import AnalyzerCore
     from vramtop.actors.enricher import EnricherCore
+    from vramtop.actors.exporter import ExporterCore
     from vramtop.actors.render import RenderCore
     from vramtop.actors.sampler import SamplerCore
     from vramtop.actors.supervisor import ChildSpec, Supervisor
@@ -465,12 +480,14 @@ def run_monitor(
     try:
         backend_spec = spec
         children = [
-            ChildSpec("sampler", lambda: SamplerCore(backend_spec, export_csv, export_ndjson)),
+            ChildSpec("sampler", lambda: SamplerCore(backend_spec)),
             ChildSpec("render", RenderCore, essential=True, owns_terminal=True),
             ChildSpec("analyzer", AnalyzerCore),
         ]
         if spec.kind != "replay":  # recorded PIDs are not this machine's processes
             children.append(ChildSpec("enricher", EnricherCore))
+        if export_csv is not None or export_ndjson is not None:
+            children.append(ChildSpec("exporter", lambda: ExporterCore(export_csv, export_ndjson)))
         supervisor = Supervisor(
             config,
             children,

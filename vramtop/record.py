@@ -1,9 +1,13 @@
 """The headless recorder: ``vramtop record FILE`` and ``vramtop --json-stream`` (no UI).
 
 Data flow: backend (NVML, simulated or a replay) -> one ``Snapshot`` every ``interval`` seconds
--> process rows (``procinfo``, or the backend's own ``rows_for``) -> ``export.csvlog.CsvLog`` or
-``export.ndjson.NdjsonLog`` -> the file (or stdout). One process, no shared memory, no terminal:
-made for ``nohup``, systemd units and tmux panes.
+-> process rows (``procinfo``, or the backend's own ``rows_for``) -> the enricher's core
+(``enrich.enricher.Enricher``: framework, container, model files) and the analyzer's core over
+in-memory history windows (``replay_analysis.StreamAnalyzer``: phase, rate, verdict, OOM ETA)
+-> ``export.csvlog.CsvLog`` or ``export.ndjson.NdjsonLog`` -> the file (or stdout). One
+process, no shared memory, no terminal: made for ``nohup``, systemd units and tmux panes. A
+recording being re-recorded (a replay backend) is analysed but not enriched: its PIDs are not
+this machine's processes.
 
 Every sample is one whole write, so the file is complete up to the last sample whatever stops
 the recorder. SIGINT and SIGTERM end it after the sample being written; SIGHUP is ignored (the
@@ -21,11 +25,14 @@ from collections.abc import Callable
 from types import FrameType
 
 from vramtop.actors.sampler import build_rows
+from vramtop.config import Config
+from vramtop.enrich.enricher import Enricher
 from vramtop.export.csvlog import CsvLog
 from vramtop.export.ndjson import NdjsonLog
 from vramtop.gpu.backend import GpuBackend
 from vramtop.messages import ProcessRow
 from vramtop.procinfo import ProcessTable
+from vramtop.replay_analysis import StreamAnalyzer
 
 FORMATS = ("csv", "ndjson")
 
@@ -81,12 +88,18 @@ def record(
     interval: float,
     max_samples: int | None = None,
     clock: Callable[[], float] = time.monotonic,
+    config: Config | None = None,
+    enricher: Enricher | None = None,
 ) -> int:
     """Sample ``backend`` into ``log`` until a signal (or ``max_samples``); returns how many
-    samples were written. ``backend`` must be open; both are left for the caller to close."""
+    samples were written. ``backend`` must be open; both are left for the caller to close.
+    ``config`` gives the analysis thresholds and history length (default: the defaults)."""
     table = ProcessTable()
     rows_for = getattr(backend, "rows_for", None)
     next_due = getattr(backend, "next_due", None)
+    if rows_for is None and enricher is None:
+        enricher = Enricher()
+    analyzer = StreamAnalyzer(config or Config())
     written = 0
     with _Stopper() as stopper:
         due = clock()
@@ -96,7 +109,13 @@ def record(
             if rows is None:
                 facts = table.update(p.pid for p in snapshot.processes)
                 rows = build_rows(snapshot, facts, {})
-            log.write(snapshot, rows)
+            enrichments = {}
+            if enricher is not None and rows_for is None:
+                enricher.update(rows)
+                enrichments = dict(enricher.known)
+            prealloc = {k: e.preallocates for k, e in enrichments.items()}
+            analysis = analyzer.step(snapshot, rows, prealloc)
+            log.write(snapshot, rows, enrichments=enrichments, analysis=analysis)
             written += 1
             if getattr(backend, "finished", False):
                 break  # a replay being re-recorded: nothing more will come

@@ -1,25 +1,27 @@
 """``vramtop replay FILE --json``: each recorded sample with what vramtop concluded from it.
 
 Data flow: ``gpu.replay.ReplayBackend.samples()`` -> :func:`analyze_stream` -> one dict per
-sample: the ``--once --json`` document of the sample (``export.document.to_document``) plus an
-``"analysis"`` key -> NDJSON on stdout. This is how a user asks "when would vramtop have warned
-me?" about a recording.
+sample: the ``--once --json`` document of the sample (``export.document.to_document``, its
+per-process and per-GPU ``"analysis"`` filled) plus a top-level ``"analysis"`` key -> NDJSON on
+stdout. This is how a user asks "when would vramtop have warned me?" about a recording.
 
 The analysis is :class:`vramtop.analysis.analyzer.Analyzer` stepped once per sample, in order,
 over the same windows the live analyzer reads from shared memory: the last
 ``general.history_length`` samples of every GPU's used memory and of every current process's
 memory (NaN where it was absent or n/a). :class:`_Windows` keeps those windows in numpy rings,
 so a step costs one column write plus the analyzer, whatever the length of the recording. The
-``"analysis"`` value is :func:`analysis_to_json` of the result (``null`` only in an
+``"analysis"`` value is ``export.document.analysis_to_json`` of the result (``null`` only in an
 installation without the analyzer module).
+
+:class:`StreamAnalyzer` (windows + analyzer, one ``step`` per sample) is also what
+``vramtop record`` (``record.py``) and ``--once`` use: no shared memory, same results.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -27,39 +29,11 @@ import numpy as np
 from vramtop.analysis.model import AnalysisResult
 from vramtop.config import Config
 from vramtop.export.csvlog import Sample
-from vramtop.export.document import to_document
+from vramtop.export.document import analysis_to_json, to_document
 from vramtop.gpu.snapshot import Snapshot
 from vramtop.messages import ProcessIdentity, ProcessRow
 
-_FIELDS: dict[type, tuple[str, ...]] = {}
-
-
-def _plain(value: object) -> object:
-    """JSON-safe plain values: dataclasses become dicts (field order kept), non-finite floats
-    (an ETA of infinity) null, tuples lists. ``dataclasses.asdict`` does the same with a deep
-    copy of every leaf, which costs more than the analysis itself on a long replay."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, (str, int)):
-        return value
-    kind = type(value)
-    names = _FIELDS.get(kind)
-    if names is None and dataclasses.is_dataclass(value):
-        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(value))
-    if names is not None:
-        return {name: _plain(getattr(value, name)) for name in names}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
-
-
-def analysis_to_json(result: AnalysisResult) -> dict[str, Any]:
-    """The analyzer's result as plain JSON values; identities are {"pid", "start_time"}."""
-    out = _plain(result)
-    assert isinstance(out, dict)
-    return out
+__all__ = ["StreamAnalyzer", "analysis_to_json", "analyze_stream"]
 
 
 def _num(value: object) -> float:
@@ -141,17 +115,26 @@ def _make_analyzer(config: Config) -> Any | None:
     return module.Analyzer(config)
 
 
-def analyze_stream(samples: Iterable[Sample], config: Config) -> Iterator[dict[str, Any]]:
-    """One document per sample, in order, each with its ``"analysis"``."""
-    analyzer = _make_analyzer(config)
-    if analyzer is None:
-        for snapshot, rows in samples:
-            yield {**to_document(snapshot, rows), "analysis": None}
-        return
-    from vramtop.analysis.analyzer import AnalysisContext, GpuHistory, ProcessHistories
+class StreamAnalyzer:
+    """The analyzer stepped over samples given in order, with its history windows in memory.
 
-    windows = _Windows(config.general.history_length)
-    for snapshot, rows in samples:
+    ``step`` returns None only in an installation without the analyzer module."""
+
+    def __init__(self, config: Config, window: int | None = None) -> None:
+        self.analyzer = _make_analyzer(config)
+        self.windows = _Windows(window or config.general.history_length)
+
+    def step(
+        self,
+        snapshot: Snapshot,
+        rows: tuple[ProcessRow, ...],
+        preallocates: Mapping[ProcessIdentity, bool] | None = None,
+    ) -> AnalysisResult | None:
+        if self.analyzer is None:
+            return None
+        from vramtop.analysis.analyzer import AnalysisContext, GpuHistory, ProcessHistories
+
+        windows = self.windows
         current = windows.add(snapshot, rows)
         order = windows.order()
         ts = windows.ts[order]
@@ -174,5 +157,16 @@ def analyze_stream(samples: Iterable[Sample], config: Config) -> Iterator[dict[s
             tuple(k[0] for k in current),
             np.asarray([k[1] for k in current], dtype=np.int64),
         )
-        result = analyzer.step(gpus, procs, AnalysisContext(timestamp=snapshot.timestamp))
-        yield {**to_document(snapshot, rows), "analysis": analysis_to_json(result)}
+        context = AnalysisContext(timestamp=snapshot.timestamp, preallocates=preallocates or {})
+        result: AnalysisResult = self.analyzer.step(gpus, procs, context)
+        return result
+
+
+def analyze_stream(samples: Iterable[Sample], config: Config) -> Iterator[dict[str, Any]]:
+    """One document per sample, in order, each with its ``"analysis"``."""
+    stream = StreamAnalyzer(config)
+    for snapshot, rows in samples:
+        result = stream.step(snapshot, rows)
+        doc = to_document(snapshot, rows, analysis=result)
+        doc["analysis"] = None if result is None else analysis_to_json(result)
+        yield doc

@@ -16,7 +16,7 @@ from vramtop.actors.base import ActorContext
 from vramtop.enrich.enricher import Enricher
 from vramtop.messages import EnrichmentMessage, SampleMessage
 
-RECEIVERS = ("render", "analyzer")
+RECEIVERS = ("render", "analyzer", "exporter")
 RESYNC_SECONDS = 10.0
 IDLE_TICK_SECONDS = 60.0
 

@@ -2,13 +2,14 @@
 
 It is the only writer of the shared-memory history (design principle 2). Each tick it takes one
 snapshot, resolves process identities (``procinfo``), writes the rings and posts the snapshot with
-the slot of every process to the render process (newest wins when the reader is slow).
+the slot of every process to the :data:`READERS` that run (pickled once for all of them; newest
+wins when a reader is slow). Files (``--export-csv``, ``--json-stream FILE``) are written by the
+exporter actor (``actors/exporter.py``), which joins each sample with its analysis.
 
 Two optional backend methods change that (both found with ``getattr``; see ``gpu/replay.py``):
 ``rows_for(snapshot)`` supplies the process rows (identities, users and commands recorded in a
 file rather than read from /proc) and ``next_due(now)`` the wall time of the next tick (a replay
-keeps the recording's cadence). With ``export_csv`` / ``export_ndjson`` every sample is also
-appended to that file (``--export-csv``, ``--json-stream FILE``), whole, as it is taken.
+keeps the recording's cadence).
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import time
 from dataclasses import replace
 
 from vramtop.actors.base import ActorContext
-from vramtop.export.csvlog import CsvLog
-from vramtop.export.ndjson import NdjsonLog
 from vramtop.gpu.backend import GpuBackend
 from vramtop.gpu.factory import BackendSpec, make_backend
 from vramtop.gpu.snapshot import Snapshot
@@ -26,7 +25,7 @@ from vramtop.messages import ConfigUpdate, ProcessRow, SampleMessage
 from vramtop.procinfo import ProcessFacts, ProcessTable
 from vramtop.shm import HistoryWriter, ShmSegment
 
-READERS = ("render", "analyzer", "enricher")
+READERS = ("render", "analyzer", "enricher", "exporter")
 
 
 def build_rows(
@@ -49,16 +48,8 @@ def build_rows(
 
 
 class SamplerCore:
-    def __init__(
-        self,
-        spec: BackendSpec,
-        export_csv: str | None = None,
-        export_ndjson: str | None = None,
-    ) -> None:
+    def __init__(self, spec: BackendSpec) -> None:
         self.spec = spec
-        self.export_csv = export_csv
-        self.export_ndjson = export_ndjson
-        self.exports: list[CsvLog | NdjsonLog] = []
         self.backend: GpuBackend | None = None
         self.table = ProcessTable()
         self.segment: ShmSegment | None = None
@@ -72,11 +63,6 @@ class SamplerCore:
         self.interval = ctx.config.general.refresh_rate
         self.segment = ShmSegment.attach(ctx.shm_name)
         self.writer = HistoryWriter(self.segment)
-        # Opened (appending) in every sampler that starts, so a restart continues the file.
-        if self.export_csv is not None:
-            self.exports.append(CsvLog(self.export_csv))
-        if self.export_ndjson is not None:
-            self.exports.append(NdjsonLog(self.export_ndjson))
         self.backend = make_backend(self.spec)
         self.backend.open()
 
@@ -101,10 +87,7 @@ class SamplerCore:
                 replace(r, slot=slots.get((r.identity.pid, r.gpu_index), -1)) for r in recorded
             )
         message = SampleMessage(self.writer.count, snapshot, rows)
-        for name in READERS:
-            self.ctx.send(name, message)
-        for export in self.exports:
-            export.write(snapshot, rows)
+        self.ctx.broadcast(READERS, message)
         next_due = getattr(self.backend, "next_due", None)
         if next_due is not None:
             wall = time.time()
@@ -120,8 +103,6 @@ class SamplerCore:
         pass
 
     def stop(self) -> None:
-        for export in self.exports:
-            export.close()
         if self.backend is not None:
             self.backend.close()
         if self.segment is not None:

@@ -1,7 +1,9 @@
 """The CSV recording: ``vramtop record FILE`` and ``vramtop --export-csv FILE``, and its reader.
 
-Data flow: ``Snapshot`` + ``ProcessRow``s (+ optional per-process extras from the enricher and
-analyzer) -> :func:`format_sample` (one block of lines) -> :class:`CsvLog` (one append-only write
+Data flow: ``Snapshot`` + ``ProcessRow``s (+ the enricher's results by identity and the
+analyzer's result for that sample, turned into the extra columns by :func:`derived_extras` with
+the JSON document's serialisation, ``export/document.py``) -> :func:`format_sample` (one block
+of lines) -> :class:`CsvLog` (one append-only write
 per sample, see ``export/logfile.py``); and back: :func:`read_csv` -> ``(Snapshot, rows)`` for
 ``vramtop replay`` (``gpu/replay.py``).
 
@@ -23,6 +25,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from enum import Enum
 from typing import Final
 
+from vramtop.analysis.model import AnalysisResult
+from vramtop.export.document import Enrichments, analysis_index, gpu_extras, process_extras
 from vramtop.export.logfile import LogFile
 from vramtop.gpu.snapshot import GpuSample, GpuState, ProcessSample, ProcessType, Snapshot
 from vramtop.messages import ProcessIdentity, ProcessRow
@@ -114,6 +118,29 @@ def _extras(values: Mapping[str, object] | None) -> list[str]:
     return [_cell(values.get(name)) for name in EXTRA_COLUMNS]
 
 
+def derived_extras(
+    rows: Iterable[ProcessRow],
+    enrichments: Enrichments | None = None,
+    analysis: AnalysisResult | None = None,
+) -> tuple[dict[ExtrasKey, dict[str, object]], dict[int, dict[str, object]]]:
+    """The extra columns (framework ... oom_eta_s) of every process and GPU row of a sample:
+    by ``(pid, gpu_index)`` for processes, by GPU index for GPUs."""
+    proc_results, gpu_results = analysis_index(analysis)
+    extras: dict[ExtrasKey, dict[str, object]] = {}
+    seen = set()
+    for r in rows:
+        key = (r.identity, r.gpu_index)
+        seen.add(key)
+        e = enrichments.get(r.identity) if enrichments else None
+        pa = proc_results.get(key)
+        if e is not None or pa is not None:
+            extras[(r.identity.pid, r.gpu_index)] = process_extras(e, pa)
+    for key, pa in proc_results.items():
+        if key not in seen:  # a process without a row: known by PID alone
+            extras.setdefault((pa.identity.pid, pa.gpu_index), process_extras(None, pa))
+    return extras, {i: gpu_extras(ga) for i, ga in gpu_results.items()}
+
+
 def iso_time(ts: float) -> str:
     """ISO 8601 UTC with milliseconds: 2024-05-01T03:12:45.250Z."""
     secs, millis = divmod(int(ts * 1000), 1000)
@@ -151,9 +178,18 @@ def format_sample(
     rows: Iterable[ProcessRow] = (),
     extras: Extras | None = None,
     gpu_extras: Mapping[int, Mapping[str, object]] | None = None,
+    enrichments: Enrichments | None = None,
+    analysis: AnalysisResult | None = None,
 ) -> bytes:
-    """The whole sample as CSV lines (GPU rows, then process rows by GPU and PID)."""
+    """The whole sample as CSV lines (GPU rows, then process rows by GPU and PID). The extra
+    columns come from ``enrichments`` / ``analysis``, or as given in ``extras`` /
+    ``gpu_extras`` (which win)."""
+    rows = tuple(rows)
     by_key = {(r.identity.pid, r.gpu_index): r for r in rows}
+    if enrichments or analysis is not None:
+        derived, derived_gpu = derived_extras(rows, enrichments, analysis)
+        extras = {**derived, **(extras or {})}
+        gpu_extras = {**derived_gpu, **(gpu_extras or {})}
     extras = extras or {}
     gpu_extras = gpu_extras or {}
     stamp = [iso_time(snapshot.timestamp), repr(float(snapshot.timestamp))]
@@ -218,8 +254,12 @@ class CsvLog:
         rows: Iterable[ProcessRow] = (),
         extras: Extras | None = None,
         gpu_extras: Mapping[int, Mapping[str, object]] | None = None,
+        *,
+        enrichments: Enrichments | None = None,
+        analysis: AnalysisResult | None = None,
     ) -> None:
-        self.log.write(format_sample(snapshot, rows, extras, gpu_extras))
+        """Append one whole sample; see :func:`format_sample` for the extra columns."""
+        self.log.write(format_sample(snapshot, rows, extras, gpu_extras, enrichments, analysis))
 
     def close(self) -> None:
         self.log.close()

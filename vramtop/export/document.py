@@ -1,32 +1,175 @@
 """The JSON document of one sample (``vramtop --once --json``), and its plain-text table.
 
-Data flow: ``Snapshot`` + ``ProcessRow``s -> :func:`to_document` (plain dicts, NA -> null) ->
-``json.dumps`` or :func:`to_table`. The schema is ``schema.json`` beside this module (JSON
-Schema, draft 2020-12) and is documented in the README; ``schema_version`` changes only when a
-field changes meaning or disappears — later issues add fields without bumping it.
+Data flow: ``Snapshot`` + ``ProcessRow``s (+ the enricher's ``Enrichment``s by identity and the
+analyzer's ``AnalysisResult`` for that sample, when known) -> :func:`to_document` (plain dicts,
+NA -> null) -> ``json.dumps`` or :func:`to_table`. The schema is ``schema.json`` beside this
+module (JSON Schema, draft 2020-12) and is documented in the README; ``schema_version`` changes
+only when a field changes meaning or disappears — later issues add fields without bumping it.
+
+This module is also the one serialisation of enrichment and analysis results: :func:`to_plain`
+(dataclasses -> JSON values) is used for the per-process and per-GPU ``"analysis"`` objects, the
+``replay --json`` top-level ``"analysis"`` (:func:`analysis_to_json`), and, through
+:func:`process_extras` / :func:`gpu_extras`, the CSV's extra columns (``export/csvlog.py``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from typing import Any
 
 from vramtop import __version__
+from vramtop.analysis.model import UNKNOWN, AnalysisResult, GpuAnalysis, ProcessAnalysis, Trend
+from vramtop.enrich.model import Container, Enrichment
 from vramtop.fmt import pct, size, temp, watts
 from vramtop.gpu.snapshot import GpuSample, ProcessSample, Snapshot
-from vramtop.messages import ProcessRow
+from vramtop.messages import ProcessIdentity, ProcessRow
 from vramtop.na import to_json
 
 SCHEMA_VERSION = 1
+
+Enrichments = Mapping[ProcessIdentity, Enrichment]
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def to_plain(value: object) -> object:
+    """JSON-safe plain values: dataclasses become dicts (field order kept), non-finite floats
+    (an ETA of infinity) null, tuples lists. ``dataclasses.asdict`` does the same with a deep
+    copy of every leaf, which costs more than the analysis itself on a long replay."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int)):
+        return value
+    kind = type(value)
+    names = _FIELDS.get(kind)
+    if names is None and dataclasses.is_dataclass(value):
+        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {name: to_plain(getattr(value, name)) for name in names}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    return value
+
+
+def analysis_to_json(result: AnalysisResult) -> dict[str, Any]:
+    """The analyzer's whole result as plain JSON values (``replay --json``'s ``"analysis"``);
+    identities are {"pid", "start_time"}."""
+    out = to_plain(result)
+    assert isinstance(out, dict)
+    return out
+
+
+def _trend_json(trend: Trend) -> dict[str, Any]:
+    """Phase and rate; no rate while the phase is unknown (too little history to tell)."""
+    known = trend.phase != UNKNOWN
+    return {
+        "phase": trend.phase,
+        "rate_mib_s": to_plain(trend.rate_mib_s) if known else None,
+        "rate_stderr_mib_s": to_plain(trend.rate_stderr_mib_s) if known else None,
+    }
+
+
+def process_analysis_json(pa: ProcessAnalysis) -> dict[str, Any]:
+    """A process's ``"analysis"``: its trend flattened, the verdict and, when it drives a
+    predicted OOM, ``eta_s`` (best estimate) with the whole prediction in ``eta``."""
+    return {
+        **_trend_json(pa.trend),
+        "verdict": pa.verdict,
+        "reason": pa.reason,
+        "eta_s": None if pa.eta is None else to_plain(pa.eta.eta_s),
+        "eta": to_plain(pa.eta),
+    }
+
+
+def gpu_analysis_json(ga: GpuAnalysis) -> dict[str, Any]:
+    """A GPU's ``"analysis"``; ``oom`` only when the prediction passes the alert thresholds."""
+    return {
+        **_trend_json(ga.trend),
+        "oom": to_plain(ga.oom),
+        "temp_warning": ga.temp_warning,
+    }
+
+
+def enrichment_json(e: Enrichment | None) -> dict[str, Any]:
+    """The enricher's facts about a process; unknown (or another user's process) -> null/[]."""
+    if e is None:
+        return {
+            "framework": None,
+            "framework_version": None,
+            "container": None,
+            "model_files": [],
+            "preallocates": False,
+        }
+    return {
+        "framework": e.framework or None,
+        "framework_version": e.framework_version or None,
+        "container": to_plain(e.container),
+        "model_files": to_plain(e.model_files),
+        "preallocates": e.preallocates,
+    }
+
+
+def container_label(c: Container | None) -> str:
+    """One cell for a container: ``runtime:short-id``, or ``kubernetes:pod/UID`` without id."""
+    if c is None:
+        return ""
+    if c.id:
+        return f"{c.runtime}:{c.short_id}"
+    return f"{c.runtime}:pod/{c.pod_uid}" if c.pod_uid else c.runtime
+
+
+def process_extras(e: Enrichment | None, pa: ProcessAnalysis | None) -> dict[str, object]:
+    """The CSV's extra columns of a process row, from the same serialisation as the JSON."""
+    out: dict[str, object] = {}
+    if e is not None:
+        out["framework"] = e.framework
+        out["container"] = container_label(e.container)
+    if pa is not None:
+        a = process_analysis_json(pa)
+        out.update(
+            phase=a["phase"], rate_mib_s=a["rate_mib_s"], verdict=a["verdict"], oom_eta_s=a["eta_s"]
+        )
+    return out
+
+
+def gpu_extras(ga: GpuAnalysis) -> dict[str, object]:
+    """The CSV's extra columns of a GPU row (a GPU has no verdict: that is per process)."""
+    a = gpu_analysis_json(ga)
+    oom = a["oom"]
+    return {
+        "phase": a["phase"],
+        "rate_mib_s": a["rate_mib_s"],
+        "oom_eta_s": oom["eta_s"] if isinstance(oom, dict) else None,
+    }
+
+
+def analysis_index(
+    analysis: AnalysisResult | None,
+) -> tuple[dict[tuple[ProcessIdentity, int], ProcessAnalysis], dict[int, GpuAnalysis]]:
+    """Per-process results by (identity, GPU) and per-GPU results by index."""
+    if analysis is None:
+        return {}, {}
+    procs = {(pa.identity, pa.gpu_index): pa for pa in analysis.processes}
+    return procs, {ga.gpu_index: ga for ga in analysis.gpus}
+
+
+def row_identity(proc: ProcessSample, row: ProcessRow | None) -> ProcessIdentity:
+    """The identity a process is known by; without a row, its PID with an unknown start."""
+    return row.identity if row is not None else ProcessIdentity(proc.pid, 0.0)
 
 
 def schema_text() -> str:
     return resources.files("vramtop.export").joinpath("schema.json").read_text("utf-8")
 
 
-def _gpu(gpu: GpuSample, snap: Snapshot, procs: list[dict[str, Any]]) -> dict[str, Any]:
+def _gpu(
+    gpu: GpuSample, snap: Snapshot, procs: list[dict[str, Any]], ga: GpuAnalysis | None
+) -> dict[str, Any]:
     return {
         "index": gpu.index,
         "uuid": gpu.uuid,
@@ -51,10 +194,16 @@ def _gpu(gpu: GpuSample, snap: Snapshot, procs: list[dict[str, Any]]) -> dict[st
         "pstate": to_json(gpu.pstate),
         "mig_mode": to_json(gpu.mig_mode),
         "processes": procs,
+        "analysis": None if ga is None else gpu_analysis_json(ga),
     }
 
 
-def _process(proc: ProcessSample, row: ProcessRow | None) -> dict[str, Any]:
+def _process(
+    proc: ProcessSample,
+    row: ProcessRow | None,
+    e: Enrichment | None,
+    pa: ProcessAnalysis | None,
+) -> dict[str, Any]:
     return {
         "pid": proc.pid,
         "start_time": row.identity.start_time if row and row.identity.start_time else None,
@@ -65,18 +214,31 @@ def _process(proc: ProcessSample, row: ProcessRow | None) -> dict[str, Any]:
         "types": [t.value for t in proc.types],
         "sm_util_percent": to_json(proc.sm_util),
         "mem_util_percent": to_json(proc.mem_util),
+        **enrichment_json(e),
+        "analysis": None if pa is None else process_analysis_json(pa),
     }
 
 
-def to_document(snap: Snapshot, rows: Iterable[ProcessRow] = ()) -> dict[str, Any]:
+def to_document(
+    snap: Snapshot,
+    rows: Iterable[ProcessRow] = (),
+    enrichments: Enrichments | None = None,
+    analysis: AnalysisResult | None = None,
+) -> dict[str, Any]:
+    """The document of one sample. ``enrichments`` (by identity) and ``analysis`` (computed at
+    this sample) fill the per-process and per-GPU extras; without them those are null."""
     by_key = {(r.identity.pid, r.gpu_index): r for r in rows}
+    enrichments = enrichments or {}
+    proc_results, gpu_results = analysis_index(analysis)
     gpus = []
     for gpu in snap.gpus:
-        procs = [
-            _process(p, by_key.get((p.pid, p.gpu_index)))
-            for p in sorted(snap.processes_on(gpu.index), key=lambda p: p.pid)
-        ]
-        gpus.append(_gpu(gpu, snap, procs))
+        procs = []
+        for p in sorted(snap.processes_on(gpu.index), key=lambda p: p.pid):
+            row = by_key.get((p.pid, p.gpu_index))
+            ident = row_identity(p, row)
+            pa = proc_results.get((ident, p.gpu_index))
+            procs.append(_process(p, row, enrichments.get(ident), pa))
+        gpus.append(_gpu(gpu, snap, procs, gpu_results.get(gpu.index)))
     return {
         "schema_version": SCHEMA_VERSION,
         "vramtop_version": __version__,

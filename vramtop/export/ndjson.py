@@ -1,8 +1,9 @@
 """The NDJSON stream: one JSON document per sample and line (``--json-stream``,
 ``vramtop record --format ndjson``, ``vramtop replay --json``), and its reader.
 
-Data flow: ``Snapshot`` + ``ProcessRow``s -> ``export.document.to_document`` (the schema of
-``--once --json``, ``schema.json``) plus an optional ``"analysis"`` key -> one compact line ->
+Data flow: ``Snapshot`` + ``ProcessRow``s (+ enrichments by identity and the sample's analysis)
+-> ``export.document.to_document`` (the schema of ``--once --json``, ``schema.json``) -> one
+compact line ->
 :class:`NdjsonLog` (one append-only write per line, see ``export/logfile.py``) or stdout; and
 back: :func:`read_ndjson` -> ``(Snapshot, rows)`` for ``vramtop replay`` (``gpu/replay.py``).
 Every document carries everything the snapshot had, so a replay gives back the same samples.
@@ -14,25 +15,24 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from vramtop.analysis.model import AnalysisResult
 from vramtop.export.csvlog import MAX_WARNINGS, Sample
-from vramtop.export.document import to_document
+from vramtop.export.document import Enrichments, to_document
 from vramtop.export.logfile import LogFile
 from vramtop.gpu.snapshot import GpuSample, GpuState, ProcessSample, ProcessType, Snapshot
 from vramtop.messages import ProcessIdentity, ProcessRow
 from vramtop.na import NA, NaType
 from vramtop.sanitize import clean
 
-_NO_ANALYSIS = object()
-
 
 def format_line(
-    snapshot: Snapshot, rows: Iterable[ProcessRow] = (), analysis: object = _NO_ANALYSIS
+    snapshot: Snapshot,
+    rows: Iterable[ProcessRow] = (),
+    enrichments: Enrichments | None = None,
+    analysis: AnalysisResult | None = None,
 ) -> bytes:
-    """One sample as one line. ``analysis`` (any JSON value, None = null) adds that key."""
-    doc = to_document(snapshot, rows)
-    if analysis is not _NO_ANALYSIS:
-        doc["analysis"] = analysis
-    return dump_line(doc)
+    """One sample as one line: its document with the per-process and per-GPU extras."""
+    return dump_line(to_document(snapshot, rows, enrichments, analysis))
 
 
 def dump_line(doc: Mapping[str, Any]) -> bytes:
@@ -58,9 +58,14 @@ class NdjsonLog:
         self.log = LogFile(path, b"", is_document_line, kind="NDJSON", fsync=fsync)
 
     def write(
-        self, snapshot: Snapshot, rows: Iterable[ProcessRow] = (), analysis: object = _NO_ANALYSIS
+        self,
+        snapshot: Snapshot,
+        rows: Iterable[ProcessRow] = (),
+        *,
+        enrichments: Enrichments | None = None,
+        analysis: AnalysisResult | None = None,
     ) -> None:
-        self.log.write(format_line(snapshot, rows, analysis))
+        self.log.write(format_line(snapshot, rows, enrichments, analysis))
 
     def write_document(self, doc: Mapping[str, Any]) -> None:
         self.log.write(dump_line(doc))

@@ -1,0 +1,154 @@
+"""Exporter actor: samples + enrichment + analysis -> ``--export-csv`` / ``--json-stream FILE``.
+
+Where it sits: the sampler broadcasts every :class:`SampleMessage` to it, the enricher sends its
+:class:`EnrichmentMessage` deltas and the analyzer the :class:`AnalysisMessage` of each sample.
+Sample N is written together with the analysis whose ``seq`` is N, so a row's phase and verdict
+are those vramtop showed at that instant. The analysis of a sample normally arrives a few
+milliseconds after the sample; a sample waits for it at most :attr:`ExporterCore.wait_s` (one
+refresh interval), and is written without it after that, or at once when a later sample's
+analysis shows that this one was skipped. Samples are written in the order taken, none dropped,
+each in one append (``export/logfile.py``), so a ``kill -9`` loses at most the sample still
+waiting for its analysis. Enrichment is kept by identity (the latest facts about each process)
+and dropped for identities that left.
+
+Started by the supervisor only when an export is requested (``cli.run_monitor``); the files are
+opened for appending at every start, so a restarted exporter continues them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vramtop.actors.base import ActorContext
+from vramtop.analysis.model import AnalysisResult
+from vramtop.enrich.model import Enrichment
+from vramtop.export.csvlog import CsvLog
+from vramtop.export.ndjson import NdjsonLog
+from vramtop.messages import (
+    AnalysisMessage,
+    ConfigUpdate,
+    EnrichmentMessage,
+    ProcessIdentity,
+    SampleMessage,
+)
+
+MAX_PENDING = 64  # samples waiting for their analysis: beyond this the oldest is written now
+IDLE_TICK_FRACTION = 0.25  # with nothing pending, look again after this share of an interval
+
+
+@dataclass(slots=True)
+class _Pending:
+    message: SampleMessage
+    deadline: float  # monotonic time after which it is written without analysis
+
+
+class ExporterCore:
+    def __init__(
+        self,
+        export_csv: str | None = None,
+        export_ndjson: str | None = None,
+        wait_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``wait_s``: how long a sample waits for its analysis (default: the refresh
+        interval from the config, followed on reload)."""
+        self.export_csv = export_csv
+        self.export_ndjson = export_ndjson
+        self.fixed_wait = wait_s
+        self.wait_s = 1.0 if wait_s is None else wait_s
+        self.clock = clock
+        self.logs: list[CsvLog | NdjsonLog] = []
+        self.pending: deque[_Pending] = deque()
+        self.results: dict[int, AnalysisResult] = {}
+        self.newest_result = -1  # highest seq an analysis arrived for
+        self.enrichments: dict[ProcessIdentity, Enrichment] = {}
+        self.written = 0
+        self.with_analysis = 0  # samples written with their analysis (for tests, diagnostics)
+        self.done = False
+
+    def start(self, ctx: ActorContext) -> None:
+        self._configure(ctx.config.general.refresh_rate)
+        if self.export_csv is not None:
+            self.logs.append(CsvLog(self.export_csv))
+        if self.export_ndjson is not None:
+            self.logs.append(NdjsonLog(self.export_ndjson))
+
+    def _configure(self, refresh_rate: float) -> None:
+        if self.fixed_wait is None:
+            self.wait_s = refresh_rate
+
+    def handle(self, message: object) -> None:
+        if isinstance(message, SampleMessage):
+            self.pending.append(_Pending(message, self.clock() + self.wait_s))
+            while len(self.pending) > MAX_PENDING:
+                self._write(self.pending.popleft())
+        elif isinstance(message, AnalysisMessage):
+            if not self.pending or message.seq >= self.pending[0].message.seq:
+                self.results[message.seq] = message.result
+                self.newest_result = max(self.newest_result, message.seq)
+        elif isinstance(message, EnrichmentMessage):
+            for item in message.items:
+                self.enrichments[item.identity] = item
+        elif isinstance(message, ConfigUpdate) and not message.error:
+            self._configure(message.config.general.refresh_rate)
+        self.flush(self.clock())
+
+    def flush(self, now: float, everything: bool = False) -> None:
+        """Write every pending sample that is ready, oldest first, stopping at the first that
+        may still get its analysis (order is never changed)."""
+        while self.pending:
+            head = self.pending[0]
+            seq = head.message.seq
+            ready = (
+                everything
+                or seq in self.results
+                or self.newest_result > seq  # the analyzer went past it: skipped
+                or now >= head.deadline
+            )
+            if not ready:
+                break
+            self._write(self.pending.popleft())
+
+    def _write(self, item: _Pending) -> None:
+        message = item.message
+        result = self.results.pop(message.seq, None)
+        # Results for samples already written can no longer be used.
+        for seq in [s for s in self.results if s < message.seq]:
+            del self.results[seq]
+        self._forget_departed(message)
+        for log in self.logs:
+            log.write(message.snapshot, message.rows, enrichments=self.enrichments, analysis=result)
+        self.written += 1
+        self.with_analysis += result is not None
+
+    def _forget_departed(self, message: SampleMessage) -> None:
+        """Drop enrichment of processes in neither this sample nor one still waiting (an
+        enrichment may arrive before the sample that first shows its process is written)."""
+        if len(self.enrichments) <= 2 * len(message.rows) + 16:
+            return
+        live = {r.identity for r in message.rows}
+        for item in self.pending:
+            live.update(r.identity for r in item.message.rows)
+        self.enrichments = {k: v for k, v in self.enrichments.items() if k in live}
+
+    def tick(self, now: float) -> float:
+        self.flush(now)
+        if self.pending:
+            return max(now, self.pending[0].deadline)
+        return now + max(0.05, self.wait_s * IDLE_TICK_FRACTION)
+
+    def fds(self) -> list[int]:
+        return []
+
+    def on_fd(self, fd: int) -> None:
+        pass
+
+    def stop(self) -> None:
+        # Stopping (quit, SIGTERM, restart): nothing taken is left unwritten.
+        self.flush(self.clock(), everything=True)
+        for log in self.logs:
+            log.close()
+        self.logs = []
