@@ -61,8 +61,6 @@ def test_only_visible_honours_cuda_visible_devices() -> None:
     assert "filter: gpu 0,2" in _parse(["--gpu", "0,2"]).describe()
 
 
-@pytest.mark.xfail(reason="needs cli.py to add_filter_arguments and pass the filter to RenderCore",
-                   strict=False)  # fmt: skip
 def test_cli_gpu_filter_end_to_end(tmp_path: Path) -> None:
     (tmp_path / ".config").mkdir()
     tui = Tui(["--demo", "--gpu", "0,2"], cols=160, rows=45, home=tmp_path)

@@ -29,6 +29,7 @@ from vramtop.gpu.factory import BackendSpec, make_backend
 from vramtop.gpu.snapshot import Snapshot
 from vramtop.messages import ProcessRow
 from vramtop.procinfo import ProcessTable
+from vramtop.render.filters import ProcessFilter, add_filter_arguments
 
 if TYPE_CHECKING:
     from vramtop.gpu.replay import ReplayBackend
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="one JSON document per sample (the --once --json schema), on stdout without a "
         "UI, or appended to FILE while the monitor runs",
     )
+    add_filter_arguments(p)
     return p
 
 
@@ -272,6 +274,7 @@ def _main(args: argparse.Namespace) -> int:
         overrides_from(args),
         export_csv=args.export_csv,
         export_ndjson=args.json_stream,
+        filters=ProcessFilter.from_args(args),
     )
 
 
@@ -446,6 +449,7 @@ def run_monitor(
     overrides: dict[str, object],
     export_csv: str | None = None,
     export_ndjson: str | None = None,
+    filters: ProcessFilter | None = None,
 ) -> int:
     from vramtop.actors.analyzer import AnalyzerCore
     from vramtop.actors.enricher import EnricherCore
@@ -481,7 +485,9 @@ def run_monitor(
         backend_spec = spec
         children = [
             ChildSpec("sampler", lambda: SamplerCore(backend_spec)),
-            ChildSpec("render", RenderCore, essential=True, owns_terminal=True),
+            ChildSpec(
+                "render", lambda: RenderCore(filters=filters), essential=True, owns_terminal=True
+            ),
             ChildSpec("analyzer", AnalyzerCore),
         ]
         if spec.kind != "replay":  # recorded PIDs are not this machine's processes
