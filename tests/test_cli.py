@@ -203,3 +203,21 @@ def test_readme_documents_every_nested_json_field() -> None:
     assert {"framework", "pod_uid", "size_bytes", "verdict", "eta_low_s", "temp_warning"} <= found
     for name in sorted(found):
         assert name in readme, name
+
+
+def test_once_honours_gpu_and_pid_filters() -> None:
+    out = run("--demo", "--once", "--json", "--gpu", "1,2")
+    doc = json.loads(out.stdout)
+    assert [g["index"] for g in doc["gpus"]] == [1, 2]
+    everything = json.loads(run("--demo", "--once", "--json").stdout)
+    pid = everything["gpus"][1]["processes"][0]["pid"]
+    # PIDs differ between runs (real child processes): filter on a PID that cannot exist.
+    none = json.loads(run("--demo", "--once", "--json", "--pid", "1").stdout)
+    assert all(g["processes"] == [] for g in none["gpus"])
+    assert pid > 1
+    visible = json.loads(
+        run(
+            "--demo", "--once", "--json", "--only-visible", env={"CUDA_VISIBLE_DEVICES": "3"}
+        ).stdout
+    )
+    assert [g["index"] for g in visible["gpus"]] == [3]

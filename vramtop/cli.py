@@ -13,6 +13,7 @@ the GPUs (or the recording) cannot be read.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -265,7 +266,13 @@ def _main(args: argparse.Namespace) -> int:
         if spec.kind == "simulated":
             # One sample of a scenario is most telling once it has settled (servers loaded).
             spec = BackendSpec("simulated", args.demo, time.time() - ONCE_WARMUP_S, args.speed)
-        return run_once(spec, as_json=args.json, export_csv=args.export_csv, config=config)
+        return run_once(
+            spec,
+            as_json=args.json,
+            export_csv=args.export_csv,
+            config=config,
+            filters=ProcessFilter.from_args(args),
+        )
     return run_monitor(
         config,
         spec,
@@ -396,7 +403,11 @@ def run_replay_json(backend: ReplayBackend, config: Config) -> int:
 
 
 def run_once(
-    spec: BackendSpec, as_json: bool, export_csv: str | None = None, config: Config | None = None
+    spec: BackendSpec,
+    as_json: bool,
+    export_csv: str | None = None,
+    config: Config | None = None,
+    filters: ProcessFilter | None = None,
 ) -> int:
     """One sample, with what /proc tells about its processes and the analysis of that single
     sample (no history: phases are "unknown", only the temperature warning can fire)."""
@@ -419,6 +430,8 @@ def run_once(
         enrichments = enricher.known
     finally:
         backend.close()
+    if filters is not None and filters.active:
+        snapshot, rows = _filtered(snapshot, rows, filters)
     prealloc = {k: e.preallocates for k, e in enrichments.items()}
     analysis = StreamAnalyzer(config or Config(), window=1).step(snapshot, tuple(rows), prealloc)
     if export_csv is not None:
@@ -432,6 +445,18 @@ def run_once(
     else:
         print(to_table(snapshot, rows))
     return EXIT_OK
+
+
+def _filtered(
+    snapshot: Snapshot, rows: list[ProcessRow], filters: ProcessFilter
+) -> tuple[Snapshot, list[ProcessRow]]:
+    """``--gpu/--user/--pid/--only-visible`` applied to one sample, as the monitor applies them."""
+    gpus = tuple(g for g in snapshot.gpus if filters.gpu_shown(g))
+    shown = frozenset(g.index for g in gpus)
+    kept = [r for r in rows if filters.row_shown(r, shown)]
+    keys = {(r.identity.pid, r.gpu_index) for r in kept}
+    procs = tuple(p for p in snapshot.processes if (p.pid, p.gpu_index) in keys)
+    return dataclasses.replace(snapshot, gpus=gpus, processes=procs), kept
 
 
 def _rows_for(snapshot: Snapshot, table: ProcessTable) -> list[ProcessRow]:
