@@ -328,3 +328,34 @@ def test_draw_without_sample_shows_waiting() -> None:
     grid = Grid(100, 24)
     draw(grid, ViewState())
     assert "waiting for the first sample" in "\n".join(grid.text())
+
+
+def test_other_users_are_hidden_but_their_memory_is_accounted() -> None:
+    import dataclasses
+
+    from vramtop.config import Config, DisplayConfig
+
+    base = sample([10 * GiB, 20 * GiB, 5 * GiB])
+    theirs = dataclasses.replace(base.rows[1], user="bob", command="", same_user=False)
+    message = dataclasses.replace(base, rows=(base.rows[0], theirs, base.rows[2]))
+    ui = Ui()
+    ui.handle(message)
+    text = "\n".join(ui.draw(160, 45).text())
+    assert "bob" not in text
+    assert "other users: 1 process, 20.0 GiB on GPU 0" in text
+    # What is listed plus what is accounted for adds up to the processes on the GPU.
+    assert "python job0.py" in text and "python job2.py" in text
+    shown = Ui(config=Config(display=DisplayConfig(show_other_users=True)))
+    shown.handle(message)
+    text = "\n".join(shown.draw(160, 45).text())
+    assert "bob" in text and "other users:" not in text
+
+
+def test_pid_namespace_note_is_shown_once_in_the_status_line() -> None:
+    from vramtop.messages import EnrichmentMessage
+
+    ui = ui_with([GiB])
+    note = "processes from another PID namespace: run with --pid=host to see them"
+    ui.handle(EnrichmentMessage((), (note,)))
+    text = "\n".join(ui.draw(200, 45).text())
+    assert text.count("processes from another PID namespace") == 1

@@ -412,6 +412,7 @@ def run_once(
     """One sample, with what /proc tells about its processes and the analysis of that single
     sample (no history: phases are "unknown", only the temperature warning can fire)."""
     from vramtop.enrich.enricher import Enricher
+    from vramtop.enrich.users import aggregate_other_users, is_other_user
     from vramtop.export.csvlog import CsvLog
     from vramtop.export.document import to_document, to_table
     from vramtop.replay_analysis import StreamAnalyzer
@@ -432,6 +433,13 @@ def run_once(
         backend.close()
     if filters is not None and filters.active:
         snapshot, rows = _filtered(snapshot, rows, filters)
+    others = {}
+    if config is not None and not config.display.show_other_users:
+        # The security model: other users' processes are counted, not listed.
+        others = aggregate_other_users(rows, enrichments, snapshot)
+        shown = [r for r in rows if not is_other_user(r, enrichments)]
+        snapshot = _keep_rows(snapshot, shown)
+        rows = shown
     prealloc = {k: e.preallocates for k, e in enrichments.items()}
     analysis = StreamAnalyzer(config or Config(), window=1).step(snapshot, tuple(rows), prealloc)
     if export_csv is not None:
@@ -441,9 +449,9 @@ def run_once(
         except LogFileError as exc:
             return _fail(str(exc), EXIT_USAGE)
     if as_json:
-        print(json.dumps(to_document(snapshot, rows, enrichments, analysis), indent=2))
+        print(json.dumps(to_document(snapshot, rows, enrichments, analysis, others), indent=2))
     else:
-        print(to_table(snapshot, rows))
+        print(to_table(snapshot, rows, others))
     return EXIT_OK
 
 
@@ -454,9 +462,14 @@ def _filtered(
     gpus = tuple(g for g in snapshot.gpus if filters.gpu_shown(g))
     shown = frozenset(g.index for g in gpus)
     kept = [r for r in rows if filters.row_shown(r, shown)]
-    keys = {(r.identity.pid, r.gpu_index) for r in kept}
+    return _keep_rows(dataclasses.replace(snapshot, gpus=gpus), kept), kept
+
+
+def _keep_rows(snapshot: Snapshot, rows: list[ProcessRow]) -> Snapshot:
+    """The snapshot with only the processes of ``rows``."""
+    keys = {(r.identity.pid, r.gpu_index) for r in rows}
     procs = tuple(p for p in snapshot.processes if (p.pid, p.gpu_index) in keys)
-    return dataclasses.replace(snapshot, gpus=gpus, processes=procs), kept
+    return dataclasses.replace(snapshot, processes=procs)
 
 
 def _rows_for(snapshot: Snapshot, table: ProcessTable) -> list[ProcessRow]:

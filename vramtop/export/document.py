@@ -24,6 +24,7 @@ from typing import Any
 from vramtop import __version__
 from vramtop.analysis.model import UNKNOWN, AnalysisResult, GpuAnalysis, ProcessAnalysis, Trend
 from vramtop.enrich.model import Container, Enrichment
+from vramtop.enrich.users import OtherUsers
 from vramtop.fmt import pct, size, temp, watts
 from vramtop.gpu.snapshot import GpuSample, ProcessSample, Snapshot
 from vramtop.messages import ProcessIdentity, ProcessRow
@@ -224,9 +225,11 @@ def to_document(
     rows: Iterable[ProcessRow] = (),
     enrichments: Enrichments | None = None,
     analysis: AnalysisResult | None = None,
+    others: Mapping[int, OtherUsers] | None = None,
 ) -> dict[str, Any]:
     """The document of one sample. ``enrichments`` (by identity) and ``analysis`` (computed at
-    this sample) fill the per-process and per-GPU extras; without them those are null."""
+    this sample) fill the per-process and per-GPU extras; without them those are null.
+    ``others``: per GPU, the other users' processes left out of ``snap`` (show_other_users)."""
     by_key = {(r.identity.pid, r.gpu_index): r for r in rows}
     enrichments = enrichments or {}
     proc_results, gpu_results = analysis_index(analysis)
@@ -238,7 +241,14 @@ def to_document(
             ident = row_identity(p, row)
             pa = proc_results.get((ident, p.gpu_index))
             procs.append(_process(p, row, enrichments.get(ident), pa))
-        gpus.append(_gpu(gpu, snap, procs, gpu_results.get(gpu.index)))
+        entry = _gpu(gpu, snap, procs, gpu_results.get(gpu.index))
+        hidden = (others or {}).get(gpu.index)
+        entry["other_users"] = (
+            None
+            if hidden is None
+            else {"processes": hidden.processes, "used_bytes": hidden.used_bytes}
+        )
+        gpus.append(entry)
     return {
         "schema_version": SCHEMA_VERSION,
         "vramtop_version": __version__,
@@ -253,7 +263,11 @@ def to_document(
     }
 
 
-def to_table(snap: Snapshot, rows: Iterable[ProcessRow] = ()) -> str:
+def to_table(
+    snap: Snapshot,
+    rows: Iterable[ProcessRow] = (),
+    others: Mapping[int, OtherUsers] | None = None,
+) -> str:
     """nvidia-smi / gpustat style plain text: a line per GPU, then its processes."""
     by_key = {(r.identity.pid, r.gpu_index): r for r in rows}
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snap.timestamp))
@@ -279,6 +293,9 @@ def to_table(snap: Snapshot, rows: Iterable[ProcessRow] = ()) -> str:
             command = (row.command if row else "") or "N/A"
             vram = size(p.used_bytes)
             out.append(f"    {p.pid:>8}  {user[:10]:<10} {p.type_label:<4} {vram:>7}  {command}")
+        hidden = (others or {}).get(gpu.index)
+        if hidden is not None:
+            out.append(f"    {hidden.label} (hidden; show_other_users = true lists them)")
     for note in snap.notes:
         out.append(f"note: {note}")
     return "\n".join(out)

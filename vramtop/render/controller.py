@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from vramtop.config import Config, resolve_screenshot_dir
+from vramtop.enrich.users import aggregate_other_users, is_other_user
 from vramtop.messages import (
     ActorHealth,
     AnalysisMessage,
@@ -110,10 +111,23 @@ class Ui:
         config = st.config
         filters = st.filters
 
+        enrichment = st.knowledge.enrichment
+        hide_others = not config.display.show_other_users
+
         def row_ok(row: Any) -> bool:
-            if not config.display.show_other_users and not row.same_user and row.user:
+            if hide_others and is_other_user(row, enrichment):
                 return False
             return filters.row_shown(row, shown)
+
+        st.others = {}
+        if hide_others:
+            st.others = {
+                gpu: other
+                for gpu, other in aggregate_other_users(
+                    st.sample.rows, enrichment, st.sample.snapshot
+                ).items()
+                if gpu in shown
+            }
 
         views = build_views(
             st.sample, st.knowledge, shown_gpus=shown, row_filter=row_ok,

@@ -139,6 +139,8 @@ def status_parts(state: ViewState) -> list[tuple[str, Style]]:
             parts.append((f"GPU {','.join(indexes)}: {note}", MUTED))
         for note in snap.notes:
             parts.append((note, MUTED))
+    for note in state.knowledge.enrich_notes:
+        parts.append((note, Style(fg="warn", bold=True)))
     return parts
 
 

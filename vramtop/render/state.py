@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from vramtop.config import Config
+from vramtop.enrich.users import OtherUsers
 from vramtop.messages import ActorState, SampleMessage
 from vramtop.render.filters import ProcessFilter
 from vramtop.render.model import Knowledge, ProcView, RowKey, TableItem
@@ -57,6 +58,8 @@ class ViewState:
     filter_text: str = ""
     filter_editing: bool = False
     views: list[ProcView] = field(default_factory=list)  # selectable rows, display order
+    # Hidden other users' processes per GPU (show_other_users = false): still accounted for.
+    others: dict[int, OtherUsers] = field(default_factory=dict)
     items: list[TableItem] = field(default_factory=list)  # what the table lists (tree: + groups)
     row_at: dict[int, RowKey] = field(default_factory=dict)  # screen line -> row (mouse)
     page: int = 10  # rows the table showed last frame (PgUp/PgDn)

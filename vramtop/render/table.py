@@ -151,6 +151,12 @@ def draw_table(grid: Grid, y: int, bottom: int, state: ViewState, full: bool) ->
         extras.append(f"/{state.filter_text}{cursor}")
     extras.append(sort_label(state))
     y += 1
+    others = [state.others[g].label + f" on GPU {g}" for g in sorted(state.others)]
+    if others:
+        # One line per GPU for the hidden processes of other users, below the table.
+        bottom -= len(others)
+        for i, text in enumerate(others):
+            grid.put(1, bottom + i, text + " (hidden; show_other_users = true lists them)", MUTED)
     items = state.items
     state.row_at = {}
     visible = max(1, bottom - y)
