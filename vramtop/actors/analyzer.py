@@ -3,7 +3,8 @@
 Where it sits: the sampler posts a :class:`SampleMessage` per tick (newest wins); for each one
 this shell copies a bounded window of the histories out of shared memory — the last ``WINDOW``
 samples of every GPU, and of every process in the message only as far back as the analysis
-looks, as one 2-D block under the seqlock — and hands them to the functional core
+looks, as one 2-D block under the seqlock (one contiguous run of columns per slot, straight from
+the ring views) — and hands them to the functional core
 (:class:`vramtop.analysis.analyzer.Analyzer`). The result goes to the "render" mailbox. A torn
 read (the sampler died mid-sample) skips the tick; the render process keeps showing the previous
 analysis.
@@ -16,8 +17,10 @@ in the UI: PELT segments are computed for it alone).
 from __future__ import annotations
 
 import math
+from operator import attrgetter
 
 import numpy as np
+import numpy.typing as npt
 
 from vramtop.actors.base import ActorContext
 from vramtop.analysis.analyzer import AnalysisContext, Analyzer, GpuHistory, ProcessHistories
@@ -38,6 +41,8 @@ from vramtop.shm import FIELD_INDEX, HistoryReader, ShmSegment, TornReadError
 WINDOW = 300  # samples per series the analysis looks at, whatever history_length is
 _READ_ATTEMPTS = 3
 _USED, _TOTAL, _FREE, _TEMP = (FIELD_INDEX[k] for k in ("used", "total", "free", "temperature"))
+_SLOT, _GPU, _IDENTITY = attrgetter("slot"), attrgetter("gpu_index"), attrgetter("identity")
+_PID, _START = attrgetter("identity.pid"), attrgetter("identity.start_time")
 
 
 def process_window(refresh_rate: float, window: int = WINDOW) -> int:
@@ -55,44 +60,53 @@ def read_histories(
     """A consistent copy of the last ``window`` samples of every GPU and the last
     ``proc_window`` (default: ``window``) of ``rows``' slots.
 
-    Raises :class:`TornReadError` when no consistent copy could be taken.
+    Only those columns are copied, one contiguous run per row (two where the ring wraps), under
+    the seqlock. Raises :class:`TornReadError` when no consistent copy could be taken.
     """
     pw = window if proc_window is None else max(1, min(proc_window, window))
+    k = len(rows)
+    slots = np.fromiter(map(_SLOT, rows), dtype=np.intp, count=k)
+    row_pid = np.fromiter(map(_PID, rows), dtype=np.int64, count=k)
+    row_start = np.fromiter(map(_START, rows), dtype=np.float64, count=k)
+    gpu_index = np.fromiter(map(_GPU, rows), dtype=np.int64, count=k)
+    usable = (slots >= 0) & (slots < reader.process_slots)
+    everyone = bool(usable.all())
+    if not everyone:
+        slots = slots[usable]
     for _ in range(_READ_ATTEMPTS):
         views = reader.views()
         count, h = views.count, views.history_length
         m = max(0, min(window, count, h))
         idx = np.arange(count - m, count, dtype=np.intp) % max(h, 1)
-        ts = views.timestamps[idx].copy()
-        gpu = views.gpu[:, idx, :].copy()
-        usable = [r for r in rows if 0 <= r.slot < reader.process_slots]
-        slots = np.asarray([r.slot for r in usable], dtype=np.intp)
-        pidx = idx[max(0, m - pw) :]
-        used = views.process[slots[:, None], pidx[None, :]] if slots.size else np.zeros((0, 0))
-        pid = views.slot_pid[slots].copy()
-        start_time = views.slot_start_time[slots].copy()
-        first = views.slot_first[slots].copy()
-        last = views.slot_last[slots].copy()
+        ts = views.timestamps[idx]
+        gpu = views.gpu[:, idx, :]
+        mp = min(m, pw)
+        used = _columns(views.process, slots, count - mp, mp, h)
+        pid = views.slot_pid[slots]
+        start_time = views.slot_start_time[slots]
+        first = views.slot_first[slots]
+        last = views.slot_last[slots]
         if reader.stable(views.seq):
             break
     else:
         raise TornReadError("analyzer: the histories kept changing while being copied")
 
     # Samples outside the current occupant's life belong to someone else: n/a.
-    mp = min(m, pw)
-    sample_no = np.arange(count - mp, count, dtype=np.int64)
-    alive = (sample_no[None, :] >= first[:, None]) & (sample_no[None, :] <= last[:, None])
-    used = np.where(alive, used, np.nan)
-    full = np.full((len(rows), mp), np.nan)
-    gpu_index = np.asarray([r.gpu_index for r in rows], dtype=np.int64).reshape(-1)
-    by_row = {id(r): i for i, r in enumerate(usable)}
-    for i, r in enumerate(rows):
-        j = by_row.get(id(r))
-        # A slot handed to another process since the message was built: its data is not ours.
-        same = j is not None and pid[j] == r.identity.pid
-        if same and start_time[j] in (r.identity.start_time, 0.0) and j is not None:
-            full[i] = used[j]
-    procs = ProcessHistories(ts[m - mp :], full, tuple(r.identity for r in rows), gpu_index)
+    partial = np.flatnonzero((first > count - mp) | (last < count - 1))
+    if partial.size:
+        sample_no = np.arange(count - mp, count, dtype=np.int64)
+        alive = (sample_no[None, :] >= first[partial, None]) & (
+            sample_no[None, :] <= last[partial, None]
+        )
+        used[partial] = np.where(alive, used[partial], np.nan)
+    # A slot handed to another process since the message was built: its data is not ours.
+    ours = (pid == row_pid[usable]) & ((start_time == row_start[usable]) | (start_time == 0.0))
+    if everyone and bool(ours.all()):
+        full = used
+    else:
+        full = np.full((k, mp), np.nan)
+        full[np.flatnonzero(usable)[ours]] = used[ours]
+    procs = ProcessHistories(ts[m - mp :], full, tuple(map(_IDENTITY, rows)), gpu_index)
 
     gpus = []
     for g in range(gpu.shape[0]):
@@ -109,6 +123,21 @@ def read_histories(
             )
         )
     return gpus, procs
+
+
+def _columns(
+    ring: npt.NDArray[np.float64], slots: npt.NDArray[np.intp], first: int, n: int, h: int
+) -> npt.NDArray[np.float64]:
+    """Samples ``first .. first + n - 1`` of the ring rows ``slots``, as a new [len(slots), n]."""
+    if n <= 0 or h <= 0:
+        return np.zeros((slots.size, 0))
+    lo = first % h
+    if lo + n <= h:
+        return ring[slots, lo : lo + n]
+    out = np.empty((slots.size, n))
+    out[:, : h - lo] = ring[slots, lo:h]
+    out[:, h - lo :] = ring[slots, : n - (h - lo)]
+    return out
 
 
 class AnalyzerCore:
@@ -157,9 +186,9 @@ class AnalyzerCore:
         except TornReadError:
             self.skipped += 1
             return None
-        live = set(procs.identities)
         # Hints for processes that are gone are dropped, so the maps stay bounded.
-        if len(self.preallocates) > 4 * max(len(live), 256):
+        if len(self.preallocates) > 4 * max(len(procs.identities), 256):
+            live = set(procs.identities)
             self.preallocates = {k: v for k, v in self.preallocates.items() if k in live}
         stamp = message.snapshot.timestamp
         context = AnalysisContext(
@@ -171,7 +200,7 @@ class AnalyzerCore:
         result = self.analyzer.step(gpus, procs, context)
         self.last_result = result
         if self.ctx is not None:
-            self.ctx.send("render", AnalysisMessage(message.seq, result))
+            self.ctx.broadcast(("render", "exporter"), AnalysisMessage(message.seq, result))
         return result
 
     def tick(self, now: float) -> float:

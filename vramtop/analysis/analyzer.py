@@ -4,20 +4,24 @@ Where it sits: the analyzer actor (``actors/analyzer.py``) copies histories out 
 into :class:`GpuHistory` / :class:`ProcessHistories` and calls :meth:`Analyzer.step`; ``--once``,
 ``replay``, the evaluation (``scripts/eval_analysis.py``) and the benchmarks call the same method
 with arrays they built themselves. The only state kept between steps is the phase hysteresis,
-keyed by (process identity, GPU) and by GPU index.
+keyed by (process identity, GPU) and by GPU index, and what finds those keys again quickly.
 
-Cost: phases and spikes of all processes are computed at once on one 2-D array (least squares,
-running minima and maxima; no Python loop per sample); the per-process Python work is building the
-verdict line. PELT runs for the selected process only, and per GPU when
-``oom_prediction.algorithm = "pelt"``.
+Cost (8 GPUs x 1024 processes must stay a few percent of a core at 1 Hz, see
+``scripts/bench_analyzer.py``): phases and spikes of all processes come from one pass over one
+2-D array (``rows.py``); the hysteresis is a handful of array operations over all processes, its
+keys looked up only when the process list changed; the verdicts are numpy masks, with each reason
+formatted only from the figures it shows (``verdict.judge_rows``), and only the few processes with
+an ETA, a pre-allocated pool or PELT segments go through :func:`verdict.judge` one by one. PELT
+runs for the selected process only, and per GPU when ``oom_prediction.algorithm = "pelt"``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, overload
 
 import numpy as np
 
@@ -31,21 +35,25 @@ from vramtop.analysis.model import (
     Segment,
     Trend,
 )
-from vramtop.analysis.spikes import spike_batch
+from vramtop.analysis.rows import analyze_rows
+from vramtop.analysis.spikes import SpikeBatch
 from vramtop.analysis.trend import (
     MIB,
     PHASES,
+    BoolArray,
     FloatArray,
     IntArray,
+    PhaseBatch,
     PhaseParams,
     PhaseTracker,
     classify_batch,
 )
-from vramtop.analysis.verdict import VerdictInput, judge
+from vramtop.analysis.verdict import VerdictInput, judge, judge_rows
 from vramtop.config import Config
 from vramtop.messages import ProcessIdentity
 
 DRIVER_SHARE = 0.25  # a driver's own rate must be at least this share of the GPU's growth
+_PHASE_NAMES = np.asarray(PHASES, dtype=object)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +122,7 @@ class Analyzer:
         # The last step's predictions per GPU before the alert thresholds (for the detail view,
         # the evaluation and anyone asking "what would it say at a lower confidence?").
         self.raw_predictions: dict[int, OomPrediction] = {}
+        self._last_rows: tuple[IntArray, FloatArray, IntArray] | None = None
 
     def configure(self, config: Config) -> None:
         """New thresholds (SIGHUP reload); the phase memory is kept."""
@@ -133,21 +142,22 @@ class Analyzer:
 
         # --- processes, vectorised -----------------------------------------------------------
         p = len(procs.identities)
-        gpu_of = [int(i) for i in np.asarray(procs.gpu_index).ravel()[:p].tolist()]
-        row_total = np.asarray([totals.get(g, math.nan) for g in gpu_of], dtype=np.float64)
+        identities = procs.identities
+        gpu_arr = np.asarray(procs.gpu_index, dtype=np.int64).ravel()[:p]
+        gpu_of: list[int] = gpu_arr.tolist()
+        row_total = _per_row(gpu_arr, totals)
+        pid_arr = np.fromiter((i.pid for i in identities), dtype=np.int64, count=p)
         if p:
-            batch = classify_batch(procs.ts, procs.used, row_total, self.params)
-            keys: list[object] = [(procs.identities[i], gpu_of[i]) for i in range(p)]
-            shown = self._proc_phase.update(keys, batch.phase)
-            spikes = spike_batch(procs.ts, procs.used, batch.threshold_mib)
-            rates = batch.rate_mib_s.tolist()
-            stderrs = batch.stderr_mib_s.tolist()
-            levels = (batch.level_mib * MIB).tolist()
-            n_valid = batch.n_valid.tolist()
-            amp = spikes.amplitude_mib.tolist()
-            need = spikes.need_mib.tolist()
+            batch, spikes = analyze_rows(procs.ts, procs.used, row_total, self.params)
+            shown = self._proc_phase.update_array(
+                _KeysOf(identities, gpu_of),
+                batch.phase,
+                same_keys=self._same_rows(identities, pid_arr, gpu_arr),
+            )
+            rate_arr = batch.rate_mib_s
         else:
-            shown, rates, stderrs, levels, n_valid, amp, need = [], [], [], [], [], [], []
+            shown = np.zeros(0, dtype=np.int64)
+            rate_arr = np.zeros(0)
 
         # --- GPUs ------------------------------------------------------------------------------
         alerts = self.config.alerts
@@ -162,7 +172,7 @@ class Analyzer:
             fit = self._predict(g, totals[index])
             prediction: OomPrediction | None = None
             if fit is not None:
-                driver = _driver(index, gpu_of, rates, procs.identities, fit.slope_mib_s)
+                driver = _driver(index, gpu_arr, rate_arr, identities, fit.slope_mib_s)
                 prediction = dataclasses.replace(fit.prediction, driver=driver)
                 raw_eta[index] = (prediction, driver)
             interval = oom_mod.sample_interval(g.ts)
@@ -181,55 +191,103 @@ class Analyzer:
 
         # --- verdicts --------------------------------------------------------------------------
         results: list[ProcessAnalysis] = []
-        prealloc = context.preallocates
-        kv = context.kv_cache_usage
-        warning_s = alerts.oom_warning_seconds
-        for i in range(p):
-            identity = procs.identities[i]
-            g_index = gpu_of[i]
-            phase_name = PHASES[shown[i]]
-            eta: OomPrediction | None = None
-            found = raw_eta.get(g_index)
-            if found is not None and found[1] == identity:
-                eta = found[0]
-            verdict, reason = judge(
-                VerdictInput(
-                    phase=phase_name,
-                    rate_mib_s=rates[i],
-                    level_bytes=levels[i],
-                    n_valid=n_valid[i],
-                    gpu_free_bytes=free.get(g_index, math.nan),
-                    spike_amplitude_mib=amp[i],
-                    spike_need_mib=need[i],
-                    preallocates=bool(prealloc.get(identity, False)) if prealloc else False,
-                    kv_cache_usage=kv.get(identity) if kv else None,
-                    eta=eta,
-                    alerting=eta is not None
-                    and oom_mod.alert_passes(eta, alerts, intervals.get(g_index, 0.0)),
-                    warning_s=warning_s,
-                )
-            )
-            segments: tuple[Segment, ...] = ()
-            note = ""
-            if context.selected is not None and identity == context.selected:
-                segments, note = self._segments(procs, i)
-            results.append(
-                ProcessAnalysis(
-                    identity=identity,
-                    gpu_index=g_index,
-                    trend=Trend(phase_name, rates[i], stderrs[i]),
-                    verdict=verdict,
-                    reason=reason,
-                    eta=eta,
-                    segments=segments,
-                    segments_note=note,
-                )
-            )
+        if p:
+            results = self._verdicts(
+                procs, context, gpu_arr, gpu_of, pid_arr, shown, batch, spikes, free, raw_eta,
+                intervals,
+            )  # fmt: skip
 
         stamp = context.timestamp
         if stamp is None or not math.isfinite(stamp):
             stamp = _latest(procs.ts, [g.ts for g in gpu_histories])
         return AnalysisResult(timestamp=stamp, gpus=tuple(gpu_results), processes=tuple(results))
+
+    def _same_rows(
+        self, identities: tuple[ProcessIdentity, ...], pids: IntArray, gpus: IntArray
+    ) -> bool:
+        """Are the rows the same processes, in the same order, as last step? (Compared by their
+        figures: the live monitor unpickles new identity objects every tick.)"""
+        starts = np.fromiter((i.start_time for i in identities), dtype=np.float64, count=pids.size)
+        last = self._last_rows
+        self._last_rows = (pids, starts, gpus)
+        return (
+            last is not None
+            and last[0].size == pids.size
+            and bool(np.array_equal(last[0], pids))
+            and bool(np.array_equal(last[1], starts))
+            and bool(np.array_equal(last[2], gpus))
+        )
+
+    def _verdicts(
+        self,
+        procs: ProcessHistories,
+        context: AnalysisContext,
+        gpu_arr: IntArray,
+        gpu_of: list[int],
+        pid_arr: IntArray,
+        shown: IntArray,
+        batch: PhaseBatch,
+        spikes: SpikeBatch,
+        free: dict[int, float],
+        raw_eta: dict[int, tuple[OomPrediction, ProcessIdentity | None]],
+        intervals: dict[int, float],
+    ) -> list[ProcessAnalysis]:
+        """Every process's verdict: all at once by masks, then the few with an ETA, a
+        pre-allocated pool or PELT segments one by one, exactly as :func:`judge` rules."""
+        identities = procs.identities
+        level = batch.level_mib * MIB
+        row_free = _per_row(gpu_arr, free)
+        verdicts, reasons = judge_rows(
+            shown, batch.rate_mib_s, level, batch.n_valid, row_free,
+            spikes.amplitude_mib, spikes.need_mib,
+        )  # fmt: skip
+        names: list[str] = _PHASE_NAMES[shown].tolist()
+        rates: list[float] = batch.rate_mib_s.tolist()
+        stderrs: list[float] = batch.stderr_mib_s.tolist()
+        results = _process_analyses(
+            identities, gpu_of, names, rates, stderrs, verdicts.tolist(), reasons.tolist()
+        )
+
+        alerts = self.config.alerts
+        prealloc = context.preallocates
+        kv = context.kv_cache_usage
+        special: dict[int, OomPrediction | None] = {}
+        for index, (prediction, driver) in raw_eta.items():
+            if driver is not None:
+                for i in _rows_of(driver, pid_arr, identities, gpu_arr == index):
+                    special[i] = prediction
+        if prealloc:
+            wanted = [k for k, v in prealloc.items() if v]
+            if wanted:
+                for k in wanted:
+                    for i in _rows_of(k, pid_arr, identities):
+                        special.setdefault(i, None)
+        for i, eta in special.items():
+            identity = identities[i]
+            g_index = gpu_of[i]
+            verdict, reason = judge(
+                VerdictInput(
+                    phase=names[i],
+                    rate_mib_s=rates[i],
+                    level_bytes=float(level[i]),
+                    n_valid=int(batch.n_valid[i]),
+                    gpu_free_bytes=free.get(g_index, math.nan),
+                    spike_amplitude_mib=float(spikes.amplitude_mib[i]),
+                    spike_need_mib=float(spikes.need_mib[i]),
+                    preallocates=bool(prealloc.get(identity, False)) if prealloc else False,
+                    kv_cache_usage=kv.get(identity) if kv else None,
+                    eta=eta,
+                    alerting=eta is not None
+                    and oom_mod.alert_passes(eta, alerts, intervals.get(g_index, 0.0)),
+                    warning_s=alerts.oom_warning_seconds,
+                )
+            )
+            results[i] = dataclasses.replace(results[i], verdict=verdict, reason=reason, eta=eta)
+        if context.selected is not None:
+            for i in _rows_of(context.selected, pid_arr, identities):
+                segments, note = self._segments(procs, i)
+                results[i] = dataclasses.replace(results[i], segments=segments, segments_note=note)
+        return results
 
     def _predict(self, g: GpuHistory, total: float) -> oom_mod.OomFit | None:
         cfg = self.config.oom_prediction
@@ -282,23 +340,121 @@ def _free(g: GpuHistory) -> float:
     return math.nan
 
 
+def _slot_setters(cls: type, given: tuple[str, ...]) -> tuple[list[Any], list[tuple[Any, Any]]]:
+    """Setters of ``cls``'s slots for the fields ``given``, and (setter, default) for the rest."""
+    setters = {f.name: getattr(cls, f.name).__set__ for f in dataclasses.fields(cls)}
+    rest = []
+    for f in dataclasses.fields(cls):
+        if f.name not in given:
+            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+            rest.append((setters[f.name], default))
+    return [setters[name] for name in given], rest
+
+
+_TREND_SET, _ = _slot_setters(Trend, ("phase", "rate_mib_s", "rate_stderr_mib_s"))
+_PA_SET, _PA_DEFAULTS = _slot_setters(
+    ProcessAnalysis, ("identity", "gpu_index", "trend", "verdict", "reason")
+)
+
+
+def _process_analyses(
+    identities: Sequence[ProcessIdentity],
+    gpus: list[int],
+    phases: list[str],
+    rates: list[float],
+    stderrs: list[float],
+    verdicts: list[str],
+    reasons: list[str],
+) -> list[ProcessAnalysis]:
+    """``ProcessAnalysis(identity, gpu, Trend(phase, rate, stderr), verdict, reason)`` for every
+    row. The results are frozen dataclasses, whose generated ``__init__`` sets each field through
+    ``object.__setattr__``; for thousands of them per tick the slots are filled directly, which
+    halves the cost and builds the very same objects."""
+    new = object.__new__
+    t_phase, t_rate, t_err = _TREND_SET
+    p_id, p_gpu, p_trend, p_verdict, p_reason = _PA_SET
+    defaults = _PA_DEFAULTS
+    out: list[ProcessAnalysis] = []
+    append = out.append
+    for identity, gpu, phase, rate, err, verdict, reason in zip(
+        identities, gpus, phases, rates, stderrs, verdicts, reasons, strict=True
+    ):
+        trend = new(Trend)
+        t_phase(trend, phase)
+        t_rate(trend, rate)
+        t_err(trend, err)
+        pa = new(ProcessAnalysis)
+        p_id(pa, identity)
+        p_gpu(pa, gpu)
+        p_trend(pa, trend)
+        p_verdict(pa, verdict)
+        p_reason(pa, reason)
+        for setter, default in defaults:
+            setter(pa, default)
+        append(pa)
+    return out
+
+
 def _driver(
     gpu: int,
-    gpu_of: list[int],
-    rates: list[float],
+    gpu_arr: IntArray,
+    rates: FloatArray,
     identities: tuple[ProcessIdentity, ...],
     gpu_rate: float,
 ) -> ProcessIdentity | None:
     """The process on ``gpu`` growing fastest, if it carries a real share of the growth."""
-    best, best_rate = None, 0.0
-    for i, g in enumerate(gpu_of):
-        if g == gpu and rates[i] > best_rate:
-            best, best_rate = i, rates[i]
-    if best is None:
+    on_gpu = np.flatnonzero(gpu_arr == gpu)
+    if on_gpu.size == 0:
         return None
-    if best_rate < DRIVER_SHARE * gpu_rate:
+    best = int(on_gpu[np.argmax(rates[on_gpu])])  # the first of equals, as a scan would pick
+    best_rate = float(rates[best])
+    if not best_rate > 0.0 or best_rate < DRIVER_SHARE * gpu_rate:
         return None
     return identities[best]
+
+
+def _per_row(gpu_arr: IntArray, per_gpu: Mapping[int, float]) -> FloatArray:
+    """A per-GPU figure spread over the rows of each GPU (NaN for a GPU not in the map)."""
+    out = np.full(gpu_arr.size, math.nan)
+    for index, value in per_gpu.items():
+        out[gpu_arr == index] = value
+    return out
+
+
+def _rows_of(
+    identity: ProcessIdentity,
+    pids: IntArray,
+    identities: tuple[ProcessIdentity, ...],
+    where: BoolArray | None = None,
+) -> list[int]:
+    """Rows holding ``identity`` (found by PID first: hashing every identity costs more)."""
+    hit = pids == identity.pid
+    if where is not None:
+        hit &= where
+    return [i for i in np.flatnonzero(hit).tolist() if identities[i] == identity]
+
+
+class _KeysOf(Sequence[object]):
+    """The hysteresis keys (identity, GPU), built only when the tracker has to look them up."""
+
+    def __init__(self, identities: tuple[ProcessIdentity, ...], gpus: list[int]) -> None:
+        self._identities = identities
+        self._gpus = gpus
+
+    def __len__(self) -> int:
+        return min(len(self._identities), len(self._gpus))
+
+    @overload
+    def __getitem__(self, i: int) -> object: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[object]: ...
+    def __getitem__(self, i: int | slice) -> object:
+        if isinstance(i, slice):
+            return list(zip(self._identities[i], self._gpus[i], strict=False))
+        return (self._identities[i], self._gpus[i])
+
+    def __iter__(self) -> Iterator[object]:
+        return iter(zip(self._identities, self._gpus, strict=False))
 
 
 def _latest(ts: FloatArray, others: list[FloatArray]) -> float:

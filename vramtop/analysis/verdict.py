@@ -2,7 +2,8 @@
 
 Where it sits: the analyzer gathers, per process, its phase and rate (``trend.py``), its recent
 spike (``spikes.py``), its GPU's free memory and OOM prediction (``oom.py``) and the enricher's
-hints, and calls :func:`judge`. The reason is shown as is in the UI, ``--once`` and the CSV.
+hints, and calls :func:`judge_rows` for all processes at once and :func:`judge` for the few with an
+ETA or a pre-allocated pool. The reason is shown as is in the UI, ``--once`` and the CSV.
 
 Rules, first match wins:
 
@@ -23,6 +24,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 from vramtop.analysis.model import (
     GROWING,
     OK,
@@ -33,6 +37,15 @@ from vramtop.analysis.model import (
     UNKNOWN,
     VOLATILE,
     OomPrediction,
+)
+from vramtop.analysis.trend import (
+    P_GROWING,
+    P_SHRINKING,
+    P_STABLE,
+    P_UNKNOWN,
+    P_VOLATILE,
+    PHASES,
+    FloatArray,
 )
 from vramtop.fmt import size as bytes_h
 
@@ -114,3 +127,116 @@ def judge(v: VerdictInput) -> tuple[str, str]:
         swing = f" by {_mib(v.spike_amplitude_mib)}" if v.spike_amplitude_mib > 0 else ""
         return OK, f"swings{swing}, fits{free}"
     return OK, f"{v.phase} at {bytes_h(v.level_bytes)}"
+
+
+# --- all plain processes at once ---------------------------------------------------------------
+
+ObjArray = npt.NDArray[np.object_]
+
+_GIB = float(1 << 30)
+
+
+def sizes(values_bytes: object) -> ObjArray:
+    """:func:`vramtop.fmt.size` of every value — the same strings, formatted band by band."""
+    v = np.asarray(values_bytes, dtype=np.float64)
+    out = np.full(v.shape, "0", dtype=object)
+    with np.errstate(invalid="ignore"):
+        huge = v >= 100 * _GIB
+        gib = (v >= _GIB) & ~huge
+        mib = (v >= MIB) & (v < _GIB)
+        kib = (v > 0) & (v < MIB)
+    for mask, scale, fmt in (
+        (huge, _GIB, "{:.0f}G"),
+        (gib, _GIB, "{:.1f}G"),
+        (mib, MIB, "{:.0f}M"),
+        (kib, 1024.0, "{:.0f}K"),
+    ):
+        if mask.any():
+            out[mask] = list(map(fmt.format, (v[mask] / scale).tolist()))
+    return out
+
+
+def _mibs(values_mib: FloatArray) -> ObjArray:
+    return sizes(np.maximum(values_mib, 0.0) * MIB)
+
+
+def judge_rows(
+    phase: npt.NDArray[np.int64],
+    rate_mib_s: FloatArray,
+    level_bytes: FloatArray,
+    n_valid: npt.NDArray[np.int64],
+    gpu_free_bytes: FloatArray,
+    spike_amplitude_mib: FloatArray,
+    spike_need_mib: FloatArray,
+) -> tuple[ObjArray, ObjArray]:
+    """(verdicts, reasons) of many processes, each exactly what :func:`judge` says for it with no
+    ETA and no pre-allocation (the analyzer judges those few one by one).
+
+    ``phase`` holds the ``trend.P_*`` codes. The rules run as masks over all rows, and every
+    figure is formatted only for the rows whose reason shows it.
+    """
+    p = phase.size
+    verdicts = np.full(p, OK, dtype=object)
+    reasons = np.empty(p, dtype=object)
+    with np.errstate(invalid="ignore", over="ignore"):
+        free_mib = np.where(np.isfinite(gpu_free_bytes), gpu_free_bytes / MIB, np.nan)
+        has_free = np.isfinite(free_mib)
+        left = np.ones(p, dtype=np.bool_)
+
+        def take(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+            picked = left & mask
+            left[picked] = False
+            return picked
+
+        m = take(~np.isfinite(level_bytes))
+        reasons[m] = "no memory figure from the driver (n/a)"
+        m = take(phase == P_UNKNOWN)
+        if m.any():
+            reasons[m] = [f"watching: {k} samples so far" for k in n_valid[m].tolist()]
+
+        spiky = left & (spike_need_mib > 0) & has_free
+        if spiky.any():
+            risk = take(spiky & (spike_need_mib > free_mib))
+            tight = take(spiky & ~risk & (spike_need_mib > TIGHT_SHARE * free_mib))
+            if risk.any() or tight.any():
+                peaks = _mibs(spike_amplitude_mib)
+                frees = _mibs(free_mib)
+                verdicts[risk] = OOM_RISK
+                reasons[risk] = [
+                    f"peaks of +{a} would not fit: {f} free"
+                    for a, f in zip(peaks[risk], frees[risk], strict=True)
+                ]
+                verdicts[tight] = TIGHT
+                reasons[tight] = [
+                    f"peaks of +{a} nearly fill the {f} free"
+                    for a, f in zip(peaks[tight], frees[tight], strict=True)
+                ]
+
+        m = take(phase == P_STABLE)
+        if m.any():
+            reasons[m] = ["stable at " + s for s in sizes(level_bytes[m]).tolist()]
+        if not left.any():
+            return verdicts, reasons
+        free_txt = np.full(p, "", dtype=object)
+        if has_free.any():
+            free_txt[has_free] = [", " + f + " free" for f in _mibs(free_mib[has_free]).tolist()]
+        m = take(phase == P_GROWING)
+        if m.any():
+            reasons[m] = [
+                f"grows {r:+.1f} MiB/s{f}"
+                for r, f in zip(rate_mib_s[m].tolist(), free_txt[m].tolist(), strict=True)
+            ]
+        m = take(phase == P_SHRINKING)
+        if m.any():
+            reasons[m] = [f"releasing {r:+.1f} MiB/s" for r in rate_mib_s[m].tolist()]
+        m = take(phase == P_VOLATILE)
+        if m.any():
+            amp = spike_amplitude_mib[m]
+            swing = np.where(amp > 0, " by " + _mibs(amp), "")
+            reasons[m] = [
+                f"swings{s}, fits{f}"
+                for s, f in zip(swing.tolist(), free_txt[m].tolist(), strict=True)
+            ]
+        for i in np.flatnonzero(left).tolist():
+            reasons[i] = f"{PHASES[int(phase[i])]} at {bytes_h(float(level_bytes[i]))}"
+    return verdicts, reasons
