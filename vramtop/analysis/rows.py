@@ -26,16 +26,12 @@ import numpy.typing as npt
 from vramtop.analysis.spikes import SPIKE_WINDOW_S, SpikeBatch, spike_batch
 from vramtop.analysis.trend import (
     MIB,
-    P_GROWING,
-    P_SHRINKING,
-    P_STABLE,
-    P_UNKNOWN,
-    P_VOLATILE,
     BoolArray,
     FloatArray,
     PhaseBatch,
     PhaseParams,
     classify_batch,
+    decide_phases,
     forward_fill,
     least_squares_batch,
     median3,
@@ -185,18 +181,9 @@ def _classify(
         expected = np.abs(slope) * short_span
         still = np.maximum(np.maximum(3.0 * sigma, params.abs_floor_mib / 2), 0.3 * expected)
 
-    phase = np.full(p, P_STABLE, dtype=np.int64)
-    volatile = (drawdown > thr) & (drawup > thr)
-    growing = (net > thr) & (recent > still) & (drawdown <= thr)
-    shrinking = (net < -thr) & (-recent > still) & (drawup <= thr)
-    phase[growing] = P_GROWING
-    phase[shrinking] = P_SHRINKING
-    phase[volatile] = P_VOLATILE
-    unknown = n_valid < params.min_samples
-    phase[unknown] = P_UNKNOWN
-    slope = np.where(unknown | ~np.isfinite(slope), 0.0, slope)
-    se = np.where(unknown | ~np.isfinite(se), 0.0, se)
-    return PhaseBatch(phase, slope, se, thr, level, n_valid)
+    return decide_phases(
+        net, drawdown, drawup, recent, still, thr, slope, se, level, n_valid, params.min_samples
+    )
 
 
 def _slopes(

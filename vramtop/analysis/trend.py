@@ -339,14 +339,35 @@ def classify_batch(
         expected = np.abs(slope) * short_span
         still = np.maximum(np.maximum(3.0 * sigma, params.abs_floor_mib / 2), 0.3 * expected)
 
-    phase = np.full(p, P_STABLE, dtype=np.int64)
+    return decide_phases(
+        net, drawdown, drawup, recent, still, thr, slope, se, level, n_valid, params.min_samples
+    )
+
+
+def decide_phases(
+    net: FloatArray,
+    drawdown: FloatArray,
+    drawup: FloatArray,
+    recent: FloatArray,
+    still: FloatArray,
+    thr: FloatArray,
+    slope: FloatArray,
+    se: FloatArray,
+    level: FloatArray,
+    n_valid: npt.NDArray[np.int64],
+    min_samples: int,
+) -> PhaseBatch:
+    """The phase rule, shared by :func:`classify_batch` and the one-pass ``rows.analyze_rows``:
+    a bounded swing both ways is volatile; a net move past the threshold that is still going on
+    (the recent move beats the noise) is growing or shrinking; everything else is stable."""
+    phase = np.full(len(net), P_STABLE, dtype=np.int64)
     volatile = (drawdown > thr) & (drawup > thr)
     growing = (net > thr) & (recent > still) & (drawdown <= thr)
     shrinking = (net < -thr) & (-recent > still) & (drawup <= thr)
     phase[growing] = P_GROWING
     phase[shrinking] = P_SHRINKING
     phase[volatile] = P_VOLATILE
-    unknown = n_valid < params.min_samples
+    unknown = n_valid < min_samples
     phase[unknown] = P_UNKNOWN
     slope = np.where(unknown | ~np.isfinite(slope), 0.0, slope)
     se = np.where(unknown | ~np.isfinite(se), 0.0, se)
