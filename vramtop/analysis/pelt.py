@@ -86,7 +86,8 @@ def _prepare(
     grid = np.linspace(float(t[0]), float(t[-1]), count)
     with np.errstate(all="ignore"):
         xs = np.interp(grid, t, x)
-    return grid, np.where(np.isfinite(xs), xs, 0.0)
+    resampled: FloatArray = np.where(np.isfinite(xs), xs, 0.0)
+    return grid.astype(np.float64), resampled
 
 
 def breakpoints(

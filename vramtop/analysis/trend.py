@@ -97,7 +97,7 @@ def tail_window(
     Columns older than the window are dropped first, so the cost of what follows does not grow
     with the history length.
     """
-    t = _as_float(ts).ravel()
+    t: FloatArray = _as_float(ts).ravel()
     v = _as_float(values)
     n = min(t.size, v.shape[-1]) if v.ndim else 0
     if n == 0:
@@ -109,7 +109,7 @@ def tail_window(
 
 def sanitize(ts: object, values: object) -> tuple[FloatArray, FloatArray]:
     """Finite float arrays of the same length; infinities become NaN (n/a)."""
-    t = _as_float(ts).ravel()
+    t: FloatArray = _as_float(ts).ravel()
     v = _as_float(values)
     if v.ndim == 1:
         n = min(t.size, v.size)
@@ -400,10 +400,10 @@ class PhaseTracker:
         self.confirm = confirm
         self.forget_after = forget_after
         self._index: dict[object, int] = {}
-        self._shown = np.zeros(0, dtype=np.int64)
-        self._candidate = np.zeros(0, dtype=np.int64)
-        self._streak = np.zeros(0, dtype=np.int64)
-        self._seen = np.zeros(0, dtype=np.int64)  # tick of the last update, to forget leavers
+        self._shown: IntArray = np.zeros(0, dtype=np.int64)
+        self._candidate: IntArray = np.zeros(0, dtype=np.int64)
+        self._streak: IntArray = np.zeros(0, dtype=np.int64)
+        self._seen: IntArray = np.zeros(0, dtype=np.int64)  # tick of the last update, to forget leavers
         self._tick = 0
         self._last: IntArray | None = None  # state positions of the last call's keys
 
@@ -417,7 +417,7 @@ class PhaseTracker:
         """The phase to show per key (P_* codes), after this tick's raw phases."""
         self._tick += 1
         tick = self._tick
-        codes = np.asarray(raw, dtype=np.int64).ravel()
+        codes: IntArray = np.asarray(raw, dtype=np.int64).ravel()
         m = min(len(keys), codes.size)
         codes = codes[:m]
         last = self._last
