@@ -403,7 +403,8 @@ class PhaseTracker:
         self._shown: IntArray = np.zeros(0, dtype=np.int64)
         self._candidate: IntArray = np.zeros(0, dtype=np.int64)
         self._streak: IntArray = np.zeros(0, dtype=np.int64)
-        self._seen: IntArray = np.zeros(0, dtype=np.int64)  # tick of the last update, to forget leavers
+        # The tick of the last update, to forget leavers.
+        self._seen: IntArray = np.zeros(0, dtype=np.int64)
         self._tick = 0
         self._last: IntArray | None = None  # state positions of the last call's keys
 
