@@ -95,6 +95,10 @@ class Tui:
 
     def send(self, keys: str) -> None:
         self.child.send(keys)
+        if keys == "\x1b":
+            # A lone Esc followed at once by a key reads as Alt+key (blessed waits 0.35 s to
+            # tell them apart); a person never types that fast, so pause as they would.
+            self.pump(0.5)
 
     def resize(self, cols: int, rows: int) -> None:
         self.screen.resize(rows, cols)
