@@ -454,7 +454,7 @@ def report(results: Sequence[Result], plan: Plan) -> str:
         "Compare as ratios within one run, never across runs or machines.",
         "",
         f"Sampler core, CPU ms per tick (median of {plan.ticks}; tick = sample + identities + "
-        f"shm write + the message pickled for each of {len(READERS)} readers):",
+        f"shm write + the message, pickled once, posted to {len(READERS)} readers):",
         "",
         markdown_table(CORE_HEADERS, core_rows),
         "",
