@@ -10,6 +10,7 @@ import blessed
 
 from vramtop.analysis.model import (
     GROWING,
+    OK,
     OOM_RISK,
     AnalysisResult,
     GpuAnalysis,
@@ -359,3 +360,15 @@ def test_pid_namespace_note_is_shown_once_in_the_status_line() -> None:
     ui.handle(EnrichmentMessage((), (note,)))
     text = "\n".join(ui.draw(200, 45).text())
     assert text.count("processes from another PID namespace") == 1
+
+
+def test_unknown_phase_shows_no_rate() -> None:
+    ui = ui_with([1 * GiB, 30 * GiB])
+    ident = ProcessIdentity(101, 1001.0)
+    result = AnalysisResult(
+        timestamp=0.0,
+        processes=(ProcessAnalysis(ident, 0, Trend("unknown", 0.0), OK, "too few samples"),),
+    )
+    ui.handle(AnalysisMessage(seq=1, result=result))
+    row = next(ln for ln in ui.draw(160, 45).text() if "job1.py" in ln)
+    assert "unknown" in row and "M/s" not in row

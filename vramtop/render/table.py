@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vramtop.analysis.model import UNKNOWN
 from vramtop.fmt import size
 from vramtop.render.grid import Grid, Style
 from vramtop.render.model import GroupLine, ProcView
@@ -59,7 +60,8 @@ def _phase(v: ProcView, accessible: bool) -> Cell:
 
 
 def _rate(v: ProcView, _a: bool) -> Cell:
-    if v.analysis is None:
+    # No rate while the phase is unknown (too few samples, or memory N/A): 0M/s would be a guess.
+    if v.analysis is None or v.analysis.trend.phase == UNKNOWN:
         return NONE, MUTED
     return _plain(rate(v.analysis.trend.rate_mib_s))
 
