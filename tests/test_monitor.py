@@ -226,3 +226,28 @@ def test_ctrl_c_quits_cleanly(home: Path) -> None:
                 _wait_gone(pid)
     finally:
         tui.close()
+
+
+def test_ctrl_z_gives_the_shell_a_normal_terminal_and_fg_takes_it_back(home: Path) -> None:
+    # A job-control shell, as users have: Ctrl-Z stops vramtop, the script says so, `fg`
+    # brings it back.
+    script = "set -m; {vramtop} --demo small; echo SUSPENDED=$?; sleep 1; fg; echo EXIT=$?; sleep 5"
+    tui = Tui([], home=home, shell=script)
+    try:
+        tui.wait_for("python train_small.py")
+        render = tui.actors()["vramtop: render"]
+        mark = len(tui.raw)
+        tui.send("\x1a")  # Ctrl-Z
+        tui.wait_for("SUSPENDED=148", timeout=10)  # 128 + SIGTSTP
+        # (pyte keeps one buffer, so the check is on the bytes: alternate screen left, cursor
+        # shown, mouse off, before the shell printed anything.)
+        suspended = bytes(tui.raw[mark:])
+        assert b"\x1b[?1049l" in suspended and b"\x1b[?25h" in suspended
+        assert b"\x1b[?1000l" in suspended, "mouse reporting off while the shell has the tty"
+        assert psutil.Process(render).status() == psutil.STATUS_STOPPED
+        tui.wait_for("python train_small.py", timeout=10)  # after `fg`
+        assert tui.actors()["vramtop: render"] == render, "resumed, not restarted"
+        tui.send("q")
+        tui.wait_for("EXIT=0", timeout=10)
+    finally:
+        tui.close()

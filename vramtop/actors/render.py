@@ -95,12 +95,35 @@ class RenderCore:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         signal.signal(signal.SIGWINCH, self._on_winch)
+        signal.signal(signal.SIGTSTP, self._on_suspend)
+        self._enter_terminal()
+        self.redraw()
+
+    def _enter_terminal(self) -> None:
         stack = contextlib.ExitStack()
         stack.enter_context(self.term.fullscreen())
         stack.enter_context(self.term.hidden_cursor())
         stack.enter_context(self.term.cbreak())
         self._stack = stack
         self._write(MOUSE_ON)
+
+    def _leave_terminal(self) -> None:
+        self._write(MOUSE_OFF)
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+        self._write(ALT_SCREEN_OFF)
+
+    def _on_suspend(self, _signo: int, _frame: object) -> None:
+        """Ctrl-Z: give the shell a normal terminal, stop, and take the screen back on ``fg``.
+        (The rest of vramtop stops by the default action; only this process owns the tty.)"""
+        self._leave_terminal()
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)  # stops here until SIGCONT
+        signal.signal(signal.SIGTSTP, self._on_suspend)
+        self._enter_terminal()
+        if self.writer is not None:
+            self.writer.invalidate()
         self.redraw()
 
     def handle(self, message: object) -> None:
@@ -131,11 +154,7 @@ class RenderCore:
         self.redraw()
 
     def stop(self) -> None:
-        self._write(MOUSE_OFF)
-        if self._stack is not None:
-            self._stack.close()
-            self._stack = None
-        self._write(ALT_SCREEN_OFF)
+        self._leave_terminal()
         close = getattr(self.ui.history, "close", None)
         if close is not None:
             close()

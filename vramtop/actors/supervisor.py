@@ -117,13 +117,14 @@ class Supervisor:
         return self.exit_code
 
     def _install_signals(self) -> None:
-        def _on_signal(signo: int, _frame: object) -> None:
-            self._signals.append(signo)
-            with contextlib.suppress(OSError):
-                os.write(self._wake_w, b"s")
+        for signo in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCONT, signal.SIGTSTP):
+            signal.signal(signo, self._on_signal)
 
-        for signo in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signo, _on_signal)
+    def _on_signal(self, signo: int, _frame: object) -> None:
+        # Only queue it: the main loop acts on it (self-pipe wakes the wait).
+        self._signals.append(signo)
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"s")
 
     def _save_terminal(self) -> None:
         if any(c.spec.owns_terminal for c in self.children.values()) and os.isatty(0):
@@ -191,8 +192,33 @@ class Supervisor:
             signo = self._signals.popleft()
             if signo == signal.SIGHUP:
                 self.reload_config()
+            elif signo == signal.SIGTSTP:
+                self._suspend()
+            elif signo == signal.SIGCONT:
+                # Back from Ctrl-Z: the actors were stopped too; their silence was not a hang.
+                now = time.monotonic()
+                for child in self.children.values():
+                    child.last_beat = now
             else:
                 self.stopping = True
+
+    def _suspend(self) -> None:
+        """Ctrl-Z. The shell takes the terminal back as soon as this process (its job) stops,
+        so stop only once the render process has restored the terminal and stopped itself:
+        done from the background, its terminal writes would stop it half-way (SIGTTOU)."""
+        owners = [
+            c.process.pid
+            for c in self.children.values()
+            if c.spec.owns_terminal and c.process is not None and c.process.pid
+        ]
+        deadline = time.monotonic() + 1.0
+        while owners and not all(_stopped(pid) for pid in owners):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)  # stops here until SIGCONT (`fg`)
+        signal.signal(signal.SIGTSTP, self._on_signal)
 
     def reload_config(self) -> None:
         """SIGHUP: reload; a bad file keeps the running config and the render process says why."""
@@ -311,6 +337,16 @@ class Supervisor:
         self.inbox.close()
         if self.exit_message:
             print(self.exit_message, file=sys.stderr)
+
+
+def _stopped(pid: int) -> bool:
+    """Whether the process is stopped (or gone): state T in /proc/PID/stat."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return True
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] in (b"T", b"t", b"Z", b"X")
 
 
 def _describe_exit(code: int | None) -> str:
