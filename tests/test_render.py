@@ -372,3 +372,16 @@ def test_unknown_phase_shows_no_rate() -> None:
     ui.handle(AnalysisMessage(seq=1, result=result))
     row = next(ln for ln in ui.draw(160, 45).text() if "job1.py" in ln)
     assert "unknown" in row and "M/s" not in row
+
+
+def test_no_eta_beside_an_ok_verdict() -> None:
+    ui = ui_with([1 * GiB, 30 * GiB])
+    ident = ProcessIdentity(101, 1001.0)
+    eta = OomPrediction(1.0, 0.5, 2.0, 0.9, ident, "variance: sustained linear growth")
+    result = AnalysisResult(
+        timestamp=0.0,
+        processes=(ProcessAnalysis(ident, 0, Trend(GROWING, 900.0), OK, "pre-allocating", eta),),
+    )
+    ui.handle(AnalysisMessage(seq=1, result=result))
+    row = next(ln for ln in ui.draw(160, 45).text() if "job1.py" in ln)
+    assert " OK " in row and "1s" not in row

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 
+from vramtop.analysis.model import UNKNOWN
 from vramtop.config import Config
 from vramtop.fmt import size
 from vramtop.render.grid import Grid, Style
@@ -105,7 +106,12 @@ def detail_lines(
     else:
         badge, _style = phase_badge(a.trend.phase, accessible)
         err = f" ± {rate(a.trend.rate_stderr_mib_s)}" if a.trend.rate_stderr_mib_s else ""
-        out.append((f"{'phase':<12}{badge}   rate {rate(a.trend.rate_mib_s)}{err}", TEXT))
+        shown = (
+            "   rate: not yet (too few samples)"
+            if a.trend.phase == UNKNOWN
+            else f"   rate {rate(a.trend.rate_mib_s)}{err}"
+        )
+        out.append((f"{'phase':<12}{badge}{shown}", TEXT))
         out.append(_field("verdict", a.verdict))
         out.append(_field("why", a.reason))
         if a.eta is not None:

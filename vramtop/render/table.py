@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vramtop.analysis.model import UNKNOWN
+from vramtop.analysis.model import OK, UNKNOWN
 from vramtop.fmt import size
 from vramtop.render.grid import Grid, Style
 from vramtop.render.model import GroupLine, ProcView
@@ -73,7 +73,9 @@ def _verdict(v: ProcView, _a: bool) -> Cell:
 
 
 def _eta(v: ProcView, _a: bool) -> Cell:
-    if v.analysis is None or v.analysis.eta is None:
+    # An ETA beside "OK" would contradict the verdict (e.g. a server filling its pre-allocated
+    # pool): the column speaks only for processes at risk.
+    if v.analysis is None or v.analysis.eta is None or v.analysis.verdict == OK:
         return NONE, MUTED
     return duration(v.analysis.eta.eta_s), Style(fg="crit", bold=True)
 
@@ -100,8 +102,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("SM%", 4, True, 8, _sm),
     Column("PHASE", 11, False, 4, _phase, True),
     Column("RATE", 8, True, 3, _rate, True),
-    Column("VERDICT", 8, False, 2, _verdict, True),
-    Column("ETA", 6, True, 1, _eta, True),
+    Column("VERDICT", 8, False, 2, _verdict),
+    Column("ETA", 6, True, 1, _eta),
     Column("FRAMEWORK", 9, False, 9, _framework),
     Column("CONTAINER", 12, False, 10, _container),
 )
