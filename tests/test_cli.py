@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import subprocess
 import sys
 from pathlib import Path
@@ -209,12 +210,14 @@ def test_once_honours_gpu_and_pid_filters() -> None:
     out = run("--demo", "--once", "--json", "--gpu", "1,2")
     doc = json.loads(out.stdout)
     assert [g["index"] for g in doc["gpus"]] == [1, 2]
-    everything = json.loads(run("--demo", "--once", "--json").stdout)
-    pid = everything["gpus"][1]["processes"][0]["pid"]
-    # PIDs differ between runs (real child processes): filter on a PID that cannot exist.
+    # The demo's PIDs differ every run (real child processes); PID 1 is never one of them.
     none = json.loads(run("--demo", "--once", "--json", "--pid", "1").stdout)
     assert all(g["processes"] == [] for g in none["gpus"])
-    assert pid > 1
+    me = pwd.getpwuid(os.geteuid()).pw_name  # demo processes are ours
+    mine = json.loads(run("--demo", "--once", "--json", "--user", me).stdout)
+    theirs = json.loads(run("--demo", "--once", "--json", "--user", "nobody").stdout)
+    assert sum(len(g["processes"]) for g in mine["gpus"]) > 0
+    assert all(g["processes"] == [] for g in theirs["gpus"])
     visible = json.loads(
         run(
             "--demo", "--once", "--json", "--only-visible", env={"CUDA_VISIBLE_DEVICES": "3"}

@@ -211,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     try:
         return run(args)
+    except UsageError as exc:
+        return _fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -220,13 +222,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
+class UsageError(Exception):
+    """Bad input (a flag, the config file, a scenario): one line on stderr, exit 2."""
+
+
+def _load_config(args: argparse.Namespace, **extra: object) -> Config:
+    try:
+        return load_config(args.config, overrides={**overrides_from(args), **extra})
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _source(args: argparse.Namespace) -> tuple[BackendSpec, int | None]:
+    """The backend ``--demo``/``--speed`` ask for, and its GPU count when known up front."""
+    from vramtop.gpu.scenario import ScenarioError, load_scenario
+
+    if args.speed is not None and (args.demo is None or not 0 < args.speed <= 1000):
+        raise UsageError("--speed needs --demo and a value in (0, 1000]")
+    if args.demo is None:
+        return BackendSpec("nvml"), None
+    try:
+        scenario = load_scenario(args.demo)
+    except ScenarioError as exc:
+        raise UsageError(str(exc)) from None
+    return BackendSpec("simulated", scenario=args.demo, speed=args.speed), len(scenario.gpus)
+
+
 def _fail(message: str, code: int) -> int:
     print(f"vramtop: {message}", file=sys.stderr)
     return code
 
 
 def _main(args: argparse.Namespace) -> int:
-    from vramtop.gpu.scenario import ScenarioError, list_scenarios, load_scenario
+    from vramtop.gpu.scenario import list_scenarios
 
     if args.list:
         if args.demo is None:
@@ -235,25 +263,10 @@ def _main(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.json and not args.once and sys.stdout.isatty():
         return _fail("--json goes with --once", EXIT_USAGE)
-    if args.speed is not None and (args.demo is None or not 0 < args.speed <= 1000):
-        return _fail("--speed needs --demo and a value in (0, 1000]", EXIT_USAGE)
     if args.json_stream is not None and args.once:
         return _fail("--json-stream streams every sample; --once --json prints one", EXIT_USAGE)
-    try:
-        config = load_config(args.config, overrides=overrides_from(args))
-    except ConfigError as exc:
-        return _fail(str(exc), EXIT_USAGE)
-
-    if args.demo is not None:
-        try:
-            scenario = load_scenario(args.demo)
-        except ScenarioError as exc:
-            return _fail(str(exc), EXIT_USAGE)
-        spec = BackendSpec("simulated", scenario=args.demo, speed=args.speed)
-        gpu_count: int | None = len(scenario.gpus)
-    else:
-        spec = BackendSpec("nvml")
-        gpu_count = None
+    spec, gpu_count = _source(args)
+    config = _load_config(args)
 
     for path, fmt in ((args.export_csv, "csv"), (args.json_stream, "ndjson")):
         if path is not None and path != "-" and (problem := _check_log(path, fmt)):
@@ -297,25 +310,12 @@ def _check_log(path: str, fmt: str) -> str:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from vramtop.gpu.scenario import ScenarioError, load_scenario
     from vramtop.record import format_for
 
-    if args.speed is not None and (args.demo is None or not 0 < args.speed <= 1000):
-        return _fail("--speed needs --demo and a value in (0, 1000]", EXIT_USAGE)
     if args.count is not None and args.count < 1:
         return _fail("--count must be at least 1", EXIT_USAGE)
-    try:
-        config = load_config(args.config, overrides=overrides_from(args))
-    except ConfigError as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    if args.demo is not None:
-        try:
-            load_scenario(args.demo)
-        except ScenarioError as exc:
-            return _fail(str(exc), EXIT_USAGE)
-        spec = BackendSpec("simulated", scenario=args.demo, speed=args.speed)
-    else:
-        spec = BackendSpec("nvml")
+    spec, _ = _source(args)
+    config = _load_config(args)
     fmt = format_for(args.file, args.format)
     if args.file != "-" and (problem := _check_log(args.file, fmt)):
         return _fail(problem, EXIT_USAGE)
@@ -361,15 +361,9 @@ def _replay(args: argparse.Namespace) -> int:
 
     # A recording is history: every recorded process is shown (they are nobody's to act on
     # now), and the kill flow is off, whatever a PID in the file names today.
-    overrides = {
-        **overrides_from(args),
-        "display.show_other_users": True,
-        "display.enable_kill": False,
-    }
-    try:
-        config = load_config(args.config, overrides=overrides)
-    except ConfigError as exc:
-        return _fail(str(exc), EXIT_USAGE)
+    replay_only = {"display.show_other_users": True, "display.enable_kill": False}
+    config = _load_config(args, **replay_only)
+    overrides = {**overrides_from(args), **replay_only}
     path = os.path.abspath(args.file)
     as_json = args.json or not sys.stdout.isatty()
     speed = args.speed if args.speed is not None else (math.inf if as_json else 1.0)

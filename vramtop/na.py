@@ -68,10 +68,6 @@ class NaType:
 NA: Final = NaType()
 
 
-def is_na(value: object) -> bool:
-    return value is NA
-
-
 def or_default(value: T | NaType, default: T) -> T:
     """``value`` unless it is NA."""
     return default if isinstance(value, NaType) else value

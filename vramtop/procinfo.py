@@ -11,12 +11,12 @@ empty command, never an exception.
 from __future__ import annotations
 
 import os
-import pwd
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import psutil
 
+from vramtop.enrich.users import user_name
 from vramtop.messages import ProcessIdentity
 from vramtop.sanitize import clean
 
@@ -28,19 +28,6 @@ class ProcessFacts:
     user: str
     command: str
     same_user: bool
-
-
-def _user_name(uid: int, cache: dict[int, str]) -> str:
-    if uid < 0:
-        return ""
-    name = cache.get(uid)
-    if name is None:
-        try:
-            name = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            name = str(uid)
-        cache[uid] = clean(name, 32)
-    return name
 
 
 class ProcessTable:
@@ -82,7 +69,7 @@ class ProcessTable:
         return ProcessFacts(
             ProcessIdentity(pid, start),
             uid,
-            _user_name(uid, self._users),
+            user_name(uid, self._users),
             clean(command),
             allowed,
         )
