@@ -251,3 +251,23 @@ def test_ctrl_z_gives_the_shell_a_normal_terminal_and_fg_takes_it_back(home: Pat
         tui.wait_for("EXIT=0", timeout=10)
     finally:
         tui.close()
+
+
+def test_detail_panel_shows_pelt_segments_of_the_selected_process(home: Path) -> None:
+    # The render process tells the analyzer which process is selected; only that one gets
+    # change-point segments, and they reach the detail panel.
+    tui = Tui(["--demo", "small", "--refresh-rate", "0.5"], cols=160, rows=45, home=home)
+    try:
+        tui.wait_for("python train_small.py")
+        tui.send("/train_small\r")
+        tui.send("d")
+        screen = tui.wait_for(
+            lambda s: "PELT segments" in s and " MiB" in s.split("PELT segments", 1)[1],
+            timeout=60,
+        )
+        assert "PID" in screen and "train_small.py" in screen
+        tui.send("\x1b")
+        tui.send("q")
+        assert tui.wait_exit() == 0
+    finally:
+        tui.close()

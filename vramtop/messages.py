@@ -105,6 +105,14 @@ class ActorError:
 
 
 @dataclass(frozen=True, slots=True)
+class Selected:
+    """Render -> analyzer: the process the user selected (PELT segments are computed for it
+    alone, which keeps their cost bounded); None when nothing is selected."""
+
+    identity: ProcessIdentity | None
+
+
+@dataclass(frozen=True, slots=True)
 class EnrichmentMessage:
     """Enricher -> render/analyzer: facts about new or changed processes (by identity)."""
 
@@ -130,4 +138,5 @@ Message = (
     | ActorError
     | EnrichmentMessage
     | AnalysisMessage
+    | Selected
 )

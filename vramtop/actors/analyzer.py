@@ -10,7 +10,7 @@ read (the sampler died mid-sample) skips the tick; the render process keeps show
 analysis.
 
 Other inputs: :class:`EnrichmentMessage` (which processes pre-allocate by design),
-:class:`ConfigUpdate` (new thresholds), and a bare :class:`ProcessIdentity` (the process selected
+:class:`ConfigUpdate` (new thresholds), and :class:`Selected` (the process selected
 in the UI: PELT segments are computed for it alone).
 """
 
@@ -35,6 +35,7 @@ from vramtop.messages import (
     ProcessIdentity,
     ProcessRow,
     SampleMessage,
+    Selected,
 )
 from vramtop.shm import FIELD_INDEX, HistoryReader, ShmSegment, TornReadError
 
@@ -173,8 +174,8 @@ class AnalyzerCore:
         elif isinstance(message, ConfigUpdate):
             if not message.error:
                 self.analyzer.configure(message.config)
-        elif isinstance(message, ProcessIdentity):
-            self.selected = message
+        elif isinstance(message, Selected):
+            self.selected = message.identity
 
     def analyze(self, message: SampleMessage) -> AnalysisResult | None:
         """Read, analyse, post; None when the read was torn (the tick is skipped)."""

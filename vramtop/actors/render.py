@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 from vramtop.actors.base import ActorContext
-from vramtop.messages import Quit
+from vramtop.messages import ProcessIdentity, Quit, Selected
 from vramtop.render.controller import Ui
 from vramtop.render.filters import ProcessFilter
 from vramtop.render.grid import Grid
@@ -77,6 +77,7 @@ class RenderCore:
         self._wake_w = -1
         self._stack: contextlib.ExitStack | None = None
         self.frames = 0
+        self._told: ProcessIdentity | None = None  # the selection the analyzer last heard of
 
     @property
     def state(self) -> Any:
@@ -204,9 +205,18 @@ class RenderCore:
             sys.stdout.write(text)
             sys.stdout.flush()
 
+    def _tell_selection(self) -> None:
+        """The analyzer computes PELT segments for the selected process only: keep it told."""
+        key = self.ui.state.selected
+        identity = None if key is None else ProcessIdentity(key[0], key[1])
+        if identity != self._told and self.ctx is not None:
+            self.ctx.send("analyzer", Selected(identity))
+            self._told = identity
+
     def redraw(self) -> None:
         if self.term is None or self.writer is None:
             return
+        self._tell_selection()
         width, height = self.term.width, self.term.height
         self.writer.set_theme(THEMES.get(self.ui.state.theme, THEMES["dark"]))
         grid = self.ui.draw(width, height)
