@@ -54,6 +54,8 @@ usage:
   vramtop replay FILE [--speed N|max] [--json]
                                   play a recording back in the monitor, or (--json) print each
                                   sample with vramtop's analysis of it as NDJSON
+  vramtop wrap -- CMD [ARGS...]   run CMD with deep mode on: its Python processes report their
+                                  PyTorch allocator figures, as `vramtop.report()` does
   vramtop record --help, vramtop replay --help    their options
 """
 
@@ -203,6 +205,10 @@ def overrides_from(args: argparse.Namespace) -> dict[str, object]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     run: Callable[[argparse.Namespace], int] = _main
+    if argv and argv[0] == "wrap":
+        from vramtop.modes.wrap import run as run_wrap
+
+        return run_wrap(argv[1:])
     if argv and argv[0] == "record":
         args, run = build_record_parser().parse_args(argv[1:]), _record
     elif argv and argv[0] == "replay":

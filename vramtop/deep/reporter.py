@@ -96,7 +96,7 @@ class _Reporter:
             state = protocol.CUDA_NOT_INITIALIZED if self.torch_installed else protocol.NO_TORCH
             return _empty(state)
         version = getattr(torch, "__version__", None)
-        cuda = getattr(torch, "cuda", None)
+        cuda: Any = getattr(torch, "cuda", None)
         try:
             initialized = bool(cuda is not None and cuda.is_initialized())
         except Exception:  # torch half-imported by the main thread right now
@@ -200,7 +200,10 @@ def _device(cuda: Any, index: int, stats: Any) -> dict[str, Any]:
         "segments": _stat(stats, "segment.all.current"),
         "num_alloc_retries": _stat(stats, "num_alloc_retries"),
         "num_ooms": _stat(stats, "num_ooms"),
-        "num_device_alloc": _stat(stats, "num_device_alloc") if "num_device_alloc" in stats else None,
+        # Counted by newer PyTorch only: null, not 0, where the key is missing.
+        "num_device_alloc": _stat(stats, "num_device_alloc")
+        if "num_device_alloc" in stats
+        else None,
         "num_device_free": _stat(stats, "num_device_free") if "num_device_free" in stats else None,
         "device_free_bytes": None,
         "device_total_bytes": None,
