@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vramtop.config import Config
+from vramtop.deep.protocol import Report
 from vramtop.gpu.snapshot import Snapshot
 
 if TYPE_CHECKING:  # the model modules import ProcessIdentity from here
@@ -128,6 +129,27 @@ class AnalysisMessage:
     result: AnalysisResult
 
 
+@dataclass(frozen=True, slots=True)
+class DeepProcess:
+    """What one deep-mode reporter said, attributed to the PID ``SO_PEERCRED`` gave."""
+
+    identity: ProcessIdentity
+    report: Report | None  # the newest good report; None: none read yet (``problem`` says why)
+    read_at: float  # wall time of that report (0.0 = never)
+    retries_last_minute: int = 0  # rise of num_alloc_retries (all devices) over the last 60 s
+    problem: str = ""  # why the newest read failed, e.g. "not JSON", "no answer within 2 s"
+
+
+@dataclass(frozen=True, slots=True)
+class DeepStateMessage:
+    """Deep actor -> render/analyzer/exporter: every reporting process, whole state each time
+    (a state message: only the newest matters)."""
+
+    processes: tuple[DeepProcess, ...]
+    notes: tuple[str, ...] = ()  # rejected sockets, unreadable directories (status line)
+    at: float = 0.0  # wall time of the round
+
+
 Message = (
     SampleMessage
     | Heartbeat
@@ -139,4 +161,5 @@ Message = (
     | EnrichmentMessage
     | AnalysisMessage
     | Selected
+    | DeepStateMessage
 )

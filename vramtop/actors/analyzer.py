@@ -10,8 +10,9 @@ read (the sampler died mid-sample) skips the tick; the render process keeps show
 analysis.
 
 Other inputs: :class:`EnrichmentMessage` (which processes pre-allocate by design),
-:class:`ConfigUpdate` (new thresholds), and :class:`Selected` (the process selected
-in the UI: PELT segments are computed for it alone).
+:class:`ConfigUpdate` (new thresholds), :class:`Selected` (the process selected
+in the UI: PELT segments are computed for it alone) and :class:`DeepStateMessage` (deep mode:
+PyTorch allocator retries in the last minute make a verdict TIGHT).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from vramtop.config import Config
 from vramtop.messages import (
     AnalysisMessage,
     ConfigUpdate,
+    DeepStateMessage,
     EnrichmentMessage,
     ProcessIdentity,
     ProcessRow,
@@ -153,6 +155,7 @@ class AnalyzerCore:
         self.preallocates: dict[ProcessIdentity, bool] = {}
         self.kv_cache_usage: dict[ProcessIdentity, float | None] = {}
         self.selected: ProcessIdentity | None = None
+        self.deep_retries: dict[int, tuple[float, int]] = {}  # pid -> (start time, retries/min)
         self.latest: SampleMessage | None = None
         self.last_result: AnalysisResult | None = None
         self.skipped = 0  # ticks skipped on torn reads, for diagnostics
@@ -176,6 +179,12 @@ class AnalyzerCore:
                 self.analyzer.configure(message.config)
         elif isinstance(message, Selected):
             self.selected = message.identity
+        elif isinstance(message, DeepStateMessage):
+            self.deep_retries = {
+                p.identity.pid: (p.identity.start_time, p.retries_last_minute)
+                for p in message.processes
+                if p.retries_last_minute > 0
+            }
 
     def analyze(self, message: SampleMessage) -> AnalysisResult | None:
         """Read, analyse, post; None when the read was torn (the tick is skipped)."""
@@ -197,12 +206,23 @@ class AnalyzerCore:
             preallocates=self.preallocates,
             kv_cache_usage=self.kv_cache_usage,
             selected=self.selected,
+            alloc_retries=self._retries_by_row(message.rows) if self.deep_retries else {},
         )
         result = self.analyzer.step(gpus, procs, context)
         self.last_result = result
         if self.ctx is not None:
             self.ctx.broadcast(("render", "exporter"), AnalysisMessage(message.seq, result))
         return result
+
+    def _retries_by_row(self, rows: tuple[ProcessRow, ...]) -> dict[ProcessIdentity, int]:
+        """The deep actor's retry counts under the sampler's identities (same PID, start times
+        within a tick of each other: two psutil readers of one process)."""
+        out = {}
+        for row in rows:
+            hit = self.deep_retries.get(row.identity.pid)
+            if hit is not None and abs(hit[0] - row.identity.start_time) < 0.05:
+                out[row.identity] = hit[1]
+        return out
 
     def tick(self, now: float) -> float:
         # Nothing to do on a timer: the work follows the sampler's messages.

@@ -109,6 +109,8 @@ class AnalysisContext:
     preallocates: Mapping[ProcessIdentity, bool] = field(default_factory=dict)
     kv_cache_usage: Mapping[ProcessIdentity, float | None] = field(default_factory=dict)
     selected: ProcessIdentity | None = None  # PELT segments are computed for this one
+    # Deep mode: how often PyTorch's allocator retried in the last minute (only those > 0).
+    alloc_retries: Mapping[ProcessIdentity, int] = field(default_factory=dict)
 
 
 class Analyzer:
@@ -262,6 +264,10 @@ class Analyzer:
                 for k in wanted:
                     for i in _rows_of(k, pid_arr, identities):
                         special.setdefault(i, None)
+        retries = context.alloc_retries
+        for k in retries:
+            for i in _rows_of(k, pid_arr, identities):
+                special.setdefault(i, None)
         for i, eta in special.items():
             identity = identities[i]
             g_index = gpu_of[i]
@@ -280,6 +286,7 @@ class Analyzer:
                     alerting=eta is not None
                     and oom_mod.alert_passes(eta, alerts, intervals.get(g_index, 0.0)),
                     warning_s=alerts.oom_warning_seconds,
+                    alloc_retries_last_minute=retries.get(identity, 0) if retries else 0,
                 )
             )
             results[i] = dataclasses.replace(results[i], verdict=verdict, reason=reason, eta=eta)

@@ -17,6 +17,7 @@ from vramtop.messages import (
     ActorHealth,
     AnalysisMessage,
     ConfigUpdate,
+    DeepStateMessage,
     EnrichmentMessage,
     SampleMessage,
 )
@@ -82,6 +83,10 @@ class Ui:
             return True
         if isinstance(message, AnalysisMessage):
             st.knowledge.set_analysis(message.result)
+            self.rebuild()
+            return True
+        if isinstance(message, DeepStateMessage):
+            st.knowledge.set_deep(message)
             self.rebuild()
             return True
         return False

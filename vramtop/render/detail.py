@@ -3,7 +3,7 @@
 Where it sits: ``screen.py`` draws it as an overlay from the selected :class:`ProcView`, the
 render process's :class:`Knowledge` and the shm history. Sections whose data comes from actors
 that have not reported (enricher, analyzer, deep mode, scraper) say why they are empty and what
-would fill them, instead of silently showing nothing.
+would fill them, instead of silently showing nothing. The deep-mode lines are ``deep_panel.py``'s.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import time
 from vramtop.analysis.model import UNKNOWN
 from vramtop.config import Config
 from vramtop.fmt import size
+from vramtop.render.deep_panel import deep_lines
 from vramtop.render.grid import Grid, Style
 from vramtop.render.history import History
 from vramtop.render.model import Knowledge, ProcView
@@ -25,11 +26,6 @@ HEAD = Style(fg="accent", bg="panel", bold=True)
 NOTE = Style(fg="muted", bg="panel")
 
 Line = tuple[str, Style]
-
-DEEP_HINT = (
-    "deep mode: not reporting — add `import vramtop; vramtop.report()` to the program "
-    "or start it with `vramtop wrap -- CMD`"
-)
 
 
 def _wrap(text: str, width: int) -> list[str]:
@@ -141,7 +137,7 @@ def detail_lines(
             out.append(_field("segments", f"PELT change points: {hint}"))
     out.append(("", TEXT))
     out.append(("allocator and server", HEAD))
-    out.append((DEEP_HINT, NOTE))
+    out.extend(deep_lines(view, width, accessible))
     if not config.scraping.enable:
         out.append(("server metrics: scraping is off (scraping.enable = false)", NOTE))
     else:
@@ -173,6 +169,8 @@ def draw_detail(
     bottom = y0 + bh - 1
     chart_h = 5 if bh >= 26 else 3 if bh >= 18 else 0
     lines = detail_lines(view, knowledge, config, inner, accessible)
+    while chart_h and len(lines) > bottom - y - chart_h - 2:
+        chart_h = 3 if chart_h == 5 else 0  # text before the chart: it shrinks, then goes
     text_rows = bottom - y - (chart_h + 2 if chart_h else 0)
     for text, style in lines[: max(0, text_rows)]:
         style = verdict_style(text[12:]).but(bg="panel") if text.startswith("verdict") else style

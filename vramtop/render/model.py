@@ -1,7 +1,8 @@
 """The render process's picture of the world: the newest sample joined with what the enricher and
 the analyzer said, as one :class:`ProcView` per table row.
 
-Where it sits: ``SampleMessage`` / ``EnrichmentMessage`` / ``AnalysisMessage`` -> :class:`Knowledge`
+Where it sits: ``SampleMessage`` / ``EnrichmentMessage`` / ``AnalysisMessage`` /
+``DeepStateMessage`` -> :class:`Knowledge`
 -> :func:`build_views` (filter, sort, tree) -> ``table.py`` and ``detail.py``. Everything is keyed
 by process identity (pid, start time), so a reused PID never inherits an older process's facts.
 """
@@ -17,8 +18,18 @@ from dataclasses import dataclass, field
 from vramtop.analysis.model import AnalysisResult, GpuAnalysis, ProcessAnalysis
 from vramtop.enrich.model import Enrichment
 from vramtop.gpu.snapshot import GpuSample, ProcessSample
-from vramtop.messages import ProcessIdentity, ProcessRow, SampleMessage
+from vramtop.messages import (
+    DeepProcess,
+    DeepStateMessage,
+    ProcessIdentity,
+    ProcessRow,
+    SampleMessage,
+)
 from vramtop.na import NaType
+
+# psutil derives a start time from clock ticks since boot: two readers of the same process agree
+# to well within this; a reused PID starts seconds to days later.
+START_TOLERANCE_S = 0.05
 
 RowKey = tuple[int, float, int]  # (pid, start time, gpu index): one row per process per GPU
 
@@ -38,6 +49,10 @@ class Knowledge:
     enrichment_at: float = 0.0
     enrich_notes: tuple[str, ...] = ()
     parents: dict[ProcessIdentity, tuple[int, str]] = field(default_factory=dict)
+    # Deep mode, by PID (the start time is checked on lookup): the whole state of the last round.
+    deep: dict[int, DeepProcess] = field(default_factory=dict)
+    deep_notes: tuple[str, ...] = ()
+    deep_at: float = 0.0  # time.monotonic() of the last DeepStateMessage, 0 = never
 
     def add_enrichment(self, items: Iterable[Enrichment], notes: Iterable[str] = ()) -> None:
         for item in items:
@@ -49,6 +64,19 @@ class Knowledge:
         self.processes = {(p.identity, p.gpu_index): p for p in result.processes}
         self.gpus = {g.gpu_index: g for g in result.gpus}
         self.analysis_at = time.monotonic()
+
+    def set_deep(self, message: DeepStateMessage) -> None:
+        self.deep = {p.identity.pid: p for p in message.processes}
+        self.deep_notes = message.notes
+        self.deep_at = time.monotonic()
+
+    def deep_of(self, identity: ProcessIdentity) -> DeepProcess | None:
+        """The deep-mode report of exactly this process (a reused PID gets nothing)."""
+        found = self.deep.get(identity.pid)
+        if found is None:
+            return None
+        a, b = found.identity.start_time, identity.start_time
+        return found if not a or not b or abs(a - b) < START_TOLERANCE_S else None
 
     def forget_except(self, alive: set[ProcessIdentity]) -> None:
         """Drop facts about processes no longer on any GPU (memory stays bounded)."""
@@ -94,6 +122,7 @@ class ProcView:
     analysis: ProcessAnalysis | None
     depth: int = 0  # tree view indentation
     tree_prefix: str = ""
+    deep: DeepProcess | None = None  # its deep-mode reporter, when it runs one
 
     @property
     def key(self) -> RowKey:
@@ -198,6 +227,7 @@ def build_views(
             gpu=gpus.get(row.gpu_index),
             enrichment=knowledge.enrichment.get(row.identity),
             analysis=knowledge.processes.get((row.identity, row.gpu_index)),
+            deep=knowledge.deep_of(row.identity) if knowledge.deep else None,
         )
         if needle and needle not in _haystack(view):
             continue
@@ -249,7 +279,7 @@ def tree_items(views: list[ProcView], knowledge: Knowledge) -> list[TableItem]:
 
     def emit(v: ProcView, depth: int, last: bool) -> None:
         prefix = ("  " * (depth - 1) + ("└─" if last else "├─")) if depth else ""
-        out.append(ProcView(v.row, v.proc, v.gpu, v.enrichment, v.analysis, depth, prefix))
+        out.append(ProcView(v.row, v.proc, v.gpu, v.enrichment, v.analysis, depth, prefix, v.deep))
         if v.pid in placed:
             return  # the same process on a second GPU: its children are listed once
         placed.add(v.pid)

@@ -141,6 +141,8 @@ def status_parts(state: ViewState) -> list[tuple[str, Style]]:
             parts.append((note, MUTED))
     for note in state.knowledge.enrich_notes:
         parts.append((note, Style(fg="warn", bold=True)))
+    for note in state.knowledge.deep_notes:
+        parts.append((note, Style(fg="warn", bold=True)))
     return parts
 
 

@@ -3,7 +3,8 @@
 Where it sits: ``screen.py`` hands it the rows built by ``model.py`` (already filtered, sorted
 and, in tree view, nested). Columns whose data comes from other actors (PHASE, RATE, VERDICT,
 ETA from the analyzer; FRAMEWORK, CONTAINER from the enricher) show ``—`` until that data
-arrives. Narrow terminals drop the least important columns first; COMMAND always stays.
+arrives. Narrow terminals drop the least important columns first; COMMAND always stays. A
+process that reports in deep mode carries a ``DEEP`` badge before its command.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from vramtop.render.widgets import MUTED, NONE, duration, phase_badge, rate, ver
 HEAD = Style(fg="header", bold=True, underline=True)
 SELECTED = Style(fg="header", bg="selection", bold=True)
 SELECTED_NO_COLOR = Style(reverse=True, bold=True)
+
+DEEP_BADGE = "DEEP"
+DEEP_STYLE = Style(fg="accent", bold=True)
 
 Cell = tuple[str, Style]
 
@@ -208,6 +212,9 @@ def draw_table(grid: Grid, y: int, bottom: int, state: ViewState, full: bool) ->
                 style = base
             grid.put(x, yy, _fit(text, c.width, c.right), style)
             x += c.width + 1
+        if item.deep is not None and item.deep.report is not None:
+            # Deep mode: the process reports its allocator figures (detail panel).
+            x += grid.put(x, yy, DEEP_BADGE, DEEP_STYLE if item.row.same_user else base) + 1
         grid.put(x, yy, item.tree_prefix + item.command, base)
         if state.offset + i == sel_item:
             grid.style_row(yy, SELECTED_NO_COLOR if state.no_color else SELECTED)

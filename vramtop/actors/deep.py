@@ -1,0 +1,156 @@
+"""Deep actor (``vramtop: deep``): reporters' sockets -> one :class:`DeepStateMessage` per round
+for the render process, the analyzer and the exporter.
+
+Where it sits: processes that called ``vramtop.report()`` (or run under ``vramtop wrap``) serve
+their PyTorch allocator figures on ``<pid>.sock`` in the user's private socket directory. Once
+per refresh interval this core lists those directories and starts a :class:`PollRound`
+(``deep/reader.py``: non-blocking connects, ``SO_PEERCRED`` checks, bounded reads); each tick
+gives the round at most :attr:`DeepCore.budget_s` of waiting, so a silent, slow or flooding
+reporter can delay nothing else (heartbeats, the inbox) by more than that. When every socket
+has answered, failed or timed out, the round's results are attributed to the verified PID with
+its start time (a reused PID is a new process) and sent as one whole-state message.
+
+State kept between rounds: the newest good report of each process (a failed read keeps it,
+with the problem beside it, so one slow answer does not blank the panel) and a minute of
+``num_alloc_retries`` totals per process, from which "retries in the last minute" is computed
+for the verdict. Processes whose socket is gone are forgotten.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable, Sequence
+
+from vramtop.actors.base import ActorContext
+from vramtop.deep.reader import PollRound, discover, socket_dirs
+from vramtop.messages import ConfigUpdate, DeepProcess, DeepStateMessage, ProcessIdentity
+
+Out = list[tuple[str, object]]
+
+DESTINATIONS = ("render", "analyzer", "exporter")
+RETRY_WINDOW_S = 60.0
+TIMEOUT_S = 2.0  # a reporter that has not answered by then is "silent" for this round
+BUDGET_S = 0.02  # the longest one tick waits on sockets
+
+
+def identity_of(pid: int) -> ProcessIdentity | None:
+    """(pid, start time) as the sampler computes it, or None when the process is gone."""
+    import psutil
+
+    try:
+        return ProcessIdentity(pid, psutil.Process(pid).create_time())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return None
+
+
+class DeepCore:
+    name = "deep"
+
+    def __init__(
+        self,
+        interval_s: float | None = None,
+        timeout_s: float = TIMEOUT_S,
+        budget_s: float = BUDGET_S,
+        dirs: list[tuple[str, int]] | None = None,
+        wall: Callable[[], float] = time.time,
+        identify: Callable[[int], ProcessIdentity | None] = identity_of,
+    ) -> None:
+        """``interval_s``: seconds between rounds (default: the refresh rate, followed on
+        reload); ``dirs``: (directory, owner UID) to read (default: ``reader.socket_dirs``)."""
+        self.fixed_interval = interval_s
+        self.interval = 1.0 if interval_s is None else interval_s
+        self.timeout_s = timeout_s
+        self.budget_s = budget_s
+        self.dirs = dirs
+        self.wall = wall
+        self.identify = identify
+        self.round: PollRound | None = None
+        self.next_round = 0.0
+        self.dir_notes: list[str] = []
+        self.known: dict[ProcessIdentity, DeepProcess] = {}
+        self.retries: dict[ProcessIdentity, collections.deque[tuple[float, int]]] = {}
+        self.rounds = 0
+        self.removed_stale = 0
+        self.done = False
+
+    # -- actor protocol -------------------------------------------------------------------
+    def start(self, ctx: ActorContext) -> Out:
+        self._configure(ctx.config.general.refresh_rate)
+        return []
+
+    def _configure(self, refresh_rate: float) -> None:
+        if self.fixed_interval is None:
+            self.interval = refresh_rate
+
+    def handle(self, batch: Sequence[object], now: float) -> Out:
+        for message in batch:
+            if isinstance(message, ConfigUpdate) and not message.error:
+                self._configure(message.config.general.refresh_rate)
+        return []
+
+    def tick(self, now: float) -> tuple[float, Out]:
+        out: Out = []
+        if self.round is None and now >= self.next_round:
+            dirs = self.dirs if self.dirs is not None else socket_dirs()
+            sockets, self.dir_notes = discover(dirs)
+            self.round = PollRound(sockets, now, self.timeout_s)
+            self.next_round = now + self.interval
+        if self.round is not None:
+            self.round.step(self.budget_s)
+            if self.round.finished:
+                out = self._publish(self.round)
+                self.round.close()
+                self.round = None
+        if self.round is not None:
+            return time.monotonic(), out  # the next step's select does the waiting
+        return self.next_round, out
+
+    def stop(self) -> None:
+        if self.round is not None:
+            self.round.close()
+            self.round = None
+
+    # -- results ------------------------------------------------------------------------------
+    def _publish(self, done: PollRound) -> Out:
+        wall = self.wall()
+        notes = list(self.dir_notes)
+        known: dict[ProcessIdentity, DeepProcess] = {}
+        for o in done.outcomes:
+            if o.rejected:
+                notes.append(f"deep mode: ignored {o.rejected}")
+                continue
+            identity = self.identify(o.pid)
+            if identity is None:
+                continue  # exited while being read
+            before = self.known.get(identity)
+            if o.report is not None:
+                total = sum(d.num_alloc_retries for d in o.report.devices)
+                rise = self._retries(identity, wall, total)
+                known[identity] = DeepProcess(identity, o.report, wall, rise)
+            elif before is not None:
+                known[identity] = DeepProcess(
+                    identity, before.report, before.read_at, before.retries_last_minute, o.problem
+                )
+            else:
+                known[identity] = DeepProcess(identity, None, 0.0, 0, o.problem)
+        for identity in [i for i in self.retries if i not in known]:
+            del self.retries[identity]
+        self.known = known
+        self.rounds += 1
+        self.removed_stale += len(done.removed)
+        message = DeepStateMessage(
+            processes=tuple(sorted(known.values(), key=lambda p: p.identity.pid)),
+            notes=tuple(notes[:16]),
+            at=wall,
+        )
+        return [(dest, message) for dest in DESTINATIONS]
+
+    def _retries(self, identity: ProcessIdentity, wall: float, total: int) -> int:
+        """How much the retry counter rose over the last minute (0 on first sight: a count
+        inherited from before vramtop looked says nothing about now)."""
+        window = self.retries.setdefault(identity, collections.deque())
+        window.append((wall, total))
+        while len(window) > 1 and window[0][0] < wall - RETRY_WINDOW_S:
+            window.popleft()
+        return max(0, total - min(t for _, t in window))
