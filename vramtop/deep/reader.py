@@ -153,7 +153,8 @@ class PollRound:
             elif exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
                 self.outcomes.append(Outcome(path, claimed, problem="busy (backlog full)"))
             elif exc.errno != errno.ENOENT:
-                self.outcomes.append(Outcome(path, 0, rejected=f"cannot connect: {exc.strerror}"))
+                why = f"{os.path.basename(path)}: cannot connect: {exc.strerror}"
+                self.outcomes.append(Outcome(path, 0, rejected=why))
             return
         try:
             pid, uid, _gid = peer_credentials(sock)

@@ -42,8 +42,9 @@ GAP_WHERE = "outside the caching allocator (CUDA context, cuBLAS workspaces, NCC
 
 
 def human(value: float) -> str:
-    """``2.0 GiB``, ``512 MiB``: the units an OOM message of PyTorch uses."""
-    if value >= 1 << 30:
+    """``2.0 GiB``, ``0.4 GiB``, ``64 MiB``: the units of PyTorch's own OOM message, in GiB
+    from a tenth of one, so the failed request and the free memory read in one unit."""
+    if value >= (1 << 30) // 10:
         return f"{value / (1 << 30):.1f} GiB"
     if value >= 1 << 20:
         return f"{value / (1 << 20):.0f} MiB"
