@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vramtop.actors.deep import DeepCore
+from vramtop.deep.core import DeepCore
 from vramtop.messages import DeepStateMessage
 
 ROOT = Path(__file__).resolve().parents[1]

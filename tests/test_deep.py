@@ -27,8 +27,8 @@ from deepkit import (
     write_state,
 )
 
-from vramtop.actors.deep import DeepCore
 from vramtop.deep import protocol
+from vramtop.deep.core import DeepCore
 from vramtop.gpu.snapshot import GpuSample, ProcessSample, Snapshot
 from vramtop.messages import ProcessRow, SampleMessage
 from vramtop.procinfo import ProcessTable
@@ -189,7 +189,7 @@ def test_socket_of_another_uid_is_rejected(tmp_path: Path) -> None:
         f"sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]\n"
         "import psutil\n"
         "from deepkit import one_round\n"
-        "from vramtop.actors.deep import DeepCore\n"
+        "from vramtop.deep.core import DeepCore\n"
         f"os.setgroups([]); os.setgid({NOBODY}); os.setuid({NOBODY})\n"
         f"core = DeepCore(dirs=[({str(sockets)!r}, os.geteuid())])\n"
         "message, _ = one_round(core)\n"
@@ -351,3 +351,46 @@ def test_protocol_refuses_what_it_does_not_know() -> None:
         protocol.decode(b"x" * (protocol.MAX_LINE + 1))
     with pytest.raises(protocol.ProtocolError, match="not JSON"):
         protocol.decode(b"\xff\xfe\n")
+
+
+def test_json_document_and_csv_carry_the_deep_figures(tmp_path: Path) -> None:
+    import csv
+    import io
+
+    import jsonschema
+
+    from vramtop.deep.attribution import index
+    from vramtop.export.csvlog import HEADER_LINE, format_sample
+    from vramtop.export.document import schema_text, to_document
+
+    env = make_env(tmp_path)
+    state = write_state(tmp_path / "t.json", [
+        {"uuid": UUID_A, "stats": stats(3 * GiB, 5 * GiB, retries=4), "free": GiB,
+         "total": 80 * GiB},
+    ])  # fmt: skip
+    r = start_reporter(env, state)
+    plain = os.getpid()
+    try:
+        message, _ = one_round(DeepCore(dirs=env.dirs()))
+    finally:
+        r.stop()
+    sample = sample_for([(r.pid, 0, 6 * GiB), (plain, 0, GiB)])
+    deep = index(message.processes)
+    doc = to_document(sample.snapshot, sample.rows, deep=deep)
+    jsonschema.validate(doc, json.loads(schema_text()))
+    procs = {p["pid"]: p for p in doc["gpus"][0]["processes"]}
+    assert procs[plain]["deep"] is None
+    d = procs[r.pid]["deep"]
+    assert (d["state"], d["torch_version"], d["problem"]) == ("ok", "2.3.1+fake", None)
+    assert d["devices"][0]["gpu_uuid"] == f"GPU-{UUID_A}"
+    assert d["devices"][0]["reserved_bytes"] == 5 * GiB
+    assert d["devices"][0]["num_alloc_retries"] == 4
+    assert d["devices"][0]["device_free_bytes"] == GiB
+
+    text = HEADER_LINE + "\n" + format_sample(sample.snapshot, sample.rows, deep=deep).decode()
+    rows = list(csv.DictReader(io.StringIO(text)))
+    by_pid = {row["pid"]: row for row in rows if row["row"] == "process"}
+    assert by_pid[str(r.pid)]["deep_reserved_bytes"] == str(5 * GiB)
+    assert by_pid[str(r.pid)]["deep_allocated_bytes"] == str(3 * GiB)
+    assert by_pid[str(r.pid)]["deep_alloc_retries"] == "4"
+    assert by_pid[str(plain)]["deep_reserved_bytes"] == ""

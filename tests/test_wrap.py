@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from deepkit import FAKE_TORCH, ROOT, make_env, one_round
 
-from vramtop.actors.deep import DeepCore
 from vramtop.deep import protocol
+from vramtop.deep.core import DeepCore
 
 FAMILY = r"""
 import json, os, subprocess, sys

@@ -411,6 +411,8 @@ def run_once(
 ) -> int:
     """One sample, with what /proc tells about its processes and the analysis of that single
     sample (no history: phases are "unknown", only the temperature warning can fire)."""
+    from vramtop.deep.attribution import index
+    from vramtop.deep.core import read_once
     from vramtop.enrich.enricher import Enricher
     from vramtop.enrich.users import aggregate_other_users, is_other_user
     from vramtop.export.csvlog import CsvLog
@@ -442,14 +444,17 @@ def run_once(
         rows = shown
     prealloc = {k: e.preallocates for k, e in enrichments.items()}
     analysis = StreamAnalyzer(config or Config(), window=1).step(snapshot, tuple(rows), prealloc)
+    # Deep mode: one round over the reporters' sockets (a silent one costs at most a second).
+    deep = index(read_once().processes) if rows and spec.kind != "replay" else {}
     if export_csv is not None:
         try:
             with CsvLog(export_csv) as log:
-                log.write(snapshot, rows, enrichments=enrichments, analysis=analysis)
+                log.write(snapshot, rows, enrichments=enrichments, analysis=analysis, deep=deep)
         except LogFileError as exc:
             return _fail(str(exc), EXIT_USAGE)
     if as_json:
-        print(json.dumps(to_document(snapshot, rows, enrichments, analysis, others), indent=2))
+        doc = to_document(snapshot, rows, enrichments, analysis, others, deep=deep)
+        print(json.dumps(doc, indent=2))
     else:
         print(to_table(snapshot, rows, others))
     return EXIT_OK

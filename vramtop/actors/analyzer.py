@@ -29,6 +29,7 @@ from vramtop.analysis.model import AnalysisResult
 from vramtop.analysis.spikes import SPIKE_WINDOW_S
 from vramtop.analysis.trend import PhaseParams
 from vramtop.config import Config
+from vramtop.deep.attribution import START_TOLERANCE_S
 from vramtop.messages import (
     AnalysisMessage,
     ConfigUpdate,
@@ -220,7 +221,7 @@ class AnalyzerCore:
         out = {}
         for row in rows:
             hit = self.deep_retries.get(row.identity.pid)
-            if hit is not None and abs(hit[0] - row.identity.start_time) < 0.05:
+            if hit is not None and abs(hit[0] - row.identity.start_time) < START_TOLERANCE_S:
                 out[row.identity] = hit[1]
         return out
 

@@ -1,7 +1,8 @@
 """Exporter actor: samples + enrichment + analysis -> ``--export-csv`` / ``--json-stream FILE``.
 
 Where it sits: the sampler broadcasts every :class:`SampleMessage` to it, the enricher sends its
-:class:`EnrichmentMessage` deltas and the analyzer the :class:`AnalysisMessage` of each sample.
+:class:`EnrichmentMessage` deltas, the analyzer the :class:`AnalysisMessage` of each sample and
+the deep actor its :class:`DeepStateMessage` (the newest is written beside every sample).
 Sample N is written together with the analysis whose ``seq`` is N, so a row's phase and verdict
 are those vramtop showed at that instant. The analysis of a sample normally arrives a few
 milliseconds after the sample; a sample waits for it at most :attr:`ExporterCore.wait_s` (one
@@ -24,12 +25,15 @@ from dataclasses import dataclass
 
 from vramtop.actors.base import ActorContext
 from vramtop.analysis.model import AnalysisResult
+from vramtop.deep import attribution
 from vramtop.enrich.model import Enrichment
 from vramtop.export.csvlog import CsvLog
 from vramtop.export.ndjson import NdjsonLog
 from vramtop.messages import (
     AnalysisMessage,
     ConfigUpdate,
+    DeepProcess,
+    DeepStateMessage,
     EnrichmentMessage,
     ProcessIdentity,
     SampleMessage,
@@ -65,6 +69,7 @@ class ExporterCore:
         self.results: dict[int, AnalysisResult] = {}
         self.newest_result = -1  # highest seq an analysis arrived for
         self.enrichments: dict[ProcessIdentity, Enrichment] = {}
+        self.deep: dict[int, DeepProcess] = {}  # the deep actor's newest round, by PID
         self.written = 0
         self.with_analysis = 0  # samples written with their analysis (for tests, diagnostics)
         self.done = False
@@ -92,6 +97,8 @@ class ExporterCore:
         elif isinstance(message, EnrichmentMessage):
             for item in message.items:
                 self.enrichments[item.identity] = item
+        elif isinstance(message, DeepStateMessage):
+            self.deep = attribution.index(message.processes)
         elif isinstance(message, ConfigUpdate) and not message.error:
             self._configure(message.config.general.refresh_rate)
         self.flush(self.clock())
@@ -120,7 +127,13 @@ class ExporterCore:
             del self.results[seq]
         self._forget_departed(message)
         for log in self.logs:
-            log.write(message.snapshot, message.rows, enrichments=self.enrichments, analysis=result)
+            log.write(
+                message.snapshot,
+                message.rows,
+                enrichments=self.enrichments,
+                analysis=result,
+                deep=self.deep,
+            )
         self.written += 1
         self.with_analysis += result is not None
 

@@ -1,7 +1,7 @@
 """The monitor's side of deep mode: find reporters' sockets, check who serves them, read one
 line from each without ever waiting on one.
 
-Data flow: :class:`PollRound` is started by the deep actor (``actors/deep.py``) once per
+Data flow: :class:`PollRound` is started by the deep actor (``deep/core.py``) once per
 interval: it lists the private socket directories (``paths.py``), connects to every
 ``<pid>.sock`` without blocking, checks the peer with ``SO_PEERCRED`` and then, each time the
 actor gives it a few milliseconds (:meth:`PollRound.step`), reads what has arrived. A round

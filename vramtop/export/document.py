@@ -23,11 +23,13 @@ from typing import Any
 
 from vramtop import __version__
 from vramtop.analysis.model import UNKNOWN, AnalysisResult, GpuAnalysis, ProcessAnalysis, Trend
+from vramtop.deep import attribution
+from vramtop.deep.attribution import DeepIndex
 from vramtop.enrich.model import Container, Enrichment
 from vramtop.enrich.users import OtherUsers
 from vramtop.fmt import pct, size, temp, watts
 from vramtop.gpu.snapshot import GpuSample, ProcessSample, Snapshot
-from vramtop.messages import ProcessIdentity, ProcessRow
+from vramtop.messages import DeepProcess, ProcessIdentity, ProcessRow
 from vramtop.na import to_json
 
 SCHEMA_VERSION = 1
@@ -115,6 +117,28 @@ def enrichment_json(e: Enrichment | None) -> dict[str, Any]:
     }
 
 
+def deep_json(dp: DeepProcess | None) -> dict[str, Any] | None:
+    """A process's deep-mode state (``vramtop.report()``): null when it runs no reporter.
+
+    ``state`` is ``ok``, ``no_torch``, ``cuda_not_initialized`` or ``error`` (with ``error``);
+    ``unread`` when a reporter was found but nothing usable came from it (``problem`` says
+    why). Figures are those of ``read_at``; ``problem`` set beside them: the newest read failed.
+    """
+    if dp is None:
+        return None
+    r = dp.report
+    return {
+        "state": "unread" if r is None else r.state,
+        "error": None if r is None or not r.error else r.error,
+        "problem": dp.problem or None,
+        "torch_version": None if r is None else r.torch_version,
+        "read_at": dp.read_at or None,
+        "retries_last_minute": dp.retries_last_minute,
+        "devices": [] if r is None else to_plain(r.devices),
+        "ooms": [] if r is None else to_plain(r.ooms),
+    }
+
+
 def container_label(c: Container | None) -> str:
     """One cell for a container: ``runtime:short-id``, or ``kubernetes:pod/UID`` without id."""
     if c is None:
@@ -124,9 +148,27 @@ def container_label(c: Container | None) -> str:
     return f"{c.runtime}:pod/{c.pod_uid}" if c.pod_uid else c.runtime
 
 
-def process_extras(e: Enrichment | None, pa: ProcessAnalysis | None) -> dict[str, object]:
-    """The CSV's extra columns of a process row, from the same serialisation as the JSON."""
+def process_extras(
+    e: Enrichment | None,
+    pa: ProcessAnalysis | None,
+    deep: DeepProcess | None = None,
+    gpu_uuid: str = "",
+) -> dict[str, object]:
+    """The CSV's extra columns of a process row, from the same serialisation as the JSON;
+    the deep-mode figures are those of the CUDA device that is this row's GPU."""
     out: dict[str, object] = {}
+    device = (
+        attribution.device_for(deep.report, gpu_uuid)
+        if deep is not None and deep.report is not None
+        else None
+    )
+    if device is not None:
+        out.update(
+            deep_allocated_bytes=device.allocated_bytes,
+            deep_reserved_bytes=device.reserved_bytes,
+            deep_alloc_retries=device.num_alloc_retries,
+            deep_ooms=device.num_ooms,
+        )
     if e is not None:
         out["framework"] = e.framework
         out["container"] = container_label(e.container)
@@ -204,6 +246,7 @@ def _process(
     row: ProcessRow | None,
     e: Enrichment | None,
     pa: ProcessAnalysis | None,
+    deep: DeepProcess | None = None,
 ) -> dict[str, Any]:
     return {
         "pid": proc.pid,
@@ -217,6 +260,7 @@ def _process(
         "mem_util_percent": to_json(proc.mem_util),
         **enrichment_json(e),
         "analysis": None if pa is None else process_analysis_json(pa),
+        "deep": deep_json(deep),
     }
 
 
@@ -226,10 +270,12 @@ def to_document(
     enrichments: Enrichments | None = None,
     analysis: AnalysisResult | None = None,
     others: Mapping[int, OtherUsers] | None = None,
+    deep: DeepIndex | None = None,
 ) -> dict[str, Any]:
     """The document of one sample. ``enrichments`` (by identity) and ``analysis`` (computed at
     this sample) fill the per-process and per-GPU extras; without them those are null.
-    ``others``: per GPU, the other users' processes left out of ``snap`` (show_other_users)."""
+    ``others``: per GPU, the other users' processes left out of ``snap`` (show_other_users).
+    ``deep``: deep-mode states by PID (``deep.attribution.index``)."""
     by_key = {(r.identity.pid, r.gpu_index): r for r in rows}
     enrichments = enrichments or {}
     proc_results, gpu_results = analysis_index(analysis)
@@ -240,7 +286,8 @@ def to_document(
             row = by_key.get((p.pid, p.gpu_index))
             ident = row_identity(p, row)
             pa = proc_results.get((ident, p.gpu_index))
-            procs.append(_process(p, row, enrichments.get(ident), pa))
+            dp = attribution.lookup(deep, ident) if deep and row is not None else None
+            procs.append(_process(p, row, enrichments.get(ident), pa, dp))
         entry = _gpu(gpu, snap, procs, gpu_results.get(gpu.index))
         hidden = (others or {}).get(gpu.index)
         entry["other_users"] = (

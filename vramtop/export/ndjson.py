@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from vramtop.analysis.model import AnalysisResult
+from vramtop.deep.attribution import DeepIndex
 from vramtop.export.csvlog import MAX_WARNINGS, Sample
 from vramtop.export.document import Enrichments, to_document
 from vramtop.export.logfile import LogFile
@@ -30,9 +31,10 @@ def format_line(
     rows: Iterable[ProcessRow] = (),
     enrichments: Enrichments | None = None,
     analysis: AnalysisResult | None = None,
+    deep: DeepIndex | None = None,
 ) -> bytes:
     """One sample as one line: its document with the per-process and per-GPU extras."""
-    return dump_line(to_document(snapshot, rows, enrichments, analysis))
+    return dump_line(to_document(snapshot, rows, enrichments, analysis, deep=deep))
 
 
 def dump_line(doc: Mapping[str, Any]) -> bytes:
@@ -64,8 +66,9 @@ class NdjsonLog:
         *,
         enrichments: Enrichments | None = None,
         analysis: AnalysisResult | None = None,
+        deep: DeepIndex | None = None,
     ) -> None:
-        self.log.write(format_line(snapshot, rows, enrichments, analysis))
+        self.log.write(format_line(snapshot, rows, enrichments, analysis, deep))
 
     def write_document(self, doc: Mapping[str, Any]) -> None:
         self.log.write(dump_line(doc))

@@ -13,15 +13,8 @@ from __future__ import annotations
 import math
 import time
 
-from vramtop.deep.protocol import (
-    ERROR,
-    OK,
-    STATE_TEXT,
-    DeviceStats,
-    OomEvent,
-    Report,
-    normalize_uuid,
-)
+from vramtop.deep.attribution import device_for
+from vramtop.deep.protocol import ERROR, OK, STATE_TEXT, DeviceStats, OomEvent
 from vramtop.fmt import size
 from vramtop.render.grid import Style
 from vramtop.render.model import ProcView
@@ -56,18 +49,6 @@ def oom_line(event: OomEvent) -> str:
     at = time.strftime("%H:%M:%S", time.localtime(event.at))
     free = "" if event.free_bytes is None else f" with {human(event.free_bytes)} free"
     return f"OOM inside PyTorch at {at}: tried to allocate {human(event.requested_bytes)}{free}"
-
-
-def device_for(report: Report, gpu_uuid: str) -> DeviceStats | None:
-    """The reported CUDA device that is this NVML GPU (by UUID: ``CUDA_VISIBLE_DEVICES``
-    renumbers devices); a lone device without a UUID is taken as the process's only GPU."""
-    want = normalize_uuid(gpu_uuid)
-    for device in report.devices:
-        if device.gpu_uuid and normalize_uuid(device.gpu_uuid) == want:
-            return device
-    if len(report.devices) == 1 and not report.devices[0].gpu_uuid:
-        return report.devices[0]
-    return None
 
 
 def allocator_bar(d: DeviceStats, width: int, accessible: bool) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from vramtop.analysis.model import AnalysisResult, GpuAnalysis, ProcessAnalysis
+from vramtop.deep import attribution
 from vramtop.enrich.model import Enrichment
 from vramtop.gpu.snapshot import GpuSample, ProcessSample
 from vramtop.messages import (
@@ -26,10 +27,6 @@ from vramtop.messages import (
     SampleMessage,
 )
 from vramtop.na import NaType
-
-# psutil derives a start time from clock ticks since boot: two readers of the same process agree
-# to well within this; a reused PID starts seconds to days later.
-START_TOLERANCE_S = 0.05
 
 RowKey = tuple[int, float, int]  # (pid, start time, gpu index): one row per process per GPU
 
@@ -66,17 +63,13 @@ class Knowledge:
         self.analysis_at = time.monotonic()
 
     def set_deep(self, message: DeepStateMessage) -> None:
-        self.deep = {p.identity.pid: p for p in message.processes}
+        self.deep = attribution.index(message.processes)
         self.deep_notes = message.notes
         self.deep_at = time.monotonic()
 
     def deep_of(self, identity: ProcessIdentity) -> DeepProcess | None:
         """The deep-mode report of exactly this process (a reused PID gets nothing)."""
-        found = self.deep.get(identity.pid)
-        if found is None:
-            return None
-        a, b = found.identity.start_time, identity.start_time
-        return found if not a or not b or abs(a - b) < START_TOLERANCE_S else None
+        return attribution.lookup(self.deep, identity)
 
     def forget_except(self, alive: set[ProcessIdentity]) -> None:
         """Drop facts about processes no longer on any GPU (memory stays bounded)."""

@@ -1,5 +1,6 @@
-"""Deep actor (``vramtop: deep``): reporters' sockets -> one :class:`DeepStateMessage` per round
-for the render process, the analyzer and the exporter.
+"""The deep actor's core (``vramtop: deep``): reporters' sockets -> one :class:`DeepStateMessage`
+per round for the render process, the analyzer and the exporter; :func:`read_once` is the same
+round for ``--once``.
 
 Where it sits: processes that called ``vramtop.report()`` (or run under ``vramtop wrap``) serve
 their PyTorch allocator figures on ``<pid>.sock`` in the user's private socket directory. Once
@@ -21,10 +22,13 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from vramtop.actors.base import ActorContext
 from vramtop.deep.reader import PollRound, discover, socket_dirs
 from vramtop.messages import ConfigUpdate, DeepProcess, DeepStateMessage, ProcessIdentity
+
+if TYPE_CHECKING:  # the core is also run without the actor system (``--once``)
+    from vramtop.actors.base import ActorContext
 
 Out = list[tuple[str, object]]
 
@@ -154,3 +158,20 @@ class DeepCore:
         while len(window) > 1 and window[0][0] < wall - RETRY_WINDOW_S:
             window.popleft()
         return max(0, total - min(t for _, t in window))
+
+
+def read_once(
+    timeout_s: float = 1.0, dirs: list[tuple[str, int]] | None = None
+) -> DeepStateMessage:
+    """One round, waited for (``--once``): every reporter's state now, silent ones after at
+    most ``timeout_s``."""
+    core = DeepCore(interval_s=3600.0, timeout_s=timeout_s, budget_s=timeout_s, dirs=dirs)
+    end = time.monotonic() + timeout_s + 1.0
+    while time.monotonic() < end:
+        _wake, out = core.tick(time.monotonic())
+        if out:
+            message = out[0][1]
+            assert isinstance(message, DeepStateMessage)
+            return message
+    core.stop()
+    return DeepStateMessage((), ("deep mode: reporters did not answer in time",), time.time())
