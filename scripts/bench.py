@@ -568,6 +568,7 @@ PARTS = (
     ("Terminal, 160x45 demo", "bench_ui", "ui_rows"),
     ("Analyzer, CPU per tick", "bench_analyzer", "analyzer_rows"),
     ("Enricher, CPU per update", "bench_enricher", "enricher_rows"),
+    ("Deep mode, report() in the reporting process", "bench_deep", "deep_rows"),
     ("Replay --speed max --json, one hour at 1 Hz, 8 GPUs x 64 processes", "bench_replay",
      "replay_rows"),
 )  # fmt: skip
