@@ -72,4 +72,57 @@ child.send("q"); child.expect(pexpect.EOF, timeout=10); child.close()
 open(sys.argv[1], "w").write("\n".join(screen.display))
 print("exit status", child.exitstatus)
 PY
+
+echo "== deep mode: vramtop.report() with real torch on CUDA" | tee -a "$OUT/summary.txt"
+if "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+timeout 120 "$PYTHON" - <<'PY' 2>&1 | tee -a "$OUT/summary.txt" || status=1
+# The reporter's figures against torch.cuda.memory_stats() read in the same process, a real OOM
+# caught by the observer, and the monitor's reader on the socket (SO_PEERCRED: our own PID).
+import time
+import torch
+import vramtop
+from vramtop.deep import protocol, reader
+from vramtop.deep.reporter import serving
+
+path = vramtop.report()
+r = serving()
+print("socket", path)
+print("before CUDA:", protocol.decode(r.line()).state)
+x = torch.empty(512 << 20, dtype=torch.uint8, device="cuda:0")
+y = torch.empty(64 << 20, dtype=torch.uint8, device="cuda:0"); del y
+report = protocol.decode(r.line())
+s = torch.cuda.memory_stats(0)
+d = report.devices[0]
+ok = True
+for name, key in (("allocated_bytes", "allocated_bytes.all.current"),
+                  ("reserved_bytes", "reserved_bytes.all.current"),
+                  ("active_bytes", "active_bytes.all.current"),
+                  ("segments", "segment.all.current"),
+                  ("num_alloc_retries", "num_alloc_retries")):
+    same = getattr(d, name) == s.get(key, 0)
+    ok &= same
+    print(f"{name:20} reported {getattr(d, name):>14}  memory_stats {s.get(key, 0):>14}  "
+          f"{'same' if same else 'DIFFERENT'}")
+print("uuid reported", d.gpu_uuid, " torch", torch.cuda.get_device_properties(0).uuid)
+print("mem_get_info", torch.cuda.mem_get_info(0), "reported", d.device_free_bytes, d.device_total_bytes)
+try:
+    torch.empty(1 << 50, dtype=torch.uint8, device="cuda:0")
+except torch.cuda.OutOfMemoryError:
+    pass
+report = protocol.decode(r.line())
+print("OOM moments:", report.ooms, " num_ooms", report.devices[0].num_ooms)
+t = time.perf_counter(); n = 200
+for _ in range(n):
+    r.line()
+print(f"one report (memory_stats + mem_get_info + JSON): {(time.perf_counter() - t) / n * 1e3:.3f} ms")
+round_ = reader.PollRound([(path, __import__("os").getpid())], time.monotonic(), 2.0)
+while not round_.finished:
+    round_.step(0.05)
+print("monitor reader:", [(o.pid, o.problem or o.report.state) for o in round_.outcomes])
+print("deep figures match memory_stats:", ok)
+raise SystemExit(0 if ok else 1)
+PY
+else
+    echo "torch with CUDA not importable by $PYTHON: deep-mode check skipped" | tee -a "$OUT/summary.txt"
+fi
 exit $status
