@@ -394,3 +394,71 @@ def test_json_document_and_csv_carry_the_deep_figures(tmp_path: Path) -> None:
     assert by_pid[str(r.pid)]["deep_allocated_bytes"] == str(3 * GiB)
     assert by_pid[str(r.pid)]["deep_alloc_retries"] == "4"
     assert by_pid[str(plain)]["deep_reserved_bytes"] == ""
+
+
+def test_a_socket_directory_open_to_others_is_refused_not_repaired(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    env.sockets.mkdir(mode=0o700)
+    env.sockets.chmod(0o777)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    fallback = tmp / f"vramtop-{os.geteuid()}"
+    fallback.mkdir(mode=0o700)
+    if os.geteuid() == 0:
+        os.chown(fallback, NOBODY, NOBODY)  # made by someone else before us
+    else:
+        fallback.chmod(0o755)
+    environ = {**env.environ(torch=False), "TMPDIR": str(tmp)}
+    out = subprocess.run([sys.executable, "-c", "import vramtop; print(vramtop.report())"],
+                         env=environ, capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert out.stdout.strip() == "None"
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("vramtop: deep mode off: ")
+    assert "is open to others (mode 777)" in line and str(fallback) in line
+    assert (env.sockets.stat().st_mode & 0o777) == 0o777, "left as it was found"
+    assert list(env.sockets.iterdir()) == [] and list(fallback.iterdir()) == []
+
+
+def test_a_forked_child_leaves_the_parents_socket_alone(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    code = (
+        "import os, vramtop\n"
+        "path = vramtop.report()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    from vramtop.deep import reporter\n"
+        "    os.write(1, f'child serving={reporter.serving()}\\n'.encode())\n"
+        "    raise SystemExit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "print('parent', os.path.exists(path), flush=True)\n"
+        "import sys; sys.stdin.read()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env.environ(torch=False),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "child serving=None"
+        assert proc.stdout.readline().strip() == "parent True", "the child's exit kept it"
+        message, _ = one_round(DeepCore(dirs=env.dirs()))
+        assert [p.identity.pid for p in message.processes] == [proc.pid]
+    finally:
+        proc.communicate("")
+
+
+def test_allocator_retries_turn_a_stable_process_tight_in_the_analysis() -> None:
+    import numpy as np
+
+    from vramtop.analysis.analyzer import AnalysisContext, Analyzer, GpuHistory, ProcessHistories
+    from vramtop.messages import ProcessIdentity
+
+    ts = np.arange(60.0)
+    calm, retrying = ProcessIdentity(10, 1.0), ProcessIdentity(11, 2.0)
+    procs = ProcessHistories.build(ts, [(calm, 0, np.full(60, 4.0 * GiB)),
+                                        (retrying, 0, np.full(60, 6.0 * GiB))])  # fmt: skip
+    gpu = GpuHistory(0, ts, np.full(60, 10.0 * GiB), total=80.0 * GiB, free=70.0 * GiB)
+    analyzer = Analyzer()
+    for _ in range(3):  # past the phase hysteresis
+        result = analyzer.step([gpu], procs, AnalysisContext(alloc_retries={retrying: 12}))
+    verdicts = {p.identity: (p.verdict, p.reason) for p in result.processes}
+    assert verdicts[calm][0] == "OK"
+    assert verdicts[retrying] == ("TIGHT", "allocator retrying: 12 retries in the last minute")
