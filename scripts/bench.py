@@ -52,8 +52,12 @@ import pexpect  # noqa: E402
 import psutil  # noqa: E402
 
 from vramtop.actors.base import ActorContext  # noqa: E402
-from vramtop.actors.mailbox import Mailbox  # noqa: E402
-from vramtop.actors.sampler import READERS, SamplerCore  # noqa: E402
+from vramtop.actors.mailbox import Mailbox, make_channels  # noqa: E402
+from vramtop.actors.routes import STATE_ROUTES  # noqa: E402
+from vramtop.actors.sampler import ROWS_READERS, SAMPLE_READERS, SamplerCore  # noqa: E402
+from vramtop.actors.supervisor import channel_capacity  # noqa: E402
+
+READERS = SAMPLE_READERS + ROWS_READERS
 from vramtop.config import Config  # noqa: E402
 from vramtop.gpu.factory import BackendSpec  # noqa: E402
 from vramtop.gpu.scenario import load_scenario  # noqa: E402
@@ -139,13 +143,17 @@ def write_scenario(case: Case, directory: Path) -> Path:
 
 
 def _drain(boxes: list[Mailbox], ack: Any) -> None:
-    """Forked reader: take one sample from every reader mailbox, then acknowledge the tick."""
+    """Forked reader: take the tick's message from every reader mailbox (through its state
+    channel or its queue, as the actor shell would), then acknowledge the tick."""
+    from multiprocessing import connection
+
     while True:
         for box in boxes:
-            message = None
-            while message is None:
-                message = box.take(1.0)
-            if message == "stop":
+            got: list[object] = []
+            while not got:
+                connection.wait([box.fileno()], 1.0)
+                got = box.drain()
+            if "stop" in got:
                 return
         ack.send(1)
 
@@ -188,7 +196,9 @@ def measure_core(case: Case, kind: str, scenario_path: Path, plan: Plan) -> floa
     """Median CPU milliseconds (this process, all threads) per ``SamplerCore.tick``."""
     mp = multiprocessing.get_context("fork")
     config = Config()
-    outboxes = {name: Mailbox(mp, name) for name in READERS}
+    processes = max(config.general.process_slots, case.procs)
+    channels = make_channels(STATE_ROUTES, channel_capacity(processes))
+    outboxes = {name: Mailbox(mp, name, channels, name != "exporter") for name in READERS}
     inbox, supervisor = Mailbox(mp, "sampler"), Mailbox(mp, "supervisor")
     ack_r, ack_w = mp.Pipe(duplex=False)
     drainer = mp.Process(target=_drain, args=(list(outboxes.values()), ack_w), daemon=True)
@@ -210,14 +220,16 @@ def measure_core(case: Case, kind: str, scenario_path: Path, plan: Plan) -> floa
 
                 stack.enter_context(install(driver))
             core = SamplerCore(spec)
-            ctx = ActorContext("sampler", config, inbox, supervisor, outboxes, segment.name)
+            ctx = ActorContext(
+                "sampler", config, inbox, supervisor, outboxes, segment.name, channels=channels
+            )
             core.start(ctx)
             try:
                 for i in range(plan.warmup_ticks + plan.ticks):
                     if driver is not None:
                         _fresh_util_samples(driver, 1000 + i * 500_000)
                     before = time.process_time()
-                    core.tick(time.monotonic())
+                    ctx.deliver(core.tick(time.monotonic())[1])
                     ack_r.recv()  # blocks without CPU until the samples were pickled and read
                     if i >= plan.warmup_ticks:
                         costs.append(time.process_time() - before)
@@ -454,7 +466,8 @@ def report(results: Sequence[Result], plan: Plan) -> str:
         "Compare as ratios within one run, never across runs or machines.",
         "",
         f"Sampler core, CPU ms per tick (median of {plan.ticks}; tick = sample + identities + "
-        f"shm write + the message, pickled once, posted to {len(READERS)} readers):",
+        "shm write + the sample for render/exporter and the rows for analyzer/enricher, "
+        "each pickled once):",
         "",
         markdown_table(CORE_HEADERS, core_rows),
         "",

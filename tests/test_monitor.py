@@ -271,3 +271,64 @@ def test_detail_panel_shows_pelt_segments_of_the_selected_process(home: Path) ->
         assert tui.wait_exit() == 0
     finally:
         tui.close()
+
+
+def _frames(log: Path) -> list[tuple[int, float]]:
+    """(sample seq, monotonic time) of every frame the render process drew."""
+    out = []
+    for line in log.read_text().splitlines():
+        parts = line.split()  # frame N sample S analysis A at T
+        out.append((int(parts[3]), float(parts[7])))
+    return out
+
+
+def test_a_stalled_render_process_loses_no_command_and_wakes_to_the_newest_sample(
+    home: Path,
+) -> None:
+    # A render process that cannot run (Ctrl-S on a slow link, SIGSTOP) must come back with
+    # every command it was sent and the newest sample, not a backlog of stale ones.
+    cfg = home / "vramtop.toml"
+    cfg.write_text('[display]\ntheme = "dark"\n')
+    log = home / "frames.log"
+    tui = Tui(
+        ["--demo", "small", "--refresh-rate", "0.5", "--config", str(cfg)],
+        cols=160,
+        rows=45,
+        home=home,
+        env={"VRAMTOP_FRAME_LOG": str(log)},
+    )
+    try:
+        tui.wait_for("python train_small.py")
+        render = tui.actors()["vramtop: render"]
+        tui.send("/train_small\r")
+        tui.send("d")  # the detail panel: the analyzer is sent the selection
+        tui.wait_for("PID")
+        os.kill(render, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        before = [seq for seq, at in _frames(log) if at < stopped_at]
+        time.sleep(2)
+        cfg.write_text('[display]\ntheme = "light"\n')
+        os.kill(tui.pid, signal.SIGHUP)  # a command sent while the render process is stopped
+        deadline = stopped_at + 30
+        while time.monotonic() < deadline:
+            tui.pump(0.5)
+        assert tui.actors().get("vramtop: render") == render, "a stopped render is not killed"
+        resumed_at = time.monotonic()
+        os.kill(render, signal.SIGCONT)
+        screen = tui.wait_for("config reloaded", timeout=15)
+        assert "theme light" in screen
+        screen = tui.wait_for(
+            lambda s: "PELT segments" in s and " MiB" in s.split("PELT segments", 1)[1],
+            timeout=30,
+        )
+        assert "train_small.py" in screen, "the selection made before the stall held"
+        after = [seq for seq, at in _frames(log) if at >= resumed_at]
+        # 30 s at 0.5 s per sample: about 60 samples were taken while it was stopped. The first
+        # frame after the resume shows one of the newest, and no older one is drawn after it.
+        assert after and after[0] >= before[-1] + 50, (before[-3:], after[:5])
+        assert min(after) == after[0]
+        tui.send("\x1b")
+        tui.send("q")
+        assert tui.wait_exit() == 0
+    finally:
+        tui.close()

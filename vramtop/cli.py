@@ -487,12 +487,12 @@ def run_monitor(
     from vramtop.actors.enricher import EnricherCore
     from vramtop.actors.exporter import ExporterCore
     from vramtop.actors.render import RenderCore
+    from vramtop.actors.routes import STATE_ROUTES
     from vramtop.actors.sampler import SamplerCore
-    from vramtop.actors.supervisor import ChildSpec, Supervisor
+    from vramtop.actors.supervisor import ChildSpec, ShmShape, Supervisor
     from vramtop.gpu.children import ChildPool
     from vramtop.gpu.probe import probe_gpu_count
     from vramtop.gpu.scenario import load_scenario
-    from vramtop.shm import ShmSegment, cleanup_stale
 
     pool: ChildPool | None = None
     if spec.kind == "nvml":
@@ -509,10 +509,7 @@ def run_monitor(
         pids = pool.start(scenario.child_specs())
         spec = BackendSpec("simulated", spec.scenario, time.time(), spec.speed, pids)
     assert gpu_count is not None
-    cleanup_stale()
-    segment = ShmSegment.create(
-        config.general.history_length, max(1, gpu_count), config.general.process_slots
-    )
+    general = config.general
     try:
         backend_spec = spec
         children = [
@@ -525,18 +522,20 @@ def run_monitor(
         if spec.kind != "replay":  # recorded PIDs are not this machine's processes
             children.append(ChildSpec("enricher", EnricherCore))
         if export_csv is not None or export_ndjson is not None:
-            children.append(ChildSpec("exporter", lambda: ExporterCore(export_csv, export_ndjson)))
+            exporter = ChildSpec(
+                "exporter", lambda: ExporterCore(export_csv, export_ndjson), every_state=True
+            )
+            children.append(exporter)
         supervisor = Supervisor(
             config,
             children,
-            shm_name=segment.name,
             config_path=config_path,
             overrides=overrides,
             housekeeping=pool.reap if pool is not None else None,
+            shm=ShmShape(general.history_length, gpu_count, general.process_slots),
+            state_routes=STATE_ROUTES,
         )
         return supervisor.run()
     finally:
-        segment.close()
-        segment.unlink()
         if pool is not None:
             pool.close()

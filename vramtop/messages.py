@@ -1,9 +1,15 @@
 """Every message that crosses a process boundary: small, typed, versionless dataclasses.
 
-Routing (see ``actors/supervisor.py``): the sampler sends :class:`SampleMessage` to the render
-process (and later the analyzer and enricher); every actor sends :class:`Heartbeat` to the
-supervisor; the supervisor sends :class:`ActorHealth`, :class:`ConfigUpdate` and :class:`Stop`.
-Queues are bounded and lossy for state updates: the newest sample wins (``actors/mailbox.py``).
+Routing (see ``modes/monitor.py`` and ``actors/supervisor.py``): the sampler sends
+:class:`SampleMessage` to the render process and the exporter, and the lighter
+:class:`ProcessRows` to the analyzer and the enricher; the analyzer sends
+:class:`AnalysisMessage`; every actor sends :class:`Heartbeat` to the supervisor; the supervisor
+sends :class:`ActorHealth`, :class:`ConfigUpdate` and :class:`Stop`.
+
+Two kinds (``actors/mailbox.py``): *state* — the classes in :data:`STATE_KINDS`, of which only
+the newest matters and a mailbox keeps one per kind — and *commands*, everything else, never
+dropped. A command that can repeat carries the whole state it describes (``Selected`` names the
+selection, ``ActorHealth`` every actor), so the newest one suffices.
 """
 
 from __future__ import annotations
@@ -45,6 +51,16 @@ class SampleMessage:
 
     seq: int  # the shm sample counter this message corresponds to
     snapshot: Snapshot
+    rows: tuple[ProcessRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRows:
+    """The sampler's tick as the analyzer and enricher need it: the rows without the snapshot
+    (the numbers are in shared memory already)."""
+
+    seq: int
+    timestamp: float  # the snapshot's wall time
     rows: tuple[ProcessRow, ...]
 
 
@@ -130,6 +146,7 @@ class AnalysisMessage:
 
 Message = (
     SampleMessage
+    | ProcessRows
     | Heartbeat
     | ActorHealth
     | ConfigUpdate
@@ -140,3 +157,16 @@ Message = (
     | AnalysisMessage
     | Selected
 )
+
+
+STATE_KINDS: dict[type, str] = {
+    SampleMessage: "sample",
+    ProcessRows: "rows",
+    AnalysisMessage: "analysis",
+}
+"""Message classes that are state (newest replaces older), by channel name."""
+
+
+def state_kind(message: object) -> str | None:
+    """The state channel of ``message``; None for a command."""
+    return STATE_KINDS.get(type(message))

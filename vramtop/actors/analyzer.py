@@ -1,13 +1,13 @@
 """Analyzer actor: shared-memory histories -> :class:`AnalysisMessage` for the render process.
 
-Where it sits: the sampler posts a :class:`SampleMessage` per tick (newest wins); for each one
-this shell copies a bounded window of the histories out of shared memory — the last ``WINDOW``
-samples of every GPU, and of every process in the message only as far back as the analysis
-looks, as one 2-D block under the seqlock (one contiguous run of columns per slot, straight from
-the ring views) — and hands them to the functional core
-(:class:`vramtop.analysis.analyzer.Analyzer`). The result goes to the "render" mailbox. A torn
-read (the sampler died mid-sample) skips the tick; the render process keeps showing the previous
-analysis.
+Where it sits: the sampler publishes :class:`ProcessRows` per tick (state: newest wins); for the
+newest rows of each batch this core copies a bounded window of the histories out of shared
+memory — the last ``WINDOW`` samples of every GPU, and of every process in the message only as
+far back as the analysis looks, as one 2-D block under the seqlock (one contiguous run of
+columns per slot, straight from the ring views) — and hands them to the functional core
+(:class:`vramtop.analysis.analyzer.Analyzer`). The result goes to "render" (state) and
+"exporter" (which writes each sample with the analysis of the same ``seq``). A torn read (the
+sampler died mid-sample) skips the tick; the render process keeps showing the previous analysis.
 
 Other inputs: :class:`EnrichmentMessage` (which processes pre-allocate by design),
 :class:`ConfigUpdate` (new thresholds), and :class:`Selected` (the process selected
@@ -17,12 +17,13 @@ in the UI: PELT segments are computed for it alone).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from operator import attrgetter
 
 import numpy as np
 import numpy.typing as npt
 
-from vramtop.actors.base import ActorContext
+from vramtop.actors.base import ActorContext, Out
 from vramtop.analysis.analyzer import AnalysisContext, Analyzer, GpuHistory, ProcessHistories
 from vramtop.analysis.model import AnalysisResult
 from vramtop.analysis.spikes import SPIKE_WINDOW_S
@@ -34,6 +35,7 @@ from vramtop.messages import (
     EnrichmentMessage,
     ProcessIdentity,
     ProcessRow,
+    ProcessRows,
     SampleMessage,
     Selected,
 )
@@ -142,48 +144,58 @@ def _columns(
 
 
 class AnalyzerCore:
-    """Message-driven: one analysis per sample message, none in between."""
+    """Message-driven: one analysis per batch that brought new rows, none in between."""
 
     def __init__(self, window: int = WINDOW) -> None:
         self.window = window
-        self.ctx: ActorContext | None = None
         self.segment: ShmSegment | None = None
         self.reader: HistoryReader | None = None
         self.analyzer = Analyzer(Config())
         self.preallocates: dict[ProcessIdentity, bool] = {}
         self.kv_cache_usage: dict[ProcessIdentity, float | None] = {}
         self.selected: ProcessIdentity | None = None
-        self.latest: SampleMessage | None = None
+        self.latest: ProcessRows | None = None
         self.last_result: AnalysisResult | None = None
+        self.analyses = 0
         self.skipped = 0  # ticks skipped on torn reads, for diagnostics
         self.done = False
 
-    def start(self, ctx: ActorContext) -> None:
-        self.ctx = ctx
+    def start(self, ctx: ActorContext) -> Out:
         self.analyzer.configure(ctx.config)
         self.segment = ShmSegment.attach(ctx.shm_name)
         self.reader = HistoryReader(self.segment)
+        return []
 
-    def handle(self, message: object) -> None:
-        if isinstance(message, SampleMessage):
-            self.latest = message
-            self.analyze(message)
-        elif isinstance(message, EnrichmentMessage):
-            for item in message.items:
-                self.preallocates[item.identity] = item.preallocates
-        elif isinstance(message, ConfigUpdate):
-            if not message.error:
-                self.analyzer.configure(message.config)
-        elif isinstance(message, Selected):
-            self.selected = message.identity
+    def handle(self, batch: Sequence[object], now: float) -> Out:
+        rows: ProcessRows | None = None
+        for message in batch:
+            if isinstance(message, ProcessRows | SampleMessage):
+                rows = _as_rows(message)
+            elif isinstance(message, EnrichmentMessage):
+                for item in message.items:
+                    self.preallocates[item.identity] = item.preallocates
+            elif isinstance(message, ConfigUpdate):
+                if not message.error:
+                    self.analyzer.configure(message.config)
+            elif isinstance(message, Selected):
+                self.selected = message.identity
+        if rows is None:
+            return []
+        self.latest = rows
+        result = self.analyze(rows)
+        if result is None:
+            return []
+        out = AnalysisMessage(rows.seq, result)
+        return [("render", out), ("exporter", out)]
 
-    def analyze(self, message: SampleMessage) -> AnalysisResult | None:
-        """Read, analyse, post; None when the read was torn (the tick is skipped)."""
+    def analyze(self, message: ProcessRows | SampleMessage) -> AnalysisResult | None:
+        """Read and analyse; None when the read was torn (the tick is skipped)."""
         if self.reader is None:
             return None
+        rows = _as_rows(message)
         try:
             pw = process_window(self.analyzer.config.general.refresh_rate, self.window)
-            gpus, procs = read_histories(self.reader, message.rows, self.window, pw)
+            gpus, procs = read_histories(self.reader, rows.rows, self.window, pw)
         except TornReadError:
             self.skipped += 1
             return None
@@ -191,7 +203,7 @@ class AnalyzerCore:
         if len(self.preallocates) > 4 * max(len(procs.identities), 256):
             live = set(procs.identities)
             self.preallocates = {k: v for k, v in self.preallocates.items() if k in live}
-        stamp = message.snapshot.timestamp
+        stamp = rows.timestamp
         context = AnalysisContext(
             timestamp=stamp if math.isfinite(stamp) else None,
             preallocates=self.preallocates,
@@ -200,22 +212,21 @@ class AnalyzerCore:
         )
         result = self.analyzer.step(gpus, procs, context)
         self.last_result = result
-        if self.ctx is not None:
-            self.ctx.broadcast(("render", "exporter"), AnalysisMessage(message.seq, result))
+        self.analyses += 1
         return result
 
-    def tick(self, now: float) -> float:
+    def tick(self, now: float) -> tuple[float, Out]:
         # Nothing to do on a timer: the work follows the sampler's messages.
-        return now + 1.0
-
-    def fds(self) -> list[int]:
-        return []
-
-    def on_fd(self, fd: int) -> None:
-        pass
+        return now + 60.0, []
 
     def stop(self) -> None:
         self.reader = None
         if self.segment is not None:
             self.segment.close()
             self.segment = None
+
+
+def _as_rows(message: ProcessRows | SampleMessage) -> ProcessRows:
+    if isinstance(message, ProcessRows):
+        return message
+    return ProcessRows(message.seq, message.snapshot.timestamp, message.rows)

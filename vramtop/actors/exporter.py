@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from vramtop.actors.base import ActorContext
+from vramtop.actors.base import ActorContext, Out
 from vramtop.analysis.model import AnalysisResult
 from vramtop.enrich.model import Enrichment
 from vramtop.export.csvlog import CsvLog
@@ -69,18 +69,25 @@ class ExporterCore:
         self.with_analysis = 0  # samples written with their analysis (for tests, diagnostics)
         self.done = False
 
-    def start(self, ctx: ActorContext) -> None:
+    def start(self, ctx: ActorContext) -> Out:
         self._configure(ctx.config.general.refresh_rate)
         if self.export_csv is not None:
             self.logs.append(CsvLog(self.export_csv))
         if self.export_ndjson is not None:
             self.logs.append(NdjsonLog(self.export_ndjson))
+        return []
 
     def _configure(self, refresh_rate: float) -> None:
         if self.fixed_wait is None:
             self.wait_s = refresh_rate
 
-    def handle(self, message: object) -> None:
+    def handle(self, batch: Sequence[object], now: float) -> Out:
+        for message in batch:
+            self._take(message)
+        self.flush(self.clock())
+        return []
+
+    def _take(self, message: object) -> None:
         if isinstance(message, SampleMessage):
             self.pending.append(_Pending(message, self.clock() + self.wait_s))
             while len(self.pending) > MAX_PENDING:
@@ -94,7 +101,6 @@ class ExporterCore:
                 self.enrichments[item.identity] = item
         elif isinstance(message, ConfigUpdate) and not message.error:
             self._configure(message.config.general.refresh_rate)
-        self.flush(self.clock())
 
     def flush(self, now: float, everything: bool = False) -> None:
         """Write every pending sample that is ready, oldest first, stopping at the first that
@@ -134,17 +140,11 @@ class ExporterCore:
             live.update(r.identity for r in item.message.rows)
         self.enrichments = {k: v for k, v in self.enrichments.items() if k in live}
 
-    def tick(self, now: float) -> float:
+    def tick(self, now: float) -> tuple[float, Out]:
         self.flush(now)
         if self.pending:
-            return max(now, self.pending[0].deadline)
-        return now + max(0.05, self.wait_s * IDLE_TICK_FRACTION)
-
-    def fds(self) -> list[int]:
-        return []
-
-    def on_fd(self, fd: int) -> None:
-        pass
+            return max(now, self.pending[0].deadline), []
+        return now + max(0.05, self.wait_s * IDLE_TICK_FRACTION), []
 
     def stop(self) -> None:
         # Stopping (quit, SIGTERM, restart): nothing taken is left unwritten.

@@ -1,10 +1,12 @@
 """Sampler actor: the backend (NVML or simulated) -> shm rings + ``SampleMessage`` to readers.
 
 It is the only writer of the shared-memory history (design principle 2). Each tick it takes one
-snapshot, resolves process identities (``procinfo``), writes the rings and posts the snapshot with
-the slot of every process to the :data:`READERS` that run (pickled once for all of them; newest
-wins when a reader is slow). Files (``--export-csv``, ``--json-stream FILE``) are written by the
-exporter actor (``actors/exporter.py``), which joins each sample with its analysis.
+snapshot, resolves process identities (``procinfo``), writes the rings and sends each reader the
+message shaped for it: the whole :class:`SampleMessage` (snapshot + rows with their slots) to
+the render process and the exporter, the lighter :class:`ProcessRows` to the analyzer and
+enricher, which read the numbers from shared memory. Both are state: a slow reader gets the
+newest. Files (``--export-csv``, ``--json-stream FILE``) are written by the exporter actor
+(``actors/exporter.py``), which joins each sample with its analysis.
 
 Two optional backend methods change that (both found with ``getattr``; see ``gpu/replay.py``):
 ``rows_for(snapshot)`` supplies the process rows (identities, users and commands recorded in a
@@ -15,17 +17,19 @@ keeps the recording's cadence).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 
-from vramtop.actors.base import ActorContext
+from vramtop.actors.base import ActorContext, Out
 from vramtop.gpu.backend import GpuBackend
 from vramtop.gpu.factory import BackendSpec, make_backend
 from vramtop.gpu.snapshot import Snapshot
-from vramtop.messages import ConfigUpdate, ProcessRow, SampleMessage
+from vramtop.messages import ConfigUpdate, ProcessRow, ProcessRows, SampleMessage
 from vramtop.procinfo import ProcessFacts, ProcessTable
 from vramtop.shm import HistoryWriter, ShmSegment
 
-READERS = ("render", "analyzer", "enricher", "exporter")
+SAMPLE_READERS = ("render", "exporter")  # the snapshot itself
+ROWS_READERS = ("analyzer", "enricher")  # identities and slots; numbers from shared memory
 
 
 def build_rows(
@@ -54,24 +58,25 @@ class SamplerCore:
         self.table = ProcessTable()
         self.segment: ShmSegment | None = None
         self.writer: HistoryWriter | None = None
-        self.ctx: ActorContext | None = None
         self.interval = 1.0
         self.done = False
 
-    def start(self, ctx: ActorContext) -> None:
-        self.ctx = ctx
+    def start(self, ctx: ActorContext) -> Out:
         self.interval = ctx.config.general.refresh_rate
         self.segment = ShmSegment.attach(ctx.shm_name)
         self.writer = HistoryWriter(self.segment)
         self.backend = make_backend(self.spec)
         self.backend.open()
+        return []
 
-    def handle(self, message: object) -> None:
-        if isinstance(message, ConfigUpdate) and not message.error:
-            self.interval = message.config.general.refresh_rate
+    def handle(self, batch: Sequence[object], now: float) -> Out:
+        for message in batch:
+            if isinstance(message, ConfigUpdate) and not message.error:
+                self.interval = message.config.general.refresh_rate
+        return []
 
-    def tick(self, now: float) -> float:
-        assert self.backend is not None and self.writer is not None and self.ctx is not None
+    def tick(self, now: float) -> tuple[float, Out]:
+        assert self.backend is not None and self.writer is not None
         snapshot = self.backend.sample()
         rows_for = getattr(self.backend, "rows_for", None)
         recorded: tuple[ProcessRow, ...] | None = rows_for(snapshot) if rows_for else None
@@ -86,21 +91,18 @@ class SamplerCore:
             rows = tuple(
                 replace(r, slot=slots.get((r.identity.pid, r.gpu_index), -1)) for r in recorded
             )
-        message = SampleMessage(self.writer.count, snapshot, rows)
-        self.ctx.broadcast(READERS, message)
+        seq = self.writer.count
+        sample = SampleMessage(seq, snapshot, rows)
+        light = ProcessRows(seq, snapshot.timestamp, rows)
+        out: Out = [(name, sample) for name in SAMPLE_READERS]
+        out += [(name, light) for name in ROWS_READERS]
         next_due = getattr(self.backend, "next_due", None)
         if next_due is not None:
             wall = time.time()
             due: float = next_due(wall)
-            return now + max(0.0, due - wall)
+            return now + max(0.0, due - wall), out
         # Steady cadence: the next tick is due one interval after this one began.
-        return now + self.interval
-
-    def fds(self) -> list[int]:
-        return []
-
-    def on_fd(self, fd: int) -> None:
-        pass
+        return now + self.interval, out
 
     def stop(self) -> None:
         if self.backend is not None:

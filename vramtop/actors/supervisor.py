@@ -6,6 +6,11 @@ back-off and gets its old mailbox back (nothing queued is lost); an actor that d
 rest keep running. State lives outside the actors (shared memory, mailboxes, the scenario clock),
 so a restart continues where the dead process stopped.
 
+It owns the shared memory (design principle 4): given a :class:`ShmShape` it removes segments
+left by dead runs, creates the history segment before the first actor starts and unlinks it on
+every way out. It also creates the state channels (``actors/mailbox.py``) that carry samples and
+analyses, newest-wins, to their subscribers.
+
 The supervisor also owns the terminal's safety: it saves the termios state before the render
 process starts and restores it (leaving the alternate screen, showing the cursor) whenever the
 render process dies, before restarting it. SIGINT/SIGTERM stop everything in order; SIGHUP
@@ -22,14 +27,14 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from vramtop.actors.base import ActorContext, ActorCore, run_actor, set_title
-from vramtop.actors.mailbox import Mailbox
+from vramtop.actors.mailbox import Mailbox, make_channels
 from vramtop.config import Config, ConfigError, load_config
 from vramtop.messages import (
     ActorError,
@@ -40,10 +45,26 @@ from vramtop.messages import (
     Quit,
     Stop,
 )
+from vramtop.shm import ShmSegment, cleanup_stale
 
 # Mouse reporting off, leave the alternate screen, show the cursor, reset attributes.
 ALT_SCREEN_OFF = "\x1b[?1006l\x1b[?1000l\x1b[?1049l\x1b[?25h\x1b[0m"
 CONTEXT = mp.get_context("fork")  # explicit: 3.14 changes the default start method
+
+
+@dataclass(frozen=True)
+class ShmShape:
+    """The history segment the supervisor creates: sized once, never on the hot path."""
+
+    history_length: int
+    gpu_count: int
+    process_slots: int
+
+
+def channel_capacity(process_slots: int) -> int:
+    """Bytes a state channel holds: room for a sample of every process slot (a message that
+    does not fit travels through the command queue instead, still newest-wins per batch)."""
+    return 256 * 1024 + 1024 * process_slots
 
 
 @dataclass
@@ -55,6 +76,7 @@ class ChildSpec:
     heartbeat_timeout: float = 15.0
     essential: bool = False  # the program cannot go on without it (the render process)
     owns_terminal: bool = False
+    every_state: bool = False  # needs every sample, not the newest (the exporter's files)
 
 
 @dataclass
@@ -75,19 +97,31 @@ class Supervisor:
         self,
         config: Config,
         specs: list[ChildSpec],
-        shm_name: str,
+        shm_name: str = "",
         config_path: str | None = None,
         overrides: Mapping[str, object] | None = None,
-        mailbox_size: int = 64,
         housekeeping: Callable[[], object] | None = None,
+        shm: ShmShape | None = None,
+        state_routes: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        """``state_routes``: which actors subscribe to each state kind, e.g.
+        ``{"sample": ("render",), "rows": ("analyzer", "enricher")}``; a kind not routed
+        (or an actor not listed) gets its messages through the command queue."""
         self.housekeeping = housekeeping  # called every loop turn (reaping demo children)
         self.config = config
         self.config_path = config_path
         self.overrides = dict(overrides or {})
         self.shm_name = shm_name
-        self.inbox = Mailbox(CONTEXT, "supervisor", maxsize=1024)
-        self.children = {s.name: _Child(s, Mailbox(CONTEXT, s.name, mailbox_size)) for s in specs}
+        self.shm_shape = shm
+        self.segment: ShmSegment | None = None
+        names = {s.name for s in specs}
+        routes = {k: [a for a in v if a in names] for k, v in (state_routes or {}).items()}
+        self.channels = make_channels(routes, channel_capacity(config.general.process_slots))
+        self.inbox = Mailbox(CONTEXT, "supervisor")
+        self.children = {
+            s.name: _Child(s, Mailbox(CONTEXT, s.name, self.channels, not s.every_state))
+            for s in specs
+        }
         self.stopping = False
         self.exit_code = 0
         self.exit_message = ""
@@ -103,6 +137,7 @@ class Supervisor:
         self._install_signals()
         self._save_terminal()
         try:
+            self._create_segment()
             while not self.stopping:
                 self._start_due()
                 self._wait(0.5)
@@ -115,6 +150,16 @@ class Supervisor:
         finally:
             self._shutdown()
         return self.exit_code
+
+    def _create_segment(self) -> None:
+        if self.shm_shape is None:
+            return
+        cleanup_stale()
+        shape = self.shm_shape
+        self.segment = ShmSegment.create(
+            shape.history_length, max(1, shape.gpu_count), shape.process_slots
+        )
+        self.shm_name = self.segment.name
 
     def _install_signals(self) -> None:
         for signo in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCONT, signal.SIGTSTP):
@@ -153,6 +198,7 @@ class Supervisor:
             supervisor=self.inbox,
             outboxes={name: c.inbox for name, c in self.children.items()},
             shm_name=self.shm_name,
+            channels=self.channels,
         )
 
     def _start(self, child: _Child) -> None:
@@ -289,6 +335,10 @@ class Supervisor:
         for child in self.children.values():
             proc = child.process
             if proc is not None and now - child.last_beat > child.spec.heartbeat_timeout:
+                if _stopped(proc.pid or 0):
+                    # Stopped (SIGSTOP, a debugger), not hung: it beats again once continued.
+                    child.last_beat = now
+                    continue
                 child.last_error = f"no heartbeat for {child.spec.heartbeat_timeout:.0f} s"
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid or 0, signal.SIGKILL)
@@ -335,6 +385,10 @@ class Supervisor:
         for child in self.children.values():
             child.inbox.close()
         self.inbox.close()
+        if self.segment is not None:
+            self.segment.close()
+            self.segment.unlink()
+            self.segment = None
         if self.exit_message:
             print(self.exit_message, file=sys.stderr)
 
