@@ -1,8 +1,10 @@
 """Every message that crosses a process boundary: small, typed, versionless dataclasses.
 
-Routing (see ``modes/monitor.py`` and ``actors/supervisor.py``): the sampler sends
-:class:`SampleMessage` to the render process and the exporter, and the lighter
-:class:`ProcessRows` to the analyzer and the enricher; the analyzer sends
+Routing (``actors/routes.py``): each tick the sampler sends :class:`ProcessRows` to the render
+process, the analyzer, the enricher and the exporter, and :class:`SnapshotMessage` (the numbers)
+to the render process and the exporter, which join the two into a :class:`SampleMessage`
+(:class:`SampleJoiner`); the analyzer and enricher read the numbers from shared memory. The
+analyzer sends
 :class:`AnalysisMessage`; every actor sends :class:`Heartbeat` to the supervisor; the supervisor
 sends :class:`ActorHealth`, :class:`ConfigUpdate` and :class:`Stop`.
 
@@ -52,6 +54,17 @@ class SampleMessage:
     seq: int  # the shm sample counter this message corresponds to
     snapshot: Snapshot
     rows: tuple[ProcessRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotMessage:
+    """The sampler's tick as the render process and the exporter get it, beside the
+    :class:`ProcessRows` of the same ``seq``; :class:`SampleJoiner` puts the two together.
+    Sent apart so that the rows, the bulk of a tick at 1000s of processes, are pickled once
+    for every reader."""
+
+    seq: int
+    snapshot: Snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +159,7 @@ class AnalysisMessage:
 
 Message = (
     SampleMessage
+    | SnapshotMessage
     | ProcessRows
     | Heartbeat
     | ActorHealth
@@ -160,6 +174,7 @@ Message = (
 
 
 STATE_KINDS: dict[type, str] = {
+    SnapshotMessage: "snapshot",
     SampleMessage: "sample",
     ProcessRows: "rows",
     AnalysisMessage: "analysis",
@@ -170,3 +185,37 @@ STATE_KINDS: dict[type, str] = {
 def state_kind(message: object) -> str | None:
     """The state channel of ``message``; None for a command."""
     return STATE_KINDS.get(type(message))
+
+
+class SampleJoiner:
+    """Puts a :class:`SnapshotMessage` and the :class:`ProcessRows` of the same ``seq`` back
+    together as a :class:`SampleMessage`. Parts older than the newest joined sample are
+    dropped, so a lost part costs one sample, never memory."""
+
+    KEEP = 64  # unjoined parts kept at most per kind
+
+    def __init__(self) -> None:
+        self._snapshots: dict[int, Snapshot] = {}
+        self._rows: dict[int, tuple[ProcessRow, ...]] = {}
+
+    def add(self, message: object) -> SampleMessage | None:
+        if isinstance(message, SampleMessage):
+            return message
+        if isinstance(message, SnapshotMessage):
+            seq = message.seq
+            self._snapshots[seq] = message.snapshot
+        elif isinstance(message, ProcessRows):
+            seq = message.seq
+            self._rows[seq] = message.rows
+        else:
+            return None
+        if seq in self._snapshots and seq in self._rows:
+            joined = SampleMessage(seq, self._snapshots.pop(seq), self._rows.pop(seq))
+            for parts in (self._snapshots, self._rows):
+                for old in [k for k in parts if k < seq]:
+                    del parts[old]
+            return joined
+        for parts in (self._snapshots, self._rows):
+            while len(parts) > self.KEEP:
+                del parts[min(parts)]
+        return None

@@ -1,6 +1,7 @@
 """Exporter actor: samples + enrichment + analysis -> ``--export-csv`` / ``--json-stream FILE``.
 
-Where it sits: the sampler broadcasts every :class:`SampleMessage` to it, the enricher sends its
+Where it sits: the sampler sends it every tick's :class:`SnapshotMessage` and
+:class:`ProcessRows` (joined here into a :class:`SampleMessage`), the enricher sends its
 :class:`EnrichmentMessage` deltas and the analyzer the :class:`AnalysisMessage` of each sample.
 Sample N is written together with the analysis whose ``seq`` is N, so a row's phase and verdict
 are those vramtop showed at that instant. The analysis of a sample normally arrives a few
@@ -32,7 +33,10 @@ from vramtop.messages import (
     ConfigUpdate,
     EnrichmentMessage,
     ProcessIdentity,
+    ProcessRows,
+    SampleJoiner,
     SampleMessage,
+    SnapshotMessage,
 )
 
 MAX_PENDING = 64  # samples waiting for their analysis: beyond this the oldest is written now
@@ -66,6 +70,7 @@ class ExporterCore:
         self.newest_result = -1  # highest seq an analysis arrived for
         self.enrichments: dict[ProcessIdentity, Enrichment] = {}
         self.written = 0
+        self._joiner = SampleJoiner()
         self.with_analysis = 0  # samples written with their analysis (for tests, diagnostics)
         self.done = False
 
@@ -88,6 +93,8 @@ class ExporterCore:
         return []
 
     def _take(self, message: object) -> None:
+        if isinstance(message, SnapshotMessage | ProcessRows):
+            message = self._joiner.add(message)
         if isinstance(message, SampleMessage):
             self.pending.append(_Pending(message, self.clock() + self.wait_s))
             while len(self.pending) > MAX_PENDING:

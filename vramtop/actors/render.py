@@ -28,7 +28,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from vramtop.actors.base import ActorContext, Out
-from vramtop.messages import AnalysisMessage, ProcessIdentity, Quit, SampleMessage, Selected
+from vramtop.messages import (
+    AnalysisMessage,
+    ProcessIdentity,
+    ProcessRows,
+    Quit,
+    SampleJoiner,
+    SampleMessage,
+    Selected,
+    SnapshotMessage,
+)
 from vramtop.render.controller import Ui
 from vramtop.render.filters import ProcessFilter
 from vramtop.render.grid import Grid
@@ -94,6 +103,7 @@ class RenderCore:
         self._stack: contextlib.ExitStack | None = None
         self.frames = 0
         self.frame_seqs: tuple[int, int] = (-1, -1)  # (sample, analysis) of the last frame
+        self._joiner = SampleJoiner()
         self._held: SampleMessage | None = None  # the newest sample, waiting for its analysis
         self._held_until = 0.0
         self._analysis: AnalysisMessage | None = None  # not applied yet
@@ -158,6 +168,10 @@ class RenderCore:
     def handle(self, batch: Sequence[object], now: float) -> Out:
         dirty = False
         for message in batch:
+            if isinstance(message, SnapshotMessage | ProcessRows):
+                message = self._joiner.add(message)
+                if message is None:
+                    continue
             if isinstance(message, SampleMessage):
                 if self._held is None:
                     self._held_until = now + self._pairing_wait()

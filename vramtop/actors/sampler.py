@@ -1,11 +1,12 @@
-"""Sampler actor: the backend (NVML or simulated) -> shm rings + ``SampleMessage`` to readers.
+"""Sampler actor: the backend (NVML or simulated) -> shm rings + the tick's messages to readers.
 
 It is the only writer of the shared-memory history (design principle 2). Each tick it takes one
 snapshot, resolves process identities (``procinfo``), writes the rings and sends each reader the
-message shaped for it: the whole :class:`SampleMessage` (snapshot + rows with their slots) to
-the render process and the exporter, the lighter :class:`ProcessRows` to the analyzer and
-enricher, which read the numbers from shared memory. Both are state: a slow reader gets the
-newest. Files (``--export-csv``, ``--json-stream FILE``) are written by the exporter actor
+messages shaped for it: :class:`ProcessRows` (identities and slots) to every reader, and
+:class:`SnapshotMessage` (the numbers) to the render process and the exporter, which join the
+two (``messages.SampleJoiner``); the analyzer and enricher read the numbers from shared memory.
+Each is pickled once for all its readers, and both are state: a slow reader gets the newest.
+Files (``--export-csv``, ``--json-stream FILE``) are written by the exporter actor
 (``actors/exporter.py``), which joins each sample with its analysis.
 
 Two optional backend methods change that (both found with ``getattr``; see ``gpu/replay.py``):
@@ -24,12 +25,12 @@ from vramtop.actors.base import ActorContext, Out
 from vramtop.gpu.backend import GpuBackend
 from vramtop.gpu.factory import BackendSpec, make_backend
 from vramtop.gpu.snapshot import Snapshot
-from vramtop.messages import ConfigUpdate, ProcessRow, ProcessRows, SampleMessage
+from vramtop.messages import ConfigUpdate, ProcessRow, ProcessRows, SnapshotMessage
 from vramtop.procinfo import ProcessFacts, ProcessTable
 from vramtop.shm import HistoryWriter, ShmSegment
 
-SAMPLE_READERS = ("render", "exporter")  # the snapshot itself
-ROWS_READERS = ("analyzer", "enricher")  # identities and slots; numbers from shared memory
+SNAPSHOT_READERS = ("render", "exporter")  # the numbers, joined with the rows by the reader
+ROWS_READERS = ("render", "analyzer", "enricher", "exporter")  # identities and slots
 
 
 def build_rows(
@@ -92,10 +93,10 @@ class SamplerCore:
                 replace(r, slot=slots.get((r.identity.pid, r.gpu_index), -1)) for r in recorded
             )
         seq = self.writer.count
-        sample = SampleMessage(seq, snapshot, rows)
-        light = ProcessRows(seq, snapshot.timestamp, rows)
-        out: Out = [(name, sample) for name in SAMPLE_READERS]
-        out += [(name, light) for name in ROWS_READERS]
+        numbers = SnapshotMessage(seq, snapshot)
+        identities = ProcessRows(seq, snapshot.timestamp, rows)
+        out: Out = [(name, identities) for name in ROWS_READERS]
+        out += [(name, numbers) for name in SNAPSHOT_READERS]
         next_due = getattr(self.backend, "next_due", None)
         if next_due is not None:
             wall = time.time()
