@@ -17,10 +17,8 @@ import time
 from vramtop.config import Config
 from vramtop.gpu.backend import BackendUnavailable
 from vramtop.gpu.factory import BackendSpec, make_backend
-from vramtop.gpu.snapshot import Snapshot
-from vramtop.messages import ProcessRow
 from vramtop.modes.exits import EXIT_GPU, EXIT_OK, EXIT_USAGE, fail
-from vramtop.render.filters import ProcessFilter
+from vramtop.render.filters import ProcessFilter, visible_rows
 
 # One sample of a scenario is most telling once it has settled (servers loaded).
 ONCE_WARMUP_S = 60.0
@@ -38,7 +36,6 @@ def run_once(
     from vramtop.analysis.stream import StreamAnalyzer
     from vramtop.enrich.enricher import Enricher
     from vramtop.enrich.procinfo import ProcessTable, build_rows
-    from vramtop.enrich.users import aggregate_other_users, is_other_user
     from vramtop.export.csvlog import CsvLog
     from vramtop.export.document import to_document, to_table
     from vramtop.export.logfile import LogFileError
@@ -60,17 +57,24 @@ def run_once(
         enrichments = enricher.known
     finally:
         backend.close()
-    if filters is not None and filters.active:
-        snapshot, rows = _filtered(snapshot, rows, filters)
-    others = {}
-    if config is not None and not config.display.show_other_users:
-        # The security model: other users' processes are counted, not listed.
-        others = aggregate_other_users(rows, enrichments, snapshot)
-        shown = [r for r in rows if not is_other_user(r, enrichments)]
-        snapshot = _keep_rows(snapshot, shown)
-        rows = shown
+    config = config or Config()
+    seen = visible_rows(
+        snapshot,
+        rows,
+        enrichments,
+        show_other_users=config.display.show_other_users,
+        filters=filters,
+    )
+    rows, others = list(seen.rows), seen.others
+    # The document lists what is shown: the GPUs kept and only the listed processes.
+    keys = {(r.identity.pid, r.gpu_index) for r in rows}
+    snapshot = dataclasses.replace(
+        snapshot,
+        gpus=tuple(g for g in snapshot.gpus if g.index in seen.gpus),
+        processes=tuple(p for p in snapshot.processes if (p.pid, p.gpu_index) in keys),
+    )
     prealloc = {k: e.preallocates for k, e in enrichments.items()}
-    analysis = StreamAnalyzer(config or Config(), window=1).step(snapshot, tuple(rows), prealloc)
+    analysis = StreamAnalyzer(config, window=1).step(snapshot, tuple(rows), prealloc)
     if export_csv is not None:
         try:
             with CsvLog(export_csv) as log:
@@ -82,20 +86,3 @@ def run_once(
     else:
         print(to_table(snapshot, rows, others))
     return EXIT_OK
-
-
-def _filtered(
-    snapshot: Snapshot, rows: list[ProcessRow], filters: ProcessFilter
-) -> tuple[Snapshot, list[ProcessRow]]:
-    """``--gpu/--user/--pid/--only-visible`` applied to one sample, as the monitor applies them."""
-    gpus = tuple(g for g in snapshot.gpus if filters.gpu_shown(g))
-    shown = frozenset(g.index for g in gpus)
-    kept = [r for r in rows if filters.row_shown(r, shown)]
-    return _keep_rows(dataclasses.replace(snapshot, gpus=gpus), kept), kept
-
-
-def _keep_rows(snapshot: Snapshot, rows: list[ProcessRow]) -> Snapshot:
-    """The snapshot with only the processes of ``rows``."""
-    keys = {(r.identity.pid, r.gpu_index) for r in rows}
-    procs = tuple(p for p in snapshot.processes if (p.pid, p.gpu_index) in keys)
-    return dataclasses.replace(snapshot, processes=procs)

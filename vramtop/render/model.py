@@ -178,9 +178,8 @@ DESCENDING_FIRST = frozenset({"VRAM", "%GPU", "SM%", "RATE"})
 def build_views(
     sample: SampleMessage,
     knowledge: Knowledge,
+    rows: Iterable[ProcessRow],
     *,
-    shown_gpus: frozenset[int],
-    row_filter: Callable[[ProcessRow], bool],
     text: str = "",
     sort: str = "VRAM",
     descending: bool = True,
@@ -189,9 +188,7 @@ def build_views(
     procs = {(p.pid, p.gpu_index): p for p in sample.snapshot.processes}
     needle = text.lower()
     views = []
-    for row in sample.rows:
-        if row.gpu_index not in shown_gpus or not row_filter(row):
-            continue
+    for row in rows:  # the visible ones (render.filters.visible_rows), in the sample's order
         view = ProcView(
             row=row,
             proc=procs.get((row.identity.pid, row.gpu_index)),
