@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from vramtop.analysis.model import AnalysisResult, GpuAnalysis, ProcessAnalysis
 from vramtop.enrich.model import Enrichment
 from vramtop.gpu.snapshot import GpuSample, ProcessSample
+from vramtop.identity import same_process
 from vramtop.messages import ProcessIdentity, ProcessRow, SampleMessage
 from vramtop.na import NaType
 
@@ -75,7 +76,7 @@ def _proc_parent(identity: ProcessIdentity) -> tuple[int, str]:
 
         proc = psutil.Process(identity.pid)
         # A reused PID is another process: its parent says nothing about ours.
-        if identity.start_time and abs(proc.create_time() - identity.start_time) > 0.05:
+        if not same_process(identity, ProcessIdentity(proc.pid, proc.create_time())):
             return 0, ""
         parent = proc.parent()
         if parent is not None:

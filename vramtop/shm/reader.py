@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vramtop.analysis.analyzer import GpuHistory, ProcessHistories
+from vramtop.identity import same_process_mask
 from vramtop.messages import ProcessRow
 from vramtop.shm.layout import FIELD_INDEX, SegmentArrays
 from vramtop.shm.segment import ShmSegment
@@ -70,9 +71,8 @@ class SlotTable:
 
     def find(self, pid: int, start_time: float, gpu: int) -> int:
         """The slot holding process (pid, start_time) on ``gpu``, or -1."""
-        hits = np.flatnonzero(
-            (self.pid == pid) & (self.start_time == start_time) & (self.gpu == gpu)
-        )
+        same = same_process_mask(self.pid, self.start_time, np.int64(pid), np.float64(start_time))
+        hits = np.flatnonzero(same & (self.gpu == gpu))
         return int(hits[0]) if hits.size else -1
 
 
@@ -346,7 +346,7 @@ def read_histories(
         )
         used[partial] = np.where(alive, used[partial], np.nan)
     # A slot handed to another process since the message was built: its data is not ours.
-    ours = (pid == row_pid[usable]) & ((start_time == row_start[usable]) | (start_time == 0.0))
+    ours = same_process_mask(pid, start_time, row_pid[usable], row_start[usable])
     if everyone and bool(ours.all()):
         full = used
     else:
