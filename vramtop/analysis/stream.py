@@ -26,10 +26,6 @@ from vramtop.gpu.snapshot import Snapshot
 from vramtop.messages import ProcessIdentity, ProcessRow
 
 
-def _num(value: object) -> float:
-    return float(value) if isinstance(value, (int, float)) else math.nan
-
-
 class _Windows:
     """The last ``n`` samples of every GPU and process, as the analyzer's history inputs."""
 
@@ -52,7 +48,7 @@ class _Windows:
             ring = self.gpu_used.get(g.index)
             if ring is None:
                 ring = self.gpu_used[g.index] = np.full(self.n, np.nan)
-            ring[col] = math.nan if g.lost else _num(g.memory_used)
+            ring[col] = math.nan if g.lost else float(g.memory_used)
         present = {g.index for g in snap.gpus}
         for index, ring in self.gpu_used.items():
             if index not in present:
@@ -65,7 +61,7 @@ class _Windows:
             row = self.rows.get(key)
             if row is None:
                 row = self.rows[key] = self._free_row()
-            self.proc_used[row, col] = _num(p.used_bytes)
+            self.proc_used[row, col] = float(p.used_bytes)
             self.last_seen[key] = self.count
             current.append(key)
         self.count += 1
@@ -119,9 +115,9 @@ class StreamAnalyzer:
                 index=g.index,
                 ts=ts,
                 used=windows.gpu_used[g.index][order],
-                total=_num(g.memory_total),
-                free=_num(g.memory_free),
-                temperature_c=_num(g.temperature_c),
+                total=float(g.memory_total),
+                free=float(g.memory_free),
+                temperature_c=float(g.temperature_c),
             )
             for g in snapshot.gpus
             if not g.lost

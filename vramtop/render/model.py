@@ -19,7 +19,6 @@ from vramtop.enrich.model import Enrichment
 from vramtop.gpu.snapshot import GpuSample, ProcessSample
 from vramtop.identity import same_process
 from vramtop.messages import ProcessIdentity, ProcessRow, SampleMessage
-from vramtop.na import NaType
 
 RowKey = tuple[int, float, int]  # (pid, start time, gpu index): one row per process per GPU
 
@@ -106,20 +105,16 @@ class ProcView:
 
     @property
     def vram(self) -> float:
-        used = self.proc.used_bytes if self.proc is not None else None
-        return math.nan if used is None or isinstance(used, NaType) else float(used)
+        return float(self.proc.used_bytes) if self.proc is not None else math.nan
 
     @property
     def gpu_fraction(self) -> float:
-        total = self.gpu.memory_total if self.gpu is not None else None
-        if total is None or isinstance(total, NaType) or not total:
-            return math.nan
-        return self.vram / float(total)
+        total = float(self.gpu.memory_total) if self.gpu is not None else math.nan
+        return self.vram / total if total else math.nan  # NaN: n/a; 0: no total to divide by
 
     @property
     def sm(self) -> float:
-        v = self.proc.sm_util if self.proc is not None else None
-        return math.nan if v is None or isinstance(v, NaType) else float(v)
+        return float(self.proc.sm_util) if self.proc is not None else math.nan
 
     @property
     def rate(self) -> float:
