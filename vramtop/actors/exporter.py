@@ -12,7 +12,7 @@ each in one append (``export/logfile.py``), so a ``kill -9`` loses at most the s
 waiting for its analysis. Enrichment is kept by identity (the latest facts about each process)
 and dropped for identities that left.
 
-Started by the supervisor only when an export is requested (``cli.run_monitor``); the files are
+Started by the supervisor only when an export is requested (``modes/monitor.py``); the files are
 opened for appending at every start, so a restarted exporter continues them.
 """
 

@@ -22,34 +22,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from vramtop.actors.base import ActorContext, Out
+from vramtop.enrich.procinfo import ProcessTable, build_rows
 from vramtop.gpu.backend import GpuBackend
 from vramtop.gpu.factory import BackendSpec, make_backend
-from vramtop.gpu.snapshot import Snapshot
 from vramtop.messages import ConfigUpdate, ProcessRow, ProcessRows, SnapshotMessage
-from vramtop.procinfo import ProcessFacts, ProcessTable
 from vramtop.shm import HistoryWriter, ShmSegment
 
 SNAPSHOT_READERS = ("render", "exporter")  # the numbers, joined with the rows by the reader
 ROWS_READERS = ("render", "analyzer", "enricher", "exporter")  # identities and slots
-
-
-def build_rows(
-    snapshot: Snapshot, facts: dict[int, ProcessFacts], slots: dict[tuple[int, int], int]
-) -> tuple[ProcessRow, ...]:
-    rows = []
-    for proc in snapshot.processes:
-        fact = facts[proc.pid]
-        rows.append(
-            ProcessRow(
-                identity=fact.identity,
-                gpu_index=proc.gpu_index,
-                slot=slots.get((proc.pid, proc.gpu_index), -1),
-                user=fact.user,
-                command=fact.command,
-                same_user=fact.same_user,
-            )
-        )
-    return tuple(rows)
 
 
 class SamplerCore:
