@@ -236,19 +236,30 @@ def test_ctrl_z_gives_the_shell_a_normal_terminal_and_fg_takes_it_back(home: Pat
     try:
         tui.wait_for("python train_small.py")
         render = tui.actors()["vramtop: render"]
+        everyone = list(tui.actors().values())
+        supervisor = psutil.Process(render).ppid()
+        everyone.append(supervisor)
+        assert len(everyone) >= 5  # supervisor, sampler, render, analyzer, enricher
         mark = len(tui.raw)
         tui.send("\x1a")  # Ctrl-Z
-        tui.wait_for("SUSPENDED=148", timeout=10)  # 128 + SIGTSTP
+        # (On the bytes: pyte has no alternate screen, so the shell's line may wrap anywhere.)
+        tui.wait_for(lambda _: b"SUSPENDED=148" in tui.raw, timeout=10)  # 128 + SIGTSTP
         # (pyte keeps one buffer, so the check is on the bytes: alternate screen left, cursor
         # shown, mouse off, before the shell printed anything.)
         suspended = bytes(tui.raw[mark:])
         assert b"\x1b[?1049l" in suspended and b"\x1b[?25h" in suspended
         assert b"\x1b[?1000l" in suspended, "mouse reporting off while the shell has the tty"
-        assert psutil.Process(render).status() == psutil.STATUS_STOPPED
-        tui.wait_for("python train_small.py", timeout=10)  # after `fg`
+        # Every vramtop process is stopped, not only the ones that own the terminal: nothing
+        # keeps polling the driver while the job is suspended.
+        states = {pid: psutil.Process(pid).status() for pid in everyone}
+        assert set(states.values()) == {psutil.STATUS_STOPPED}, states
+        mark = len(tui.raw)
+        tui.wait_for(lambda _: b"train_small.py" in bytes(tui.raw[mark:]), timeout=10)  # `fg`
         assert tui.actors()["vramtop: render"] == render, "resumed, not restarted"
+        states = {pid: psutil.Process(pid).status() for pid in everyone}
+        assert psutil.STATUS_STOPPED not in states.values(), states
         tui.send("q")
-        tui.wait_for("EXIT=0", timeout=10)
+        tui.wait_for(lambda _: b"EXIT=0" in tui.raw, timeout=10)
     finally:
         tui.close()
 
@@ -330,5 +341,23 @@ def test_a_stalled_render_process_loses_no_command_and_wakes_to_the_newest_sampl
         tui.send("\x1b")
         tui.send("q")
         assert tui.wait_exit() == 0
+    finally:
+        tui.close()
+
+
+def test_driver_warnings_stay_off_the_screen_and_are_printed_after_the_exit(home: Path) -> None:
+    # A GPU falls off the bus and comes back: the sampler logs both. Nothing an actor writes
+    # may land on the frame; the status line shows the newest line, the exit prints them all.
+    tui = Tui(["--demo", "lost", "--speed", "4"], cols=160, rows=45, home=home)
+    try:
+        screen = tui.wait_for("GPU 1 is back", timeout=30)
+        body = screen.splitlines()[:-1]  # everything but the status line
+        assert not [ln for ln in body if "retrying" in ln or "is back" in ln], screen
+        assert "sampler: GPU 1 is back" in screen.splitlines()[-1]
+        tui.send("q")
+        assert tui.wait_exit() == 0
+        after = tui.text()
+        assert "the actors wrote" in after
+        assert "sampler: GPU 1 lost" in after and "sampler: GPU 1 is back" in after
     finally:
         tui.close()

@@ -110,6 +110,16 @@ class ConfigUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class LogLine:
+    """Supervisor -> render: the newest line the actors wrote to stderr or logged (the screen
+    belongs to the render process, so they never write to the terminal; the whole log is
+    printed after it is restored). ``total`` counts every line so far."""
+
+    text: str
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
 class Stop:
     """Supervisor -> actor: finish the current step and exit 0."""
 
@@ -164,6 +174,7 @@ Message = (
     | Heartbeat
     | ActorHealth
     | ConfigUpdate
+    | LogLine
     | Stop
     | Quit
     | ActorError

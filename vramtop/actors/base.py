@@ -45,6 +45,8 @@ class ActorContext:
     outboxes: Mapping[str, Mailbox]
     shm_name: str
     channels: Mapping[str, StateChannel] = field(default_factory=dict)
+    log_fd: int = -1  # the supervisor's log pipe: this actor's stderr (and stdout) go there
+    owns_terminal: bool = False  # keeps fd 1 (the render process draws on it)
     extra: dict[str, object] = field(default_factory=dict)
 
     def deliver(self, out: Out) -> None:
@@ -129,6 +131,7 @@ def run_actor(core: ActorCore, ctx: ActorContext) -> None:
         raise _StopRequested
 
     signal.signal(signal.SIGTERM, _term)
+    _redirect_output(ctx)
     code = 0
     try:
         _injected_fault(ctx.name)
@@ -151,6 +154,28 @@ def run_actor(core: ActorCore, ctx: ActorContext) -> None:
     for box in (ctx.supervisor, *ctx.outboxes.values()):
         box.flush()
     os._exit(code)
+
+
+def _redirect_output(ctx: ActorContext) -> None:
+    """While the render process owns the screen nothing else may write on it: stderr (and,
+    but for the render process, stdout) goes to the supervisor's log pipe, which shows the
+    newest line in the status line and prints them all once the terminal is restored.
+    Logging is configured here too: unconfigured, Python writes WARNING records to stderr
+    bare, and a driver's warning would be one more anonymous line."""
+    import logging
+
+    if ctx.log_fd >= 0:
+        with contextlib.suppress(OSError):
+            os.dup2(ctx.log_fd, 2)
+            if not ctx.owns_terminal:
+                os.dup2(ctx.log_fd, 1)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{ctx.name}: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
 
 
 def _injected_fault(name: str) -> None:

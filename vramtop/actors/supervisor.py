@@ -42,10 +42,13 @@ from vramtop.messages import (
     ActorState,
     ConfigUpdate,
     Heartbeat,
+    LogLine,
     Quit,
     Stop,
 )
 from vramtop.shm import ShmSegment, cleanup_stale
+
+LOG_LINES_KEPT = 2000  # printed after the terminal is restored; older ones are counted
 
 # Mouse reporting off, leave the alternate screen, show the cursor, reset attributes.
 ALT_SCREEN_OFF = "\x1b[?1006l\x1b[?1000l\x1b[?1049l\x1b[?25h\x1b[0m"
@@ -130,6 +133,12 @@ class Supervisor:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
+        # The actors' stderr: a pipe whose read end only this process holds open for reading.
+        self._log_r, self._log_w = os.pipe()
+        os.set_blocking(self._log_r, False)
+        self.log: deque[str] = deque(maxlen=LOG_LINES_KEPT)
+        self.logged = 0
+        self._log_partial = b""
 
     # -- lifecycle ------------------------------------------------------------------------
     def run(self) -> int:
@@ -142,6 +151,7 @@ class Supervisor:
                 self._start_due()
                 self._wait(0.5)
                 self._handle_signals()
+                self._read_log()
                 self._handle_inbox()
                 self._reap()
                 self._check_heartbeats()
@@ -199,6 +209,8 @@ class Supervisor:
             outboxes={name: c.inbox for name, c in self.children.items()},
             shm_name=self.shm_name,
             channels=self.channels,
+            log_fd=self._log_w,
+            owns_terminal=child.spec.owns_terminal,
         )
 
     def _start(self, child: _Child) -> None:
@@ -226,7 +238,7 @@ class Supervisor:
         due = [c.start_at for c in self.children.values() if c.start_at is not None]
         if due:
             timeout = max(0.0, min(timeout, min(due) - now))
-        waitables: list[Any] = [self._wake_r, self.inbox.fileno()]
+        waitables: list[Any] = [self._wake_r, self._log_r, self.inbox.fileno()]
         waitables += [c.process.sentinel for c in self.children.values() if c.process is not None]
         with contextlib.suppress(InterruptedError):
             connection.wait(waitables, timeout)
@@ -279,6 +291,53 @@ class Supervisor:
     def _post_all(self, message: object) -> None:
         for child in self.children.values():
             child.inbox.post(message)
+
+    def _read_log(self, final: bool = False) -> None:
+        """Take what the actors wrote; tell the render process the newest line."""
+        data = b""
+        while True:
+            try:
+                chunk = os.read(self._log_r, 65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        if not data and not (final and self._log_partial):
+            return
+        data = self._log_partial + data
+        *lines, self._log_partial = data.split(b"\n")
+        if final and self._log_partial:
+            lines.append(self._log_partial)
+            self._log_partial = b""
+        texts = [ln.decode("utf-8", "replace").rstrip() for ln in lines]
+        texts = [t for t in texts if t]
+        if not texts:
+            return
+        self.log.extend(texts)
+        self.logged += len(texts)
+        if not final:
+            from vramtop.sanitize import clean
+
+            for child in self.children.values():
+                if child.spec.owns_terminal:
+                    child.inbox.post(LogLine(clean(texts[-1]), self.logged))
+
+    def _print_log(self) -> None:
+        """After the terminal is restored: everything the actors wrote meanwhile (htop's
+        dumpStderr)."""
+        self._read_log(final=True)
+        if not self.log or not any(c.spec.owns_terminal for c in self.children.values()):
+            for line in self.log:
+                print(line, file=sys.stderr)
+            return
+        kept = len(self.log)
+        more = f" (the last {kept} of {self.logged})" if self.logged > kept else ""
+        print(f"vramtop: the actors wrote{more}:", file=sys.stderr)
+        for line in self.log:
+            print(f"  {line}", file=sys.stderr)
 
     def _handle_inbox(self) -> None:
         for message in self.inbox.drain():
@@ -382,6 +441,9 @@ class Supervisor:
             for proc in alive:
                 proc.join(grace)
         self.restore_terminal()
+        with contextlib.suppress(OSError):
+            os.close(self._log_w)  # every writer has exited: what is left can be read to EOF
+        self._print_log()
         for child in self.children.values():
             child.inbox.close()
         self.inbox.close()
