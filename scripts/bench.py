@@ -52,8 +52,12 @@ import pexpect  # noqa: E402
 import psutil  # noqa: E402
 
 from vramtop.actors.base import ActorContext  # noqa: E402
-from vramtop.actors.mailbox import Mailbox  # noqa: E402
-from vramtop.actors.sampler import READERS, SamplerCore  # noqa: E402
+from vramtop.actors.mailbox import Mailbox, make_channels  # noqa: E402
+from vramtop.actors.routes import STATE_ROUTES  # noqa: E402
+from vramtop.actors.sampler import ROWS_READERS, SamplerCore  # noqa: E402
+from vramtop.actors.supervisor import channel_capacity  # noqa: E402
+
+READERS = ROWS_READERS  # every reader; render and exporter also get the snapshot
 from vramtop.config import Config  # noqa: E402
 from vramtop.gpu.factory import BackendSpec  # noqa: E402
 from vramtop.gpu.scenario import load_scenario  # noqa: E402
@@ -139,13 +143,17 @@ def write_scenario(case: Case, directory: Path) -> Path:
 
 
 def _drain(boxes: list[Mailbox], ack: Any) -> None:
-    """Forked reader: take one sample from every reader mailbox, then acknowledge the tick."""
+    """Forked reader: take the tick's message from every reader mailbox (through its state
+    channel or its queue, as the actor shell would), then acknowledge the tick."""
+    from multiprocessing import connection
+
     while True:
         for box in boxes:
-            message = None
-            while message is None:
-                message = box.take(1.0)
-            if message == "stop":
+            got: list[object] = []
+            while not got:
+                connection.wait([box.fileno()], 1.0)
+                got = box.drain()
+            if "stop" in got:
                 return
         ack.send(1)
 
@@ -188,7 +196,9 @@ def measure_core(case: Case, kind: str, scenario_path: Path, plan: Plan) -> floa
     """Median CPU milliseconds (this process, all threads) per ``SamplerCore.tick``."""
     mp = multiprocessing.get_context("fork")
     config = Config()
-    outboxes = {name: Mailbox(mp, name) for name in READERS}
+    processes = max(config.general.process_slots, case.procs)
+    channels = make_channels(STATE_ROUTES, channel_capacity(processes))
+    outboxes = {name: Mailbox(mp, name, channels, name != "exporter") for name in READERS}
     inbox, supervisor = Mailbox(mp, "sampler"), Mailbox(mp, "supervisor")
     ack_r, ack_w = mp.Pipe(duplex=False)
     drainer = mp.Process(target=_drain, args=(list(outboxes.values()), ack_w), daemon=True)
@@ -210,14 +220,16 @@ def measure_core(case: Case, kind: str, scenario_path: Path, plan: Plan) -> floa
 
                 stack.enter_context(install(driver))
             core = SamplerCore(spec)
-            ctx = ActorContext("sampler", config, inbox, supervisor, outboxes, segment.name)
+            ctx = ActorContext(
+                "sampler", config, inbox, supervisor, outboxes, segment.name, channels=channels
+            )
             core.start(ctx)
             try:
                 for i in range(plan.warmup_ticks + plan.ticks):
                     if driver is not None:
                         _fresh_util_samples(driver, 1000 + i * 500_000)
                     before = time.process_time()
-                    core.tick(time.monotonic())
+                    ctx.deliver(core.tick(time.monotonic())[1])
                     ack_r.recv()  # blocks without CPU until the samples were pickled and read
                     if i >= plan.warmup_ticks:
                         costs.append(time.process_time() - before)
@@ -348,8 +360,14 @@ def _stop(child: Any, known: Sequence[psutil.Process]) -> list[str]:
     return notes
 
 
-def measure_program(case: Case, scenario_path: Path, plan: Plan, result: Result) -> None:
+def measure_program(
+    case: Case, scenario_path: Path, plan: Plan, result: Result, tree: Path | None = None
+) -> None:
+    """``tree``: run the vramtop package of another source tree (a copy of an older commit)
+    instead of this one, for a before/after comparison in the same run."""
     env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     for name in ("NO_COLOR", "VRAMTOP_FAULT"):
         env.pop(name, None)
     env.update({"TERM": "xterm-256color", "COLUMNS": str(COLS), "LINES": str(ROWS)})
@@ -362,6 +380,7 @@ def measure_program(case: Case, scenario_path: Path, plan: Plan, result: Result)
             env=env,
             dimensions=(ROWS, COLS),
             timeout=5,
+            cwd=str(tree) if tree is not None else None,
         )
         known: list[psutil.Process] = []
         try:
@@ -454,7 +473,8 @@ def report(results: Sequence[Result], plan: Plan) -> str:
         "Compare as ratios within one run, never across runs or machines.",
         "",
         f"Sampler core, CPU ms per tick (median of {plan.ticks}; tick = sample + identities + "
-        f"shm write + the message, pickled once, posted to {len(READERS)} readers):",
+        "shm write + the rows for every reader and the snapshot for render/exporter, "
+        "each pickled once):",
         "",
         markdown_table(CORE_HEADERS, core_rows),
         "",
@@ -524,9 +544,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-parts", action="store_true", help="skip the per-actor tables (enricher, replay, ...)"
     )
+    parser.add_argument(
+        "--against",
+        metavar="TREE",
+        type=Path,
+        help="only compare the whole program with the vramtop of another source tree (e.g. "
+        "`git worktree add /tmp/old COMMIT`), alternating runs, and print CPU and PSS per actor",
+    )
+    parser.add_argument(
+        "--cases", metavar="GxP,...", help="configurations to run, e.g. 8x1024,1x16"
+    )
+    parser.add_argument("--repeat", type=int, default=2, help="with --against: runs per tree")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
-    cases = [Case(g, p) for g, p in (QUICK_CASES if args.quick else FULL_CASES)]
+    if args.cases:
+        chosen = [tuple(int(n) for n in c.split("x")) for c in args.cases.split(",")]
+    else:
+        chosen = list(QUICK_CASES if args.quick else FULL_CASES)
+    if args.against is not None:
+        return compare_trees(args.against, [Case(g, p) for g, p in chosen], plan, args.repeat)
+    cases = [Case(g, p) for g, p in chosen]
     started = time.monotonic()
     results = []
     with tempfile.TemporaryDirectory(prefix="vramtop-bench-") as tmp:
@@ -561,6 +598,59 @@ def main(argv: Sequence[str] | None = None) -> int:
         doc["parts"] = parts
         Path(args.json).write_text(json.dumps(doc, indent=2, default=str) + "\n")
     return 1 if any(r.failed for r in results) or not parts_ok else 0
+
+
+def compare_trees(other: Path, cases: Sequence[Case], plan: Plan, repeat: int) -> int:
+    """This tree against ``other``, alternating (A B A B ...) so drift hits both alike; the
+    median per actor of each side, and their ratio."""
+    rows = []
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="vramtop-bench-") as tmp:
+        for case in cases:
+            path = write_scenario(case, Path(tmp))
+            runs: dict[str, list[Result]] = {"this": [], "other": []}
+            for _ in range(repeat):
+                for side, tree in (("this", None), ("other", other)):
+                    result = Result(case)
+                    with _progress(f"{case.label}: whole program ({side})"), _noted(result):
+                        measure_program(case, path, plan, result, tree)
+                    failed = failed or result.failed
+                    runs[side].append(result)
+            roles = sorted({r for res in runs["this"] + runs["other"] for r in res.cpu})
+            for role in roles:
+                this = [100.0 * r.cpu[role] for r in runs["this"] if role in r.cpu]
+                that = [100.0 * r.cpu[role] for r in runs["other"] if role in r.cpu]
+                a = statistics.median(this) if this else math.nan
+                b = statistics.median(that) if that else math.nan
+                pa = [r.pss_mib[role] for r in runs["this"] if role in r.pss_mib]
+                pb = [r.pss_mib[role] for r in runs["other"] if role in r.pss_mib]
+                rows.append(
+                    [
+                        case.label,
+                        role,
+                        _num(b, 2),
+                        _num(a, 2),
+                        _num(a / b if b else None, 2),
+                        _num(statistics.median(pb) if pb else None, 1),
+                        _num(statistics.median(pa) if pa else None, 1),
+                    ]
+                )
+    headers = (
+        "configuration",
+        "process",
+        f"{other.name} CPU%",
+        "this tree CPU%",
+        "ratio",
+        f"{other.name} PSS MiB",
+        "this tree PSS MiB",
+    )
+    print(
+        f"Whole program, this tree against {other}: median of {repeat} alternating runs, "
+        f"{plan.window_s:.0f} s window each; compare the ratio column."
+    )
+    print()
+    print(markdown_table(headers, rows))
+    return 1 if failed else 0
 
 
 # Per-actor costs measured by their own scripts beside this one (each exposes NAME(quick)).

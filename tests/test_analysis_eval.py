@@ -30,6 +30,7 @@ from vramtop.messages import (
     EnrichmentMessage,
     ProcessIdentity,
     ProcessRow,
+    ProcessRows,
     SampleMessage,
 )
 from vramtop.shm import HistoryWriter, ShmSegment
@@ -101,15 +102,6 @@ def test_warnings_come_early_enough_and_never_falsely(figures: dict[str, object]
 # --- the actor, over a real segment ------------------------------------------------------------
 
 
-class _Outbox:
-    def __init__(self) -> None:
-        self.sent: list[object] = []
-
-    def post(self, message: object) -> bool:
-        self.sent.append(message)
-        return True
-
-
 @pytest.fixture
 def segment() -> Iterator[ShmSegment]:
     seg = ShmSegment.create(64, 1, 8)
@@ -122,17 +114,17 @@ def test_actor_reads_shm_and_posts_analysis(segment: ShmSegment) -> None:
     from vramtop.actors.base import ActorContext
 
     writer = HistoryWriter(segment)
-    outbox = _Outbox()
+    sent: list[tuple[str, object]] = []
     ctx = ActorContext(
         name="analyzer",
         config=Config(),
         inbox=None,  # type: ignore[arg-type]
         supervisor=None,  # type: ignore[arg-type]
-        outboxes={"render": outbox},  # type: ignore[dict-item]
+        outboxes={},
         shm_name=segment.name,
     )
     core = AnalyzerCore()
-    core.start(ctx)
+    assert core.start(ctx) == []
     try:
         start = 1_700_000_000.0
         for k in range(60):
@@ -150,8 +142,10 @@ def test_actor_reads_shm_and_posts_analysis(segment: ShmSegment) -> None:
                 ProcessRow(ident, 0, slots[(pid, 0)], "u", "cmd", True)
                 for pid, ident in ((10, ProcessIdentity(10, 1.0)), (11, ProcessIdentity(11, 2.0)))
             )
-            core.handle(SampleMessage(writer.count, snap, rows))
-        posted = [m for m in outbox.sent if isinstance(m, AnalysisMessage)]
+            sent += core.handle([ProcessRows(writer.count, snap.timestamp, rows)], 0.0)
+        posted = [m for d, m in sent if d == "render" and isinstance(m, AnalysisMessage)]
+        # The same analysis goes to the exporter, which writes it beside its sample.
+        assert [m for d, m in sent if d == "exporter"] == posted
         assert len(posted) == 60 and posted[-1].seq == 60
         result = posted[-1].result
         leaker, steady = result.processes
@@ -163,15 +157,17 @@ def test_actor_reads_shm_and_posts_analysis(segment: ShmSegment) -> None:
         assert leaker.verdict == OOM_RISK
 
         # The enricher says it pre-allocates; a reload raises the warning bar out of reach.
-        core.handle(
-            EnrichmentMessage((Enrichment(leaker.identity, 0, "u", True, preallocates=True),))
-        )
         quiet = dataclasses.replace(
             Config(), alerts=dataclasses.replace(Config().alerts, oom_min_confidence=1.0)
         )
-        core.handle(ConfigUpdate(quiet))
-        core.handle(SampleMessage(writer.count, snap, rows))
-        latest = outbox.sent[-1]
+        # One batch: the hint, the reload and a sample; one analysis for all of it.
+        hint = EnrichmentMessage((Enrichment(leaker.identity, 0, "u", True, preallocates=True),))
+        before = core.analyses
+        out = core.handle(
+            [hint, ConfigUpdate(quiet), ProcessRows(writer.count, snap.timestamp, rows)], 0.0
+        )
+        assert core.analyses == before + 1 and [d for d, _ in out] == ["render", "exporter"]
+        latest = out[0][1]
         assert isinstance(latest, AnalysisMessage)
         assert latest.result.gpus[0].oom is None
         assert latest.result.processes[0].verdict != OOM_RISK

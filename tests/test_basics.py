@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 
 from hypothesis import given
@@ -24,7 +25,12 @@ def test_na_never_raises_in_arithmetic_or_comparison() -> None:
     assert NA + 1 is NA and 3 * NA is NA and NA / 2 is NA and -NA is NA
     assert not (NA < 1) and not (NA > 1) and NA != 0
     assert not NA
-    assert sorted([3, 1], key=lambda v: v) == [1, 3]
+
+
+def test_na_converts_to_nan_for_the_numeric_layers() -> None:
+    # float(field) is how shared memory and the analysis take a snapshot field: n/a is NaN.
+    assert math.isnan(float(NA))
+    assert [float(v) for v in (3, 2.5)] == [3.0, 2.5]
 
 
 def test_na_is_a_singleton_across_pickling() -> None:

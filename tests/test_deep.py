@@ -29,9 +29,9 @@ from deepkit import (
 
 from vramtop.deep import protocol
 from vramtop.deep.core import DeepCore
+from vramtop.enrich.procinfo import ProcessTable
 from vramtop.gpu.snapshot import GpuSample, ProcessSample, Snapshot
 from vramtop.messages import ProcessRow, SampleMessage
-from vramtop.procinfo import ProcessTable
 from vramtop.render.controller import Ui
 
 UUID_A = "58f3aa00-1111-2222-3333-000000000000"
@@ -372,9 +372,9 @@ def test_json_document_and_csv_carry_the_deep_figures(tmp_path: Path) -> None:
     plain = os.getpid()
     try:
         message, _ = one_round(DeepCore(dirs=env.dirs()))
+        sample = sample_for([(r.pid, 0, 6 * GiB), (plain, 0, GiB)])  # while it lives: /proc
     finally:
         r.stop()
-    sample = sample_for([(r.pid, 0, 6 * GiB), (plain, 0, GiB)])
     deep = index(message.processes)
     doc = to_document(sample.snapshot, sample.rows, deep=deep)
     jsonschema.validate(doc, json.loads(schema_text()))

@@ -12,9 +12,10 @@ from test_enricher import Spawned, procs, spawn  # noqa: F401  (procs is a fixtu
 
 from vramtop.enrich.enricher import Enricher
 from vramtop.enrich.procfs import RecordingProcFS
-from vramtop.enrich.users import OtherUsers, aggregate_other_users, user_name, visible_rows
+from vramtop.enrich.users import OtherUsers, aggregate_other_users, user_name
 from vramtop.gpu.snapshot import GpuSample, ProcessSample, Snapshot
 from vramtop.messages import ProcessIdentity, ProcessRow
+from vramtop.render.filters import visible_rows
 
 GiB = 1024**3
 NOBODY = 65534
@@ -82,11 +83,14 @@ def test_hidden_rows_still_add_up_per_gpu(procs: list[Spawned]) -> None:  # noqa
     enricher.update(rows)
     known = enricher.known
 
-    shown = visible_rows(rows, known, show_other_users=False)
+    seen = visible_rows(snap, rows, known, show_other_users=False)
+    shown = seen.rows
     assert [r.identity.pid for r in shown] == [mine.pid]
-    assert visible_rows(rows, known, show_other_users=True) == tuple(rows)
+    everyone = visible_rows(snap, rows, known, show_other_users=True)
+    assert everyone.rows == tuple(rows) and everyone.others == {}
 
     other = aggregate_other_users(rows, known, snap)
+    assert seen.others == other
     assert other == {0: OtherUsers(0, 2, int(41.2 * GiB)), 1: OtherUsers(1, 1, 5 * GiB)}
     assert other[0].label == "other users: 2 processes, 41.2 GiB"
     assert other[1].label == "other users: 1 process, 5.0 GiB"
@@ -101,8 +105,9 @@ def test_rows_without_enrichment_use_the_samplers_verdict() -> None:
 
     rows = [row(1, "alice", True), row(2, "bob", False), row(3, "", False)]
     # pid 3: owner unknown (vanished / another PID namespace): shown, not blamed on others.
-    assert [r.identity.pid for r in visible_rows(rows, None, False)] == [1, 3]
     snap = Snapshot(0.0, "simulated", (GpuSample(0, "GPU-0", "sim"),), (ProcessSample(2, 0),))
+    seen = visible_rows(snap, rows, None, show_other_users=False)
+    assert [r.identity.pid for r in seen.rows] == [1, 3]
     assert aggregate_other_users(rows, {}, snap) == {0: OtherUsers(0, 1, 0)}  # n/a counts as 0
     assert OtherUsers(0, 1, 300 * 2**20).label == "other users: 1 process, 300 MiB"
 

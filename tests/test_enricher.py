@@ -25,8 +25,7 @@ import pytest
 from vramtop.config import Config
 from vramtop.enrich.enricher import NAMESPACE_NOTE, Enricher
 from vramtop.enrich.procfs import CMDLINE_MAX, MAPS_MAX, ProcFS, RecordingProcFS
-from vramtop.gpu.snapshot import GpuSample, Snapshot
-from vramtop.messages import ProcessIdentity, ProcessRow, SampleMessage
+from vramtop.messages import ProcessIdentity, ProcessRow, ProcessRows
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BTIME = 1_700_000_000
@@ -319,51 +318,39 @@ def test_no_namespace_note_in_the_host_namespace(tmp_path: Path) -> None:
 # -- the actor ---------------------------------------------------------------------------------
 
 
-class Outbox:
-    def __init__(self) -> None:
-        self.posted: list[object] = []
-
-    def post(self, message: object) -> bool:
-        self.posted.append(message)
-        return True
-
-
-def _sample(seq: int, rows: list[ProcessRow]) -> SampleMessage:
-    snap = Snapshot(float(seq), "simulated", (GpuSample(0, "GPU-0", "sim"),))
-    return SampleMessage(seq, snap, tuple(rows))
+def _sample(seq: int, rows: list[ProcessRow]) -> ProcessRows:
+    return ProcessRows(seq, float(seq), tuple(rows))
 
 
 def test_actor_posts_new_enrichments_then_only_changes_and_resyncs(tmp_path: Path) -> None:
     from vramtop.actors.base import ActorContext
-    from vramtop.actors.enricher import RESYNC_SECONDS, EnricherCore
+    from vramtop.actors.enricher import RECEIVERS, RESYNC_SECONDS, EnricherCore
 
     fake = FakeProc(tmp_path / "proc", own_ns="pid:[4026532999]")
     a = fake.add(21, cmdline="vllm\0serve\0")
     ghost = ProcessRow(ProcessIdentity(99999, 0.0), 0, -1, "", "", False)
     now = [0.0]
     core = EnricherCore(Enricher(ProcFS(str(fake.root)), my_uid=0), clock=lambda: now[0])
-    boxes = {"render": Outbox(), "analyzer": Outbox()}
-    ctx: Any = ActorContext("enricher", Config(), Outbox(), Outbox(), boxes, "")  # type: ignore[arg-type]
-    core.start(ctx)
-    assert core.tick(5.0) == 65.0  # message-driven: ticks only to stay alive
+    ctx: Any = ActorContext("enricher", Config(), None, None, {}, "")  # type: ignore[arg-type]
+    assert core.start(ctx) == []
+    assert core.tick(5.0) == (65.0, [])  # message-driven: ticks only to stay alive
 
-    core.handle(_sample(1, [a]))
-    for box in boxes.values():
-        (msg,) = box.posted
-        assert [e.framework for e in msg.items] == ["vLLM"]  # type: ignore[attr-defined]
-        assert msg.notes == ()  # type: ignore[attr-defined]
+    out = core.handle([_sample(1, [a])], 0.0)
+    assert [dest for dest, _ in out] == list(RECEIVERS)
+    msg = out[0][1]
+    assert all(m is msg for _, m in out), "one message object for every receiver"
+    assert [e.framework for e in msg.items] == ["vLLM"]  # type: ignore[attr-defined]
+    assert msg.notes == ()  # type: ignore[attr-defined]
     now[0] = 1.0
-    core.handle(_sample(2, [a]))
-    assert len(boxes["render"].posted) == 1  # nothing new: nothing sent
+    assert core.handle([_sample(2, [a])], 0.0) == []  # nothing new: nothing sent
     now[0] = 1.5
-    core.handle(_sample(3, [a, ghost]))  # a PID from another namespace appears
-    msg = boxes["render"].posted[-1]
+    # A batch of two: only the newest rows are enriched (a PID from another namespace).
+    out = core.handle([_sample(3, [a]), _sample(4, [a, ghost])], 0.0)
+    msg = out[0][1]
     assert msg.notes == (NAMESPACE_NOTE,)  # type: ignore[attr-defined]
     assert [e.identity.pid for e in msg.items] == [99999]  # type: ignore[attr-defined]
     now[0] = 1.6
-    core.handle(_sample(4, [a, ghost]))
-    assert len(boxes["render"].posted) == 2  # the note is said once
+    assert core.handle([_sample(5, [a, ghost])], 0.0) == []  # the note is said once
     now[0] = RESYNC_SECONDS + 1.0
-    core.handle(_sample(5, [a, ghost]))
-    full = boxes["render"].posted[-1]
+    full = core.handle([_sample(6, [a, ghost])], 0.0)[0][1]
     assert {e.identity.pid for e in full.items} == {21, 99999}  # type: ignore[attr-defined]

@@ -308,9 +308,10 @@ def test_reused_pid_is_refused(spawn: Spawn, tmp_path: Path) -> None:
     assert entries[0] == {"earlier": True}
     assert (entries[1]["result"], entries[1]["reason"]) == ("refused", expected)
     assert stat.S_IMODE(audit.stat().st_mode) == 0o600
-    # Small jitter in create_time is the same process, not a reuse.
-    jitter = KillTarget(live.pid, live.start_time + 0.05, live.uid, live.user, "", None)
-    assert refusal(jitter, os.geteuid(), True) is None
+    # The boot time stepping by a second (NTP) moves create_time: the same process, not a reuse.
+    for step in (0.05, 0.9, -0.9):
+        jitter = KillTarget(live.pid, live.start_time + step, live.uid, live.user, "", None)
+        assert refusal(jitter, os.geteuid(), True) is None
 
 
 def test_vanished_and_zombie_processes_count_as_exited(spawn: Spawn, tmp_path: Path) -> None:

@@ -236,19 +236,30 @@ def test_ctrl_z_gives_the_shell_a_normal_terminal_and_fg_takes_it_back(home: Pat
     try:
         tui.wait_for("python train_small.py")
         render = tui.actors()["vramtop: render"]
+        everyone = list(tui.actors().values())
+        supervisor = psutil.Process(render).ppid()
+        everyone.append(supervisor)
+        assert len(everyone) >= 5  # supervisor, sampler, render, analyzer, enricher
         mark = len(tui.raw)
         tui.send("\x1a")  # Ctrl-Z
-        tui.wait_for("SUSPENDED=148", timeout=10)  # 128 + SIGTSTP
+        # (On the bytes: pyte has no alternate screen, so the shell's line may wrap anywhere.)
+        tui.wait_for(lambda _: b"SUSPENDED=148" in tui.raw, timeout=10)  # 128 + SIGTSTP
         # (pyte keeps one buffer, so the check is on the bytes: alternate screen left, cursor
         # shown, mouse off, before the shell printed anything.)
         suspended = bytes(tui.raw[mark:])
         assert b"\x1b[?1049l" in suspended and b"\x1b[?25h" in suspended
         assert b"\x1b[?1000l" in suspended, "mouse reporting off while the shell has the tty"
-        assert psutil.Process(render).status() == psutil.STATUS_STOPPED
-        tui.wait_for("python train_small.py", timeout=10)  # after `fg`
+        # Every vramtop process is stopped, not only the ones that own the terminal: nothing
+        # keeps polling the driver while the job is suspended.
+        states = {pid: psutil.Process(pid).status() for pid in everyone}
+        assert set(states.values()) == {psutil.STATUS_STOPPED}, states
+        mark = len(tui.raw)
+        tui.wait_for(lambda _: b"train_small.py" in bytes(tui.raw[mark:]), timeout=10)  # `fg`
         assert tui.actors()["vramtop: render"] == render, "resumed, not restarted"
+        states = {pid: psutil.Process(pid).status() for pid in everyone}
+        assert psutil.STATUS_STOPPED not in states.values(), states
         tui.send("q")
-        tui.wait_for("EXIT=0", timeout=10)
+        tui.wait_for(lambda _: b"EXIT=0" in tui.raw, timeout=10)
     finally:
         tui.close()
 
@@ -269,5 +280,84 @@ def test_detail_panel_shows_pelt_segments_of_the_selected_process(home: Path) ->
         tui.send("\x1b")
         tui.send("q")
         assert tui.wait_exit() == 0
+    finally:
+        tui.close()
+
+
+def _frames(log: Path) -> list[tuple[int, float]]:
+    """(sample seq, monotonic time) of every frame the render process drew."""
+    out = []
+    for line in log.read_text().splitlines():
+        parts = line.split()  # frame N sample S analysis A at T
+        out.append((int(parts[3]), float(parts[7])))
+    return out
+
+
+def test_a_stalled_render_process_loses_no_command_and_wakes_to_the_newest_sample(
+    home: Path,
+) -> None:
+    # A render process that cannot run (Ctrl-S on a slow link, SIGSTOP) must come back with
+    # every command it was sent and the newest sample, not a backlog of stale ones.
+    cfg = home / "vramtop.toml"
+    cfg.write_text('[display]\ntheme = "dark"\n')
+    log = home / "frames.log"
+    tui = Tui(
+        ["--demo", "small", "--refresh-rate", "0.5", "--config", str(cfg)],
+        cols=160,
+        rows=45,
+        home=home,
+        env={"VRAMTOP_FRAME_LOG": str(log)},
+    )
+    try:
+        tui.wait_for("python train_small.py")
+        render = tui.actors()["vramtop: render"]
+        tui.send("/train_small\r")
+        tui.send("d")  # the detail panel: the analyzer is sent the selection
+        tui.wait_for("PID")
+        os.kill(render, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        before = [seq for seq, at in _frames(log) if at < stopped_at]
+        time.sleep(2)
+        cfg.write_text('[display]\ntheme = "light"\n')
+        os.kill(tui.pid, signal.SIGHUP)  # a command sent while the render process is stopped
+        deadline = stopped_at + 30
+        while time.monotonic() < deadline:
+            tui.pump(0.5)
+        assert tui.actors().get("vramtop: render") == render, "a stopped render is not killed"
+        resumed_at = time.monotonic()
+        os.kill(render, signal.SIGCONT)
+        screen = tui.wait_for("config reloaded", timeout=15)
+        assert "theme light" in screen
+        screen = tui.wait_for(
+            lambda s: "PELT segments" in s and " MiB" in s.split("PELT segments", 1)[1],
+            timeout=30,
+        )
+        assert "train_small.py" in screen, "the selection made before the stall held"
+        after = [seq for seq, at in _frames(log) if at >= resumed_at]
+        # 30 s at 0.5 s per sample: about 60 samples were taken while it was stopped. The first
+        # frame after the resume shows one of the newest, and no older one is drawn after it.
+        assert after and after[0] >= before[-1] + 50, (before[-3:], after[:5])
+        assert min(after) == after[0]
+        tui.send("\x1b")
+        tui.send("q")
+        assert tui.wait_exit() == 0
+    finally:
+        tui.close()
+
+
+def test_driver_warnings_stay_off_the_screen_and_are_printed_after_the_exit(home: Path) -> None:
+    # A GPU falls off the bus and comes back: the sampler logs both. Nothing an actor writes
+    # may land on the frame; the status line shows the newest line, the exit prints them all.
+    tui = Tui(["--demo", "lost", "--speed", "4"], cols=160, rows=45, home=home)
+    try:
+        screen = tui.wait_for("GPU 1 is back", timeout=30)
+        body = screen.splitlines()[:-1]  # everything but the status line
+        assert not [ln for ln in body if "retrying" in ln or "is back" in ln], screen
+        assert "sampler: GPU 1 is back" in screen.splitlines()[-1]
+        tui.send("q")
+        assert tui.wait_exit() == 0
+        after = tui.text()
+        assert "the actors wrote" in after
+        assert "sampler: GPU 1 lost" in after and "sampler: GPU 1 is back" in after
     finally:
         tui.close()

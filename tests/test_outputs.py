@@ -206,30 +206,30 @@ def test_exporter_joins_by_seq_keeps_order_and_never_drops(tmp_path: Path) -> No
     core = ExporterCore(str(tmp_path / "x.csv"), wait_s=1.0, clock=lambda: now[0])
     mp = multiprocessing.get_context("fork")
     box = Mailbox(mp, "exporter")
-    core.start(ActorContext("exporter", Config(), box, box, {}, "unused"))
+    assert core.start(ActorContext("exporter", Config(), box, box, {}, "unused")) == []
     s1, s2, s3, s4 = _snapshots(4)
     ident = s1.rows[0].identity
     docker = Container("docker", "ab" * 32)
     facts = Enrichment(ident, 1000, "u", True, framework="PyTorch", container=docker)
-    core.handle(EnrichmentMessage((facts,)))
-    core.handle(s1)
-    core.handle(s2)
+    core.handle([EnrichmentMessage((facts,))], now[0])
+    core.handle([s1], now[0])
+    core.handle([s2], now[0])
     assert core.written == 0, "a sample waits for its analysis"
-    core.handle(AnalysisMessage(1, _result(s1, "TIGHT")))
+    core.handle([AnalysisMessage(1, _result(s1, "TIGHT"))], now[0])
     assert core.written == 1
     # Sample 2's analysis never comes; sample 3's does: 2 is written without one, then 3.
-    core.handle(s3)
-    core.handle(AnalysisMessage(3, _result(s3, "OK")))
+    core.handle([s3], now[0])
+    core.handle([AnalysisMessage(3, _result(s3, "OK"))], now[0])
     assert core.written == 3
     # Sample 4's analysis is late beyond one interval: written without it, not held back.
-    core.handle(s4)
+    core.handle([s4], now[0])
     now[0] += 0.5
     core.tick(now[0])
     assert core.written == 3
     now[0] += 0.6
     core.tick(now[0])
     assert core.written == 4
-    core.handle(AnalysisMessage(4, _result(s4, "OOM risk")))  # too late: ignored
+    core.handle([AnalysisMessage(4, _result(s4, "OOM risk"))], now[0])  # too late: ignored
     core.stop()
     box.close()
 
@@ -252,7 +252,7 @@ def test_exporter_writes_what_it_holds_when_stopped(tmp_path: Path) -> None:
     core.start(ActorContext("exporter", Config(), box, box, {}, "unused"))
     messages = _snapshots(3)
     for m in messages:
-        core.handle(m)
+        core.handle([m], 0.0)
     assert core.written == 0
     core.stop()
     box.close()

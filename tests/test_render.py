@@ -26,6 +26,7 @@ from vramtop.messages import (
     ProcessIdentity,
     ProcessRow,
     SampleMessage,
+    Selected,
 )
 from vramtop.na import NA
 from vramtop.render.controller import Ui
@@ -385,3 +386,79 @@ def test_no_eta_beside_an_ok_verdict() -> None:
     ui.handle(AnalysisMessage(seq=1, result=result))
     row = next(ln for ln in ui.draw(160, 45).text() if "job1.py" in ln)
     assert " OK " in row and "1s" not in row
+
+
+# --- the render core: one frame per batch, rows paired with their own analysis --------------
+
+
+def _core() -> tuple[object, list[str]]:
+    from vramtop.actors.render import RenderCore
+
+    core = RenderCore(no_color=False)
+    written: list[str] = []
+    core.attach(term())
+    core.size = (160, 45)
+    core.emit = written.append
+    return core, written
+
+
+def _tick(seq: int) -> tuple[SampleMessage, AnalysisMessage]:
+    """Sample ``seq`` shows one process, PID 100 + seq, whose analysis says "grows seq MiB/s"."""
+    used = [0] * seq + [(seq + 1) * GiB]
+    message = sample(used, seq=seq)
+    message = SampleMessage(seq, message.snapshot, message.rows[-1:])
+    ident = message.rows[0].identity
+    trend = Trend(GROWING, float(seq))
+    result = AnalysisResult(
+        timestamp=0.0,
+        gpus=(GpuAnalysis(0, trend),),
+        processes=(ProcessAnalysis(ident, 0, trend, OK, f"grows {seq} MiB/s"),),
+    )
+    return message, AnalysisMessage(seq, result)
+
+
+def _row_of(core: object, pid: int) -> str:
+    screen = "\n".join(core.grid(160, 45).text())  # type: ignore[attr-defined]
+    return next((ln for ln in screen.splitlines() if f" {pid} " in ln), "")
+
+
+def test_a_batch_of_three_samples_draws_one_frame_with_rows_and_analysis_of_one_seq() -> None:
+    core, written = _core()
+    batch: list[object] = []
+    for seq in (1, 2, 3):
+        batch += _tick(seq)
+    before = core.frames  # type: ignore[attr-defined]
+    out = core.handle(batch, now=100.0)  # type: ignore[attr-defined]
+    assert core.frames == before + 1  # type: ignore[attr-defined]
+    assert core.frame_seqs == (3, 3)  # type: ignore[attr-defined]
+    row = _row_of(core, 103)
+    assert "job3.py" in row and "+3.0M/s" in row, row
+    assert not _row_of(core, 101) and not _row_of(core, 102), "older samples are not shown"
+    assert ("analyzer", Selected(ProcessIdentity(103, 1003.0))) in out, "the analyzer is told"
+    assert len(written) == 1
+
+
+def test_a_sample_waits_for_its_analysis_then_is_shown_without_it_when_late() -> None:
+    from vramtop.actors.render import pairing_wait
+
+    core, _ = _core()
+    s1, a1 = _tick(1)
+    core.handle([s1, a1], now=100.0)  # type: ignore[attr-defined]
+    frames = core.frames  # type: ignore[attr-defined]
+    s2, a2 = _tick(2)
+    core.handle([s2], now=100.5)  # type: ignore[attr-defined]
+    assert core.frames == frames, "no frame pairs sample 2 with the analysis of sample 1"
+    core.handle([a2], now=100.52)  # type: ignore[attr-defined]
+    assert core.frames == frames + 1 and core.frame_seqs == (2, 2)  # type: ignore[attr-defined]
+    # The analyzer is late: sample 3 is shown on its own once it has waited long enough.
+    s3, a3 = _tick(3)
+    core.handle([s3], now=101.0)  # type: ignore[attr-defined]
+    wait = pairing_wait(1.0)
+    nxt, _ = core.tick(101.0 + wait / 2)  # type: ignore[attr-defined]
+    assert core.frame_seqs == (2, 2), "still waiting"  # type: ignore[attr-defined]
+    assert nxt <= 101.0 + wait, "the core wakes when the wait runs out"
+    core.tick(101.0 + wait)  # type: ignore[attr-defined]
+    assert core.frame_seqs == (3, 2)  # type: ignore[attr-defined]
+    assert "job3.py" in _row_of(core, 103)
+    core.handle([a3], now=102.0)  # type: ignore[attr-defined]
+    assert core.frame_seqs == (3, 3) and "+3.0M/s" in _row_of(core, 103)  # type: ignore[attr-defined]

@@ -21,24 +21,21 @@ SCRIPT = textwrap.dedent(
     class Hangs:
         # Starts fine, then never returns to its loop: no more heartbeats.
         done = False
-        def start(self, ctx): pass
-        def handle(self, message): pass
+        def start(self, ctx): return []
+        def handle(self, batch, now): return []
         def tick(self, now):
             print("hang", flush=True)
             time.sleep(3600)
-            return now
-        def fds(self): return []
-        def on_fd(self, fd): pass
+            return now, []
         def stop(self): pass
 
     class Steady(Hangs):
-        def tick(self, now): return now + 0.2
+        def tick(self, now): return now + 0.2, []
 
     config = load_config(env={"XDG_CONFIG_HOME": "/nonexistent"})
     sup = Supervisor(
         config,
         [ChildSpec("hung", Hangs, heartbeat_timeout=1.0), ChildSpec("steady", Steady)],
-        shm_name="unused",
     )
     sys.exit(sup.run())
     """

@@ -1,8 +1,10 @@
-"""CLI process filters (--gpu, --user, --pid, --only-visible) as the render process applies them."""
+"""CLI process filters (--gpu, --user, --pid, --only-visible) as the render process applies them,
+and the one rule (``visible_rows``) that joins them with the other-users rule."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from tui import Tui
 from vramtop.gpu.snapshot import GpuSample, ProcessSample, Snapshot
 from vramtop.messages import ProcessIdentity, ProcessRow, SampleMessage
 from vramtop.render.controller import Ui
-from vramtop.render.filters import ProcessFilter, add_filter_arguments
+from vramtop.render.filters import ProcessFilter, add_filter_arguments, visible_rows
 
 GiB = 1024**3
 
@@ -51,6 +53,25 @@ def test_gpu_user_pid_filters() -> None:
     assert _shown(_parse(["--pid", "202"]))[1] == ["job2"]
     with pytest.raises(SystemExit):
         _parse(["--gpu", "x"])
+
+
+def test_filters_and_other_users_are_one_rule() -> None:
+    base = _sample()
+    # ben's job on GPU 1 belongs to another user.
+    theirs = dataclasses.replace(base.rows[1], command="", same_user=False)
+    message = dataclasses.replace(base, rows=(base.rows[0], theirs, base.rows[2]))
+    for argv in ([], ["--user", "ann"], ["--gpu", "0,1"], ["--gpu", "0,2"]):
+        f = _parse(argv)
+        seen = visible_rows(message.snapshot, message.rows, None, show_other_users=False, filters=f)
+        ui = Ui(filters=f)
+        ui.handle(message)
+        text = ui.draw(160, 45).text()
+        listed = sorted(ln.split()[-1] for ln in text if ln.rstrip().endswith(("job0", "job2")))
+        assert listed == sorted(r.command for r in seen.rows), argv
+        assert all(r.user != "ben" for r in seen.rows)
+        # Hidden, but counted on its GPU whenever that GPU is shown, whatever --user says.
+        counted = "other users: 1 process, 1.0 GiB on GPU 1" in "\n".join(text)
+        assert counted == (1 in seen.gpus) == (seen.others.keys() == {1}), argv
 
 
 def test_only_visible_honours_cuda_visible_devices() -> None:

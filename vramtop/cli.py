@@ -1,42 +1,32 @@
 """Command-line entry point: parses flags, loads the config and starts the right mode.
 
-Modes: the live monitor (default; the supervisor and its actors), ``--once`` (one sample as a
-table, or ``--json``; also used when stdout is not a terminal), ``--demo`` (either of them on
-simulated GPUs), ``--json-stream`` (NDJSON per sample) and the subcommands ``record`` (headless
-logging, ``record.py``) and ``replay`` (a recording as the backend, ``gpu/replay.py``). A
-subcommand must come first; everything else is the monitor's parser, so ``vramtop --demo``
-stays as it was. Every user error is one line on stderr and a non-zero exit, never a
-traceback: 2 for bad input (flags, config, scenario, an output file that is not ours), 1 when
-the GPUs (or the recording) cannot be read.
+This module holds argparse and the dispatch only; each mode lives in ``vramtop/modes/``: the
+live monitor (default; ``modes/monitor.py``, the supervisor and its actors), ``--once`` (one
+sample as a table, or ``--json``; also used when stdout is not a terminal; ``modes/once.py``),
+``--demo`` (either of them on simulated GPUs), ``--json-stream`` (NDJSON per sample) and the
+subcommands ``record`` (headless logging, ``modes/record.py``) and ``replay`` (a recording as
+the backend, ``modes/replay.py``). A subcommand must come first; everything else is the
+monitor's parser, so ``vramtop --demo`` stays as it was. Every user error is one line on stderr
+and a non-zero exit, never a traceback: 2 for bad input (flags, config, scenario, an output
+file that is not ours), 1 when the GPUs (or the recording) cannot be read (``modes/exits.py``).
+
+The modes are imported when chosen, so ``--help`` stays quick; this module never imports an
+actor (``tests/test_quality.py`` checks it).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import math
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 from vramtop import __version__
 from vramtop.config import Config, ConfigError, load_config
-from vramtop.export.logfile import LogFileError
-from vramtop.gpu.backend import BackendUnavailable
-from vramtop.gpu.factory import BackendSpec, make_backend
-from vramtop.gpu.snapshot import Snapshot
-from vramtop.messages import ProcessRow
-from vramtop.procinfo import ProcessTable
+from vramtop.gpu.factory import BackendSpec
+from vramtop.modes.exits import EXIT_OK, EXIT_USAGE, UsageError, fail
 from vramtop.render.filters import ProcessFilter, add_filter_arguments
-
-if TYPE_CHECKING:
-    from vramtop.gpu.replay import ReplayBackend
-
-EXIT_OK, EXIT_GPU, EXIT_USAGE = 0, 1, 2
-ONCE_WARMUP_S = 60.0
 
 DESCRIPTION = """\
 The htop for GPU memory: which process holds how much VRAM, how it is moving, and whether the
@@ -218,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except UsageError as exc:
-        return _fail(str(exc), EXIT_USAGE)
+        return fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -226,10 +216,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
-
-
-class UsageError(Exception):
-    """Bad input (a flag, the config file, a scenario): one line on stderr, exit 2."""
 
 
 def _load_config(args: argparse.Namespace, **extra: object) -> Config:
@@ -254,37 +240,31 @@ def _source(args: argparse.Namespace) -> tuple[BackendSpec, int | None]:
     return BackendSpec("simulated", scenario=args.demo, speed=args.speed), len(scenario.gpus)
 
 
-def _fail(message: str, code: int) -> int:
-    print(f"vramtop: {message}", file=sys.stderr)
-    return code
-
-
 def _main(args: argparse.Namespace) -> int:
     from vramtop.gpu.scenario import list_scenarios
+    from vramtop.modes.record import check_log, run_record
 
     if args.list:
         if args.demo is None:
-            return _fail("--list goes with --demo", EXIT_USAGE)
+            return fail("--list goes with --demo", EXIT_USAGE)
         print("\n".join(list_scenarios()))
         return EXIT_OK
     if args.json and not args.once and sys.stdout.isatty():
-        return _fail("--json goes with --once", EXIT_USAGE)
+        return fail("--json goes with --once", EXIT_USAGE)
     if args.json_stream is not None and args.once:
-        return _fail("--json-stream streams every sample; --once --json prints one", EXIT_USAGE)
+        return fail("--json-stream streams every sample; --once --json prints one", EXIT_USAGE)
     spec, gpu_count = _source(args)
     config = _load_config(args)
-
     for path, fmt in ((args.export_csv, "csv"), (args.json_stream, "ndjson")):
-        if path is not None and path != "-" and (problem := _check_log(path, fmt)):
-            return _fail(problem, EXIT_USAGE)
+        if path is not None and path != "-" and (problem := check_log(path, fmt)):
+            return fail(problem, EXIT_USAGE)
     headless = not sys.stdout.isatty()
     if args.json_stream is not None and (args.json_stream == "-" or headless):
         # A stream with nothing to draw on: the headless recorder, in NDJSON.
         return run_record(spec, args.json_stream, "ndjson", config)
     if args.once or headless:
-        if spec.kind == "simulated":
-            # One sample of a scenario is most telling once it has settled (servers loaded).
-            spec = BackendSpec("simulated", args.demo, time.time() - ONCE_WARMUP_S, args.speed)
+        from vramtop.modes.once import run_once
+
         return run_once(
             spec,
             as_json=args.json,
@@ -292,6 +272,8 @@ def _main(args: argparse.Namespace) -> int:
             config=config,
             filters=ProcessFilter.from_args(args),
         )
+    from vramtop.modes.monitor import run_monitor
+
     return run_monitor(
         config,
         spec,
@@ -304,250 +286,27 @@ def _main(args: argparse.Namespace) -> int:
     )
 
 
-def _check_log(path: str, fmt: str) -> str:
-    """Refuse a file that is not ours before anything starts (it is then left untouched)."""
-    from vramtop.record import open_log
-
-    try:
-        open_log(path, fmt).close()
-    except LogFileError as exc:
-        return str(exc)
-    return ""
-
-
 def _record(args: argparse.Namespace) -> int:
-    from vramtop.record import format_for
+    from vramtop.modes.record import check_log, format_for, run_record
 
     if args.count is not None and args.count < 1:
-        return _fail("--count must be at least 1", EXIT_USAGE)
+        return fail("--count must be at least 1", EXIT_USAGE)
     spec, _ = _source(args)
     config = _load_config(args)
     fmt = format_for(args.file, args.format)
-    if args.file != "-" and (problem := _check_log(args.file, fmt)):
-        return _fail(problem, EXIT_USAGE)
+    if args.file != "-" and (problem := check_log(args.file, fmt)):
+        return fail(problem, EXIT_USAGE)
     return run_record(spec, args.file, fmt, config, args.count)
 
 
-def run_record(
-    spec: BackendSpec, path: str, fmt: str, config: Config, count: int | None = None
-) -> int:
-    """The headless recorder (``record.py``): backend -> one whole sample per interval, with
-    the enricher's and analyzer's results for it."""
-    from vramtop.record import open_log, record
-
-    backend = make_backend(spec)
-    try:
-        backend.open()
-    except BackendUnavailable as exc:
-        return _fail(str(exc), EXIT_GPU)
-    try:
-        try:
-            log = open_log(path, fmt)
-        except LogFileError as exc:
-            return _fail(str(exc), EXIT_USAGE)
-        where = "stdout" if path == "-" else path
-        interval = config.general.refresh_rate
-        print(
-            f"vramtop: recording to {where} ({fmt}) every {interval:g} s; Ctrl-C or SIGTERM stops",
-            file=sys.stderr,
-            flush=True,
-        )
-        try:
-            written = record(backend, log, interval, max_samples=count, config=config)
-        finally:
-            log.close()
-    finally:
-        backend.close()
-    print(f"vramtop: {written} samples written to {where}", file=sys.stderr)
-    return EXIT_OK
-
-
 def _replay(args: argparse.Namespace) -> int:
-    from vramtop.gpu.replay import RecordingError, ReplayBackend
+    from vramtop.modes.replay import run_replay
 
     # A recording is history: every recorded process is shown (they are nobody's to act on
     # now), and the kill flow is off, whatever a PID in the file names today.
     replay_only = {"display.show_other_users": True, "display.enable_kill": False}
     config = _load_config(args, **replay_only)
     overrides = {**overrides_from(args), **replay_only}
-    path = os.path.abspath(args.file)
     as_json = args.json or not sys.stdout.isatty()
     speed = args.speed if args.speed is not None else (math.inf if as_json else 1.0)
-    backend = ReplayBackend(args.file, speed)
-    try:
-        backend.open()
-    except RecordingError as exc:
-        return _fail(str(exc), EXIT_GPU)
-    if as_json:
-        return run_replay_json(backend, config)
-    first = backend.sample()
-    backend.close()
-    gpu_count = max((g.index for g in first.gpus), default=0) + 1
-    spec = BackendSpec("replay", t0=time.time(), speed=speed, path=path)
-    return run_monitor(config, spec, gpu_count, args.config, overrides)
-
-
-def run_replay_json(backend: ReplayBackend, config: Config) -> int:
-    """``replay --json``: the recorded samples with their analysis, one line each."""
-    from vramtop.export.ndjson import dump_line
-    from vramtop.replay_analysis import analyze_stream
-
-    out = sys.stdout.buffer
-    try:
-        for doc in analyze_stream(backend.samples(), config):
-            out.write(dump_line(doc))
-            out.flush()
-    finally:
-        backend.close()
-    return EXIT_OK
-
-
-def run_once(
-    spec: BackendSpec,
-    as_json: bool,
-    export_csv: str | None = None,
-    config: Config | None = None,
-    filters: ProcessFilter | None = None,
-) -> int:
-    """One sample, with what /proc tells about its processes and the analysis of that single
-    sample (no history: phases are "unknown", only the temperature warning can fire)."""
-    from vramtop.deep.attribution import index
-    from vramtop.deep.core import read_once
-    from vramtop.enrich.enricher import Enricher
-    from vramtop.enrich.users import aggregate_other_users, is_other_user
-    from vramtop.export.csvlog import CsvLog
-    from vramtop.export.document import to_document, to_table
-    from vramtop.replay_analysis import StreamAnalyzer
-
-    backend = make_backend(spec)
-    try:
-        backend.open()
-    except BackendUnavailable as exc:
-        return _fail(str(exc), EXIT_GPU)
-    try:
-        snapshot = backend.sample()
-        rows = _rows_for(snapshot, ProcessTable())
-        # Read /proc while the processes (a demo's children too) are still there.
-        enricher = Enricher()
-        enricher.update(rows)
-        enrichments = enricher.known
-    finally:
-        backend.close()
-    if filters is not None and filters.active:
-        snapshot, rows = _filtered(snapshot, rows, filters)
-    others = {}
-    if config is not None and not config.display.show_other_users:
-        # The security model: other users' processes are counted, not listed.
-        others = aggregate_other_users(rows, enrichments, snapshot)
-        shown = [r for r in rows if not is_other_user(r, enrichments)]
-        snapshot = _keep_rows(snapshot, shown)
-        rows = shown
-    prealloc = {k: e.preallocates for k, e in enrichments.items()}
-    analysis = StreamAnalyzer(config or Config(), window=1).step(snapshot, tuple(rows), prealloc)
-    # Deep mode: one round over the reporters' sockets (a silent one costs at most a second).
-    deep = index(read_once().processes) if rows and spec.kind != "replay" else {}
-    if export_csv is not None:
-        try:
-            with CsvLog(export_csv) as log:
-                log.write(snapshot, rows, enrichments=enrichments, analysis=analysis, deep=deep)
-        except LogFileError as exc:
-            return _fail(str(exc), EXIT_USAGE)
-    if as_json:
-        doc = to_document(snapshot, rows, enrichments, analysis, others, deep=deep)
-        print(json.dumps(doc, indent=2))
-    else:
-        print(to_table(snapshot, rows, others))
-    return EXIT_OK
-
-
-def _filtered(
-    snapshot: Snapshot, rows: list[ProcessRow], filters: ProcessFilter
-) -> tuple[Snapshot, list[ProcessRow]]:
-    """``--gpu/--user/--pid/--only-visible`` applied to one sample, as the monitor applies them."""
-    gpus = tuple(g for g in snapshot.gpus if filters.gpu_shown(g))
-    shown = frozenset(g.index for g in gpus)
-    kept = [r for r in rows if filters.row_shown(r, shown)]
-    return _keep_rows(dataclasses.replace(snapshot, gpus=gpus), kept), kept
-
-
-def _keep_rows(snapshot: Snapshot, rows: list[ProcessRow]) -> Snapshot:
-    """The snapshot with only the processes of ``rows``."""
-    keys = {(r.identity.pid, r.gpu_index) for r in rows}
-    procs = tuple(p for p in snapshot.processes if (p.pid, p.gpu_index) in keys)
-    return dataclasses.replace(snapshot, processes=procs)
-
-
-def _rows_for(snapshot: Snapshot, table: ProcessTable) -> list[ProcessRow]:
-    from vramtop.actors.sampler import build_rows
-
-    facts = table.update(p.pid for p in snapshot.processes)
-    return list(build_rows(snapshot, facts, {}))
-
-
-def run_monitor(
-    config: Config,
-    spec: BackendSpec,
-    gpu_count: int | None,
-    config_path: str | None,
-    overrides: dict[str, object],
-    export_csv: str | None = None,
-    export_ndjson: str | None = None,
-    filters: ProcessFilter | None = None,
-) -> int:
-    from vramtop.actors.analyzer import AnalyzerCore
-    from vramtop.actors.enricher import EnricherCore
-    from vramtop.actors.exporter import ExporterCore
-    from vramtop.actors.render import RenderCore
-    from vramtop.actors.sampler import SamplerCore
-    from vramtop.actors.supervisor import ChildSpec, Supervisor
-    from vramtop.gpu.children import ChildPool
-    from vramtop.gpu.probe import probe_gpu_count
-    from vramtop.gpu.scenario import load_scenario
-    from vramtop.shm import ShmSegment, cleanup_stale
-
-    pool: ChildPool | None = None
-    if spec.kind == "nvml":
-        # NVML is initialised in a short-lived child, never in the supervisor (design trap).
-        found = probe_gpu_count(spec)
-        if isinstance(found, str):
-            return _fail(found, EXIT_GPU)
-        gpu_count = found
-    elif spec.kind == "replay":
-        pass  # the recording is the whole world: no driver, no child processes
-    else:
-        scenario = load_scenario(spec.scenario)
-        pool = ChildPool()
-        pids = pool.start(scenario.child_specs())
-        spec = BackendSpec("simulated", spec.scenario, time.time(), spec.speed, pids)
-    assert gpu_count is not None
-    cleanup_stale()
-    segment = ShmSegment.create(
-        config.general.history_length, max(1, gpu_count), config.general.process_slots
-    )
-    try:
-        backend_spec = spec
-        children = [
-            ChildSpec("sampler", lambda: SamplerCore(backend_spec)),
-            ChildSpec(
-                "render", lambda: RenderCore(filters=filters), essential=True, owns_terminal=True
-            ),
-            ChildSpec("analyzer", AnalyzerCore),
-        ]
-        if spec.kind != "replay":  # recorded PIDs are not this machine's processes
-            children.append(ChildSpec("enricher", EnricherCore))
-        if export_csv is not None or export_ndjson is not None:
-            children.append(ChildSpec("exporter", lambda: ExporterCore(export_csv, export_ndjson)))
-        supervisor = Supervisor(
-            config,
-            children,
-            shm_name=segment.name,
-            config_path=config_path,
-            overrides=overrides,
-            housekeeping=pool.reap if pool is not None else None,
-        )
-        return supervisor.run()
-    finally:
-        segment.close()
-        segment.unlink()
-        if pool is not None:
-            pool.close()
+    return run_replay(args.file, speed, as_json, config, args.config, overrides)

@@ -35,11 +35,10 @@ from pathlib import Path
 
 import psutil
 
+from vramtop.identity import same_process
+from vramtop.messages import ProcessIdentity
 from vramtop.sanitize import clean
 
-# create_time() is derived from clock ticks since boot plus the boot time, so two reads of the
-# same process agree to ~10 ms; a reused PID starts at least a process lifetime later.
-START_TIME_TOLERANCE_S = 0.5
 # A process that survives SIGKILL this long is stuck in the kernel (uninterruptible I/O, a
 # wedged driver); we stop waiting and say so rather than spin forever.
 KILL_WAIT_S = 5.0
@@ -58,6 +57,10 @@ class KillTarget:
     user: str
     command: str
     vram_bytes: int | None
+
+    @property
+    def identity(self) -> ProcessIdentity:
+        return ProcessIdentity(self.pid, self.start_time)
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ def refusal(target: KillTarget, my_uid: int, enabled: bool) -> str | None:
         proc = psutil.Process(pid)
         with proc.oneshot():
             started = proc.create_time()
-            if abs(started - target.start_time) > START_TIME_TOLERANCE_S:
+            if not same_process(ProcessIdentity(pid, started), target.identity):
                 return f"PID {pid} was reused by another process; not killing it"
             if proc.status() == psutil.STATUS_ZOMBIE:
                 return f"PID {pid} has exited"
@@ -289,7 +292,8 @@ class KillSession:
         try:
             proc = psutil.Process(self.target.pid)
             with proc.oneshot():
-                if abs(proc.create_time() - self.target.start_time) > START_TIME_TOLERANCE_S:
+                live = ProcessIdentity(self.target.pid, proc.create_time())
+                if not same_process(live, self.target.identity):
                     return False
                 return bool(proc.status() != psutil.STATUS_ZOMBIE)
         except psutil.NoSuchProcess:

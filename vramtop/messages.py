@@ -1,9 +1,17 @@
 """Every message that crosses a process boundary: small, typed, versionless dataclasses.
 
-Routing (see ``actors/supervisor.py``): the sampler sends :class:`SampleMessage` to the render
-process (and later the analyzer and enricher); every actor sends :class:`Heartbeat` to the
-supervisor; the supervisor sends :class:`ActorHealth`, :class:`ConfigUpdate` and :class:`Stop`.
-Queues are bounded and lossy for state updates: the newest sample wins (``actors/mailbox.py``).
+Routing (``actors/routes.py``): each tick the sampler sends :class:`ProcessRows` to the render
+process, the analyzer, the enricher and the exporter, and :class:`SnapshotMessage` (the numbers)
+to the render process and the exporter, which join the two into a :class:`SampleMessage`
+(:class:`SampleJoiner`); the analyzer and enricher read the numbers from shared memory. The
+analyzer sends
+:class:`AnalysisMessage`; every actor sends :class:`Heartbeat` to the supervisor; the supervisor
+sends :class:`ActorHealth`, :class:`ConfigUpdate` and :class:`Stop`.
+
+Two kinds (``actors/mailbox.py``): *state* — the classes in :data:`STATE_KINDS`, of which only
+the newest matters and a mailbox keeps one per kind — and *commands*, everything else, never
+dropped. A command that can repeat carries the whole state it describes (``Selected`` names the
+selection, ``ActorHealth`` every actor), so the newest one suffices.
 """
 
 from __future__ import annotations
@@ -50,6 +58,27 @@ class SampleMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class SnapshotMessage:
+    """The sampler's tick as the render process and the exporter get it, beside the
+    :class:`ProcessRows` of the same ``seq``; :class:`SampleJoiner` puts the two together.
+    Sent apart so that the rows, the bulk of a tick at 1000s of processes, are pickled once
+    for every reader."""
+
+    seq: int
+    snapshot: Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRows:
+    """The sampler's tick as the analyzer and enricher need it: the rows without the snapshot
+    (the numbers are in shared memory already)."""
+
+    seq: int
+    timestamp: float  # the snapshot's wall time
+    rows: tuple[ProcessRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Heartbeat:
     actor: str
     pid: int
@@ -79,6 +108,16 @@ class ConfigUpdate:
     config: Config
     error: str = ""
     source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """Supervisor -> render: the newest line the actors wrote to stderr or logged (the screen
+    belongs to the render process, so they never write to the terminal; the whole log is
+    printed after it is restored). ``total`` counts every line so far."""
+
+    text: str
+    total: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +191,12 @@ class DeepStateMessage:
 
 Message = (
     SampleMessage
+    | SnapshotMessage
+    | ProcessRows
     | Heartbeat
     | ActorHealth
     | ConfigUpdate
+    | LogLine
     | Stop
     | Quit
     | ActorError
@@ -163,3 +205,52 @@ Message = (
     | Selected
     | DeepStateMessage
 )
+
+
+STATE_KINDS: dict[type, str] = {
+    SnapshotMessage: "snapshot",
+    SampleMessage: "sample",
+    ProcessRows: "rows",
+    AnalysisMessage: "analysis",
+    DeepStateMessage: "deep",
+}
+"""Message classes that are state (newest replaces older), by channel name."""
+
+
+def state_kind(message: object) -> str | None:
+    """The state channel of ``message``; None for a command."""
+    return STATE_KINDS.get(type(message))
+
+
+class SampleJoiner:
+    """Puts a :class:`SnapshotMessage` and the :class:`ProcessRows` of the same ``seq`` back
+    together as a :class:`SampleMessage`. Parts older than the newest joined sample are
+    dropped, so a lost part costs one sample, never memory."""
+
+    KEEP = 64  # unjoined parts kept at most per kind
+
+    def __init__(self) -> None:
+        self._snapshots: dict[int, Snapshot] = {}
+        self._rows: dict[int, tuple[ProcessRow, ...]] = {}
+
+    def add(self, message: object) -> SampleMessage | None:
+        if isinstance(message, SampleMessage):
+            return message
+        if isinstance(message, SnapshotMessage):
+            seq = message.seq
+            self._snapshots[seq] = message.snapshot
+        elif isinstance(message, ProcessRows):
+            seq = message.seq
+            self._rows[seq] = message.rows
+        else:
+            return None
+        if seq in self._snapshots and seq in self._rows:
+            joined = SampleMessage(seq, self._snapshots.pop(seq), self._rows.pop(seq))
+            for parts in (self._snapshots, self._rows):
+                for old in [k for k in parts if k < seq]:
+                    del parts[old]
+            return joined
+        for parts in (self._snapshots, self._rows):
+            while len(parts) > self.KEEP:
+                del parts[min(parts)]
+        return None

@@ -3,11 +3,14 @@
 A field that NVML reports as NOT_SUPPORTED, NO_PERMISSION or missing is ``NA``, not ``None`` and
 not an exception: it formats as ``N/A`` with any format spec, is falsy, compares unequal to every
 number, and arithmetic on it yields ``NA`` again, so display code never has to special-case it.
-JSON output turns it into ``null``.
+``float(NA)`` is NaN, the numeric layers' (numpy, shared memory, analysis) "not available", so
+``float(field)`` is the one conversion from a snapshot field to a number. JSON output turns it
+into ``null``.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Final, TypeVar
 
@@ -43,6 +46,9 @@ class NaType:
 
     def __bool__(self) -> bool:
         return False
+
+    def __float__(self) -> float:
+        return math.nan
 
     def __eq__(self, other: object) -> bool:
         return other is self

@@ -1,9 +1,12 @@
 """The shared loop that runs one actor core in its own OS process.
 
-An actor core is a plain object (the functional core, design principle 1): ``start`` once in the
-child, ``handle`` for each inbox message, ``tick`` when its deadline comes, ``stop`` at the end.
-:func:`run_actor` is the thin shell around it: process title, signals, inbox waits, heartbeats,
-and let-it-crash — an exception is reported to the supervisor in one line and the process exits
+An actor core is a plain object (the functional core, design principle 1) whose methods return
+the messages it sends, as ``[(destination, message)]``: ``start`` once in the child, ``handle``
+with every batch drained from its mailbox (the newest of each state kind, then the commands, in
+order), ``tick`` when its deadline comes (it returns the next deadline too), ``stop`` at the end.
+Tests call cores directly and look at what they return. :func:`run_actor` is the thin shell
+around it: process title, signal dispositions, inbox waits, heartbeats, delivery, and
+let-it-crash — an exception is reported to the supervisor in one line and the process exits
 non-zero; the supervisor decides what happens next.
 """
 
@@ -11,20 +14,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import signal
 import sys
 import time
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import connection
 from typing import Protocol
 
-from vramtop.actors.mailbox import Mailbox, Packed
+from vramtop.actors.mailbox import Mailbox, Packed, StateChannel
 from vramtop.config import Config
-from vramtop.messages import ActorError, ConfigUpdate, Heartbeat, Stop
+from vramtop.messages import ActorError, ConfigUpdate, Heartbeat, Stop, state_kind
 
 HEARTBEAT_SECONDS = 1.0
+
+Out = list[tuple[str, object]]
+"""What a core sends: (destination actor, or "supervisor"; message)."""
 
 
 @dataclass
@@ -37,45 +44,60 @@ class ActorContext:
     supervisor: Mailbox
     outboxes: Mapping[str, Mailbox]
     shm_name: str
+    channels: Mapping[str, StateChannel] = field(default_factory=dict)
+    log_fd: int = -1  # the supervisor's log pipe: this actor's stderr (and stdout) go there
+    owns_terminal: bool = False  # keeps fd 1 (the render process draws on it)
     extra: dict[str, object] = field(default_factory=dict)
 
-    def send(self, actor: str, message: object) -> None:
-        box = self.outboxes.get(actor)
-        if box is not None:
-            box.post(message)
+    def deliver(self, out: Out) -> None:
+        """Send a core's messages. One message object sent to several actors is pickled once:
+        state goes into its channel and rings each subscriber; commands are queued."""
+        groups: dict[int, tuple[object, list[Mailbox]]] = {}
+        for dest, message in out:
+            box = self.supervisor if dest == "supervisor" else self.outboxes.get(dest)
+            if box is not None:
+                groups.setdefault(id(message), (message, []))[1].append(box)
+        for message, boxes in groups.values():
+            _deliver_one(message, boxes, self.channels)
 
-    def broadcast(self, actors: Iterable[str], message: object) -> None:
-        """Send one message to several actors, pickled once."""
-        boxes = [self.outboxes[a] for a in actors if a in self.outboxes]
-        if len(boxes) == 1:
-            boxes[0].post(message)
-        elif boxes:
-            packed = Packed.of(message)
-            for box in boxes:
-                box.post(packed)
+
+def _deliver_one(
+    message: object, boxes: list[Mailbox], channels: Mapping[str, StateChannel]
+) -> None:
+    kind = state_kind(message)
+    channel = channels.get(kind) if kind is not None else None
+    data: bytes | None = None
+    if channel is not None:
+        subscribers = [b for b in boxes if channel.kind in b.channels]
+        if subscribers:
+            data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+            if channel.publish(data):
+                for box in subscribers:
+                    box.ring(channel)
+                boxes = [b for b in boxes if channel.kind not in b.channels]
+    if len(boxes) == 1 and data is None:
+        boxes[0].post(message)
+    elif boxes:
+        packed = Packed(data) if data is not None else Packed.of(message)
+        for box in boxes:
+            box.post(packed)
 
 
 class ActorCore(Protocol):
-    def start(self, ctx: ActorContext) -> None: ...
+    """What the shell needs of a core. ``fds()``/``on_fd(fd) -> Out`` are optional: only the
+    render process has a keyboard to wait on."""
 
-    def handle(self, message: object) -> None: ...
+    done: bool  # True when the core wants its process to end (exit code 0)
 
-    def tick(self, now: float) -> float:
-        """Do one step; return the monotonic time of the next wanted tick."""
+    def start(self, ctx: ActorContext) -> Out: ...
+
+    def handle(self, batch: Sequence[object], now: float) -> Out: ...
+
+    def tick(self, now: float) -> tuple[float, Out]:
+        """Do one step; return the monotonic time of the next wanted tick, and messages."""
         ...
-
-    def fds(self) -> list[int]:
-        """Extra file descriptors to wait on (the render process's keyboard)."""
-        ...
-
-    def on_fd(self, fd: int) -> None: ...
 
     def stop(self) -> None: ...
-
-    @property
-    def done(self) -> bool:
-        """True when the core wants its process to end (exit code 0)."""
-        ...
 
 
 class _StopRequested(Exception):
@@ -95,18 +117,25 @@ def set_title(name: str | None) -> None:
 def run_actor(core: ActorCore, ctx: ActorContext) -> None:
     """Body of an actor process. Never returns: exits with 0 (stopped) or 1 (crashed)."""
     set_title(ctx.name)
-    # Ctrl-C reaches the whole foreground group; only the supervisor acts on it.
+    # Every disposition this process relies on is set here: a fork inherits the supervisor's
+    # handlers (htop's CRT_installSignalHandlers does the same). Ctrl-C and a hang-up reach the
+    # whole foreground group; only the supervisor acts on them. Ctrl-Z stops every actor by the
+    # default action (the render process installs its own handler to give the terminal back).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+    signal.signal(signal.SIGCONT, signal.SIG_DFL)
+    signal.signal(signal.SIGWINCH, signal.SIG_IGN)
 
     def _term(_signo: int, _frame: object) -> None:
         raise _StopRequested
 
     signal.signal(signal.SIGTERM, _term)
+    _redirect_output(ctx)
     code = 0
     try:
         _injected_fault(ctx.name)
-        core.start(ctx)
+        ctx.deliver(core.start(ctx))
         _loop(core, ctx)
     except _StopRequested:
         code = 0
@@ -123,10 +152,30 @@ def run_actor(core: ActorCore, ctx: ActorContext) -> None:
     # Give the mailbox feeder thread a moment to flush the last message, then leave without
     # running inherited atexit handlers (they belong to the supervisor).
     for box in (ctx.supervisor, *ctx.outboxes.values()):
-        with contextlib.suppress(Exception):
-            box._q.close()
-            box._q.join_thread()
+        box.flush()
     os._exit(code)
+
+
+def _redirect_output(ctx: ActorContext) -> None:
+    """While the render process owns the screen nothing else may write on it: stderr (and,
+    but for the render process, stdout) goes to the supervisor's log pipe, which shows the
+    newest line in the status line and prints them all once the terminal is restored.
+    Logging is configured here too: unconfigured, Python writes WARNING records to stderr
+    bare, and a driver's warning would be one more anonymous line."""
+    import logging
+
+    if ctx.log_fd >= 0:
+        with contextlib.suppress(OSError):
+            os.dup2(ctx.log_fd, 2)
+            if not ctx.owns_terminal:
+                os.dup2(ctx.log_fd, 1)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{ctx.name}: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
 
 
 def _injected_fault(name: str) -> None:
@@ -138,26 +187,49 @@ def _injected_fault(name: str) -> None:
 
 def _loop(core: ActorCore, ctx: ActorContext) -> None:
     inbox_fd = ctx.inbox.fileno()
+    fds = getattr(core, "fds", None)
+    on_fd = getattr(core, "on_fd", None)
     next_tick = time.monotonic()
     next_beat = 0.0
     pid = os.getpid()
+    # A (re)started actor begins with the newest state, whatever its predecessor left unread.
+    first = ctx.inbox.resync()
+    if first:
+        ctx.deliver(core.handle(first, time.monotonic()))
     while not core.done:
         now = time.monotonic()
         if now >= next_beat:
             ctx.supervisor.post(Heartbeat(ctx.name, pid, now))
             next_beat = now + HEARTBEAT_SECONDS
         if now >= next_tick:
-            next_tick = core.tick(now)
+            next_tick, out = core.tick(now)
+            ctx.deliver(out)
             continue
         timeout = max(0.0, min(next_tick, next_beat) - now)
-        ready = connection.wait([inbox_fd, *core.fds()], timeout)
+        extra: list[int] = fds() if fds is not None else []
+        ready = connection.wait([inbox_fd, *extra], timeout)
         for fd in ready:
             if fd == inbox_fd:
-                for message in ctx.inbox.drain(64):
-                    if isinstance(message, Stop):
-                        return
-                    if isinstance(message, ConfigUpdate) and not message.error:
-                        ctx.config = message.config
-                    core.handle(message)
-            else:
-                core.on_fd(int(fd))  # type: ignore[arg-type]
+                if not _take_batch(core, ctx):
+                    return
+            elif on_fd is not None:
+                ctx.deliver(on_fd(int(fd)))  # type: ignore[arg-type]
+            if core.done:
+                return
+
+
+def _take_batch(core: ActorCore, ctx: ActorContext) -> bool:
+    """Hand everything queued to the core at once; False when a Stop arrived (what came
+    before it is still handled)."""
+    batch: list[object] = []
+    stopped = False
+    for message in ctx.inbox.drain():
+        if isinstance(message, Stop):
+            stopped = True
+            break
+        if isinstance(message, ConfigUpdate) and not message.error:
+            ctx.config = message.config
+        batch.append(message)
+    if batch:
+        ctx.deliver(core.handle(batch, time.monotonic()))
+    return not stopped

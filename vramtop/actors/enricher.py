@@ -1,20 +1,20 @@
 """Enricher actor: the sampler's process rows -> /proc enrichment -> render and analyzer.
 
-Message-driven: each ``SampleMessage`` runs :meth:`Enricher.update` (``enrich/enricher.py``), and
-when something is new or changed it posts one ``EnrichmentMessage(items, notes)`` to the
-"render" and "analyzer" mailboxes. Items are deltas; receivers keep a dict by identity and drop
-identities that leave the sample's rows. Mailboxes are lossy and a receiver may be restarted with
-an empty dict, so every :data:`RESYNC_SECONDS` the whole current set is sent again.
-"""
+Message-driven: the newest :class:`ProcessRows` of each batch runs :meth:`Enricher.update`
+(``enrich/enricher.py``), and when something is new or changed it posts one
+``EnrichmentMessage(items, notes)`` to the :data:`RECEIVERS`. Items are deltas (commands: never
+dropped); receivers keep a dict by identity and drop identities that leave the sample's rows. A
+receiver may be restarted with an empty dict, so every :data:`RESYNC_SECONDS` the whole current
+set is sent again."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from vramtop.actors.base import ActorContext
+from vramtop.actors.base import ActorContext, Out
 from vramtop.enrich.enricher import Enricher
-from vramtop.messages import EnrichmentMessage, SampleMessage
+from vramtop.messages import EnrichmentMessage, ProcessRows, SampleMessage
 
 RECEIVERS = ("render", "analyzer", "exporter")
 RESYNC_SECONDS = 10.0
@@ -27,24 +27,23 @@ class EnricherCore:
     ) -> None:
         self.enricher = enricher
         self.clock = clock
-        self.ctx: ActorContext | None = None
         self.done = False
         self.notes: tuple[str, ...] = ()
         self._last_full = float("-inf")
 
-    def start(self, ctx: ActorContext) -> None:
-        self.ctx = ctx
+    def start(self, ctx: ActorContext) -> Out:
         if self.enricher is None:
             self.enricher = Enricher()
+        return []
 
-    def handle(self, message: object) -> None:
-        if isinstance(message, SampleMessage):
-            out = self.step(message)
-            if out is not None and self.ctx is not None:
-                for name in RECEIVERS:
-                    self.ctx.send(name, out)
+    def handle(self, batch: Sequence[object], now: float) -> Out:
+        latest = [m for m in batch if isinstance(m, ProcessRows | SampleMessage)]
+        if not latest:
+            return []
+        out = self.step(latest[-1])
+        return [] if out is None else [(name, out) for name in RECEIVERS]
 
-    def step(self, message: SampleMessage) -> EnrichmentMessage | None:
+    def step(self, message: ProcessRows | SampleMessage) -> EnrichmentMessage | None:
         """The message to send for one sample, or None when nothing changed."""
         if self.enricher is None:
             self.enricher = Enricher()
@@ -61,14 +60,8 @@ class EnricherCore:
         self.notes = notes
         return EnrichmentMessage(tuple(items), notes)
 
-    def tick(self, now: float) -> float:
-        return now + IDLE_TICK_SECONDS
-
-    def fds(self) -> list[int]:
-        return []
-
-    def on_fd(self, fd: int) -> None:
-        pass
+    def tick(self, now: float) -> tuple[float, Out]:
+        return now + IDLE_TICK_SECONDS, []
 
     def stop(self) -> None:
         pass

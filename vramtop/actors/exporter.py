@@ -1,6 +1,7 @@
 """Exporter actor: samples + enrichment + analysis -> ``--export-csv`` / ``--json-stream FILE``.
 
-Where it sits: the sampler broadcasts every :class:`SampleMessage` to it, the enricher sends its
+Where it sits: the sampler sends it every tick's :class:`SnapshotMessage` and
+:class:`ProcessRows` (joined here into a :class:`SampleMessage`), the enricher sends its
 :class:`EnrichmentMessage` deltas, the analyzer the :class:`AnalysisMessage` of each sample and
 the deep actor its :class:`DeepStateMessage` (the newest is written beside every sample).
 Sample N is written together with the analysis whose ``seq`` is N, so a row's phase and verdict
@@ -12,7 +13,7 @@ each in one append (``export/logfile.py``), so a ``kill -9`` loses at most the s
 waiting for its analysis. Enrichment is kept by identity (the latest facts about each process)
 and dropped for identities that left.
 
-Started by the supervisor only when an export is requested (``cli.run_monitor``); the files are
+Started by the supervisor only when an export is requested (``modes/monitor.py``); the files are
 opened for appending at every start, so a restarted exporter continues them.
 """
 
@@ -20,10 +21,10 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from vramtop.actors.base import ActorContext
+from vramtop.actors.base import ActorContext, Out
 from vramtop.analysis.model import AnalysisResult
 from vramtop.deep import attribution
 from vramtop.enrich.model import Enrichment
@@ -36,7 +37,10 @@ from vramtop.messages import (
     DeepStateMessage,
     EnrichmentMessage,
     ProcessIdentity,
+    ProcessRows,
+    SampleJoiner,
     SampleMessage,
+    SnapshotMessage,
 )
 
 MAX_PENDING = 64  # samples waiting for their analysis: beyond this the oldest is written now
@@ -71,21 +75,31 @@ class ExporterCore:
         self.enrichments: dict[ProcessIdentity, Enrichment] = {}
         self.deep: dict[int, DeepProcess] = {}  # the deep actor's newest round, by PID
         self.written = 0
+        self._joiner = SampleJoiner()
         self.with_analysis = 0  # samples written with their analysis (for tests, diagnostics)
         self.done = False
 
-    def start(self, ctx: ActorContext) -> None:
+    def start(self, ctx: ActorContext) -> Out:
         self._configure(ctx.config.general.refresh_rate)
         if self.export_csv is not None:
             self.logs.append(CsvLog(self.export_csv))
         if self.export_ndjson is not None:
             self.logs.append(NdjsonLog(self.export_ndjson))
+        return []
 
     def _configure(self, refresh_rate: float) -> None:
         if self.fixed_wait is None:
             self.wait_s = refresh_rate
 
-    def handle(self, message: object) -> None:
+    def handle(self, batch: Sequence[object], now: float) -> Out:
+        for message in batch:
+            self._take(message)
+        self.flush(self.clock())
+        return []
+
+    def _take(self, message: object) -> None:
+        if isinstance(message, SnapshotMessage | ProcessRows):
+            message = self._joiner.add(message)
         if isinstance(message, SampleMessage):
             self.pending.append(_Pending(message, self.clock() + self.wait_s))
             while len(self.pending) > MAX_PENDING:
@@ -101,7 +115,6 @@ class ExporterCore:
             self.deep = attribution.index(message.processes)
         elif isinstance(message, ConfigUpdate) and not message.error:
             self._configure(message.config.general.refresh_rate)
-        self.flush(self.clock())
 
     def flush(self, now: float, everything: bool = False) -> None:
         """Write every pending sample that is ready, oldest first, stopping at the first that
@@ -147,17 +160,11 @@ class ExporterCore:
             live.update(r.identity for r in item.message.rows)
         self.enrichments = {k: v for k, v in self.enrichments.items() if k in live}
 
-    def tick(self, now: float) -> float:
+    def tick(self, now: float) -> tuple[float, Out]:
         self.flush(now)
         if self.pending:
-            return max(now, self.pending[0].deadline)
-        return now + max(0.05, self.wait_s * IDLE_TICK_FRACTION)
-
-    def fds(self) -> list[int]:
-        return []
-
-    def on_fd(self, fd: int) -> None:
-        pass
+            return max(now, self.pending[0].deadline), []
+        return now + max(0.05, self.wait_s * IDLE_TICK_FRACTION), []
 
     def stop(self) -> None:
         # Stopping (quit, SIGTERM, restart): nothing taken is left unwritten.

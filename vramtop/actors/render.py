@@ -7,6 +7,13 @@ process acts on SIGWINCH (through a self-pipe, so a resize re-lays out at once).
 on every new sample, every key and every resize, plus once a second for the clock (the diff makes
 that a few bytes), never in a busy loop. Mouse reports (SGR, mode 1006) are parsed here, since
 blessed only decodes them after querying the terminal, which can stall start-up.
+
+One frame per batch: every message drained in one turn is applied, then at most one frame is
+drawn. A frame pairs the rows of sample N with the analysis of sample N: a new sample is held
+until its analysis arrives (normally milliseconds later), for at most :func:`pairing_wait`, and
+shown without it only when the analyzer is late or down. ``VRAMTOP_FRAME_LOG=FILE`` appends one
+line per frame drawn (``frame N sample S analysis A at MONOTONIC``): a diagnostics switch that
+tests use to see which sample each frame showed.
 """
 
 from __future__ import annotations
@@ -16,10 +23,21 @@ import os
 import re
 import signal
 import sys
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from vramtop.actors.base import ActorContext
-from vramtop.messages import ProcessIdentity, Quit, Selected
+from vramtop.actors.base import ActorContext, Out
+from vramtop.messages import (
+    AnalysisMessage,
+    ProcessIdentity,
+    ProcessRows,
+    Quit,
+    SampleJoiner,
+    SampleMessage,
+    Selected,
+    SnapshotMessage,
+)
 from vramtop.render.controller import Ui
 from vramtop.render.filters import ProcessFilter
 from vramtop.render.grid import Grid
@@ -34,6 +52,12 @@ MOUSE_OFF = "\x1b[?1006l\x1b[?1000l"
 ALT_SCREEN_OFF = MOUSE_OFF + "\x1b[?1049l\x1b[?25h\x1b[0m"
 SGR_MOUSE = re.compile(r"\x1b\[<(\d+);(\d+);(\d+)([Mm])")
 COUNTDOWN_S = 0.25  # redraw cadence while a kill counts down
+CLOCK_S = 1.0  # redraw cadence for the clock and expiring status lines
+
+
+def pairing_wait(refresh_rate: float) -> float:
+    """How long a new sample waits for its analysis before it is shown without it."""
+    return min(1.0, max(0.1, 0.5 * refresh_rate))
 
 
 def make_terminal(no_color: bool) -> Any:
@@ -71,34 +95,48 @@ class RenderCore:
         self.ui = Ui(no_color=self.no_color, filters=filters, kill=KillFlow(False))
         self.term: Any = None
         self.writer: TerminalWriter | None = None
-        self.ctx: ActorContext | None = None
+        self.size: tuple[int, int] | None = None  # fixed (width, height) instead of the tty's
+        self.emit: Callable[[str], None] = _stdout_write
         self.done = False
         self._wake_r = -1
         self._wake_w = -1
         self._stack: contextlib.ExitStack | None = None
         self.frames = 0
+        self.frame_seqs: tuple[int, int] = (-1, -1)  # (sample, analysis) of the last frame
+        self._joiner = SampleJoiner()
+        self._held: SampleMessage | None = None  # the newest sample, waiting for its analysis
+        self._held_until = 0.0
+        self._analysis: AnalysisMessage | None = None  # not applied yet
+        self._shown_seq = -1  # the sample on screen
+        self._analysis_seq = -1  # the analysis on screen
         self._told: ProcessIdentity | None = None  # the selection the analyzer last heard of
+        self._out: Out = []
+        self._frame_log = os.environ.get("VRAMTOP_FRAME_LOG", "")
 
     @property
     def state(self) -> Any:
         return self.ui.state
 
     # -- actor protocol -------------------------------------------------------------------
-    def start(self, ctx: ActorContext) -> None:
-        self.ctx = ctx
+    def start(self, ctx: ActorContext) -> Out:
         cfg = ctx.config
         history = ShmHistory(ctx.shm_name)
         # Kill is wired only when enabled: with --no-kill vramtop.kill is never imported.
         self.ui = Ui(cfg, no_color=self.no_color, filters=self.filters, history=history,
                      kill=KillFlow(cfg.display.enable_kill))  # fmt: skip
-        self.term = make_terminal(self.no_color)
-        self.writer = TerminalWriter(self.term, THEMES[self.ui.state.theme], self.no_color)
+        self.attach(make_terminal(self.no_color))
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         signal.signal(signal.SIGWINCH, self._on_winch)
         signal.signal(signal.SIGTSTP, self._on_suspend)
         self._enter_terminal()
         self.redraw()
+        return self._take_out()
+
+    def attach(self, term: Any) -> None:
+        """Draw on ``term`` (a blessed Terminal; tests give one writing to a buffer)."""
+        self.term = term
+        self.writer = TerminalWriter(term, THEMES[self.ui.state.theme], self.no_color)
 
     def _enter_terminal(self) -> None:
         stack = contextlib.ExitStack()
@@ -117,7 +155,7 @@ class RenderCore:
 
     def _on_suspend(self, _signo: int, _frame: object) -> None:
         """Ctrl-Z: give the shell a normal terminal, stop, and take the screen back on ``fg``.
-        (The rest of vramtop stops by the default action; only this process owns the tty.)"""
+        (The other actors stop by the default action; only this process owns the tty.)"""
         self._leave_terminal()
         signal.signal(signal.SIGTSTP, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTSTP)  # stops here until SIGCONT
@@ -127,38 +165,98 @@ class RenderCore:
             self.writer.invalidate()
         self.redraw()
 
-    def handle(self, message: object) -> None:
-        if self.ui.handle(message):
+    def handle(self, batch: Sequence[object], now: float) -> Out:
+        dirty = False
+        for message in batch:
+            if isinstance(message, SnapshotMessage | ProcessRows):
+                message = self._joiner.add(message)
+                if message is None:
+                    continue
+            if isinstance(message, SampleMessage):
+                if self._held is None:
+                    self._held_until = now + self._pairing_wait()
+                self._held = message
+            elif isinstance(message, AnalysisMessage):
+                self._analysis = message
+            else:
+                dirty = self.ui.handle(message) or dirty
+        dirty = self._pair(now) or dirty
+        if dirty:
             self.redraw()
+        return self._take_out()
 
-    def tick(self, now: float) -> float:
-        # Once a second: the clock and expiring status lines (the diff keeps this cheap);
-        # faster while a kill counts down.
+    def _pairing_wait(self) -> float:
+        for actor in self.ui.state.health:
+            if actor.name == "analyzer" and (actor.failed or not actor.alive):
+                return 0.0  # nothing will come: show samples as they arrive
+        return pairing_wait(self.ui.state.config.general.refresh_rate)
+
+    def _pair(self, now: float) -> bool:
+        """Apply what can be shown: the held sample with its own analysis, or without it once
+        it has waited long enough; an analysis of the sample on screen. True if changed."""
+        sample, analysis = self._held, self._analysis
+        if sample is not None and analysis is not None and analysis.seq == sample.seq:
+            self._apply_sample(sample)
+            self._apply_analysis(analysis)
+            return True
+        if analysis is not None and analysis.seq == self._shown_seq:
+            self._apply_analysis(analysis)  # the late analysis of what is on screen
+            changed = True
+        else:
+            changed = False
+            if analysis is not None and analysis.seq < max(self._shown_seq, -1):
+                self._analysis = None  # of a sample that was superseded: never shown
+        if sample is not None and now >= self._held_until:
+            self._apply_sample(sample)
+            return True
+        return changed
+
+    def _apply_sample(self, sample: SampleMessage) -> None:
+        self._held = None
+        self._shown_seq = sample.seq
+        self.ui.handle(sample)
+
+    def _apply_analysis(self, analysis: AnalysisMessage) -> None:
+        self._analysis = None
+        self._analysis_seq = analysis.seq
+        self.ui.handle(analysis)
+
+    def tick(self, now: float) -> tuple[float, Out]:
+        # The clock and expiring status lines (the diff keeps this cheap); faster while a kill
+        # counts down; sooner when a held sample's wait for its analysis runs out.
+        self._pair(now)
         self.ui.tick()
         self.redraw()
-        return now + (COUNTDOWN_S if self.ui.kill.running else 1.0)
+        nxt = now + (COUNTDOWN_S if self.ui.kill.running else CLOCK_S)
+        if self._held is not None:
+            nxt = min(nxt, self._held_until)
+        return nxt, self._take_out()
 
     def fds(self) -> list[int]:
         return [0, self._wake_r]
 
-    def on_fd(self, fd: int) -> None:
+    def on_fd(self, fd: int) -> Out:
         if fd == self._wake_r:
             with contextlib.suppress(BlockingIOError, OSError):
                 os.read(self._wake_r, 64)
             if self.writer is not None:
                 self.writer.invalidate()
             self.redraw()
-            return
+            return self._take_out()
         self._read_input()
-        if self.done:
-            return
-        self.redraw()
+        if not self.done:
+            self.redraw()
+        return self._take_out()
 
     def stop(self) -> None:
         self._leave_terminal()
         close = getattr(self.ui.history, "close", None)
         if close is not None:
             close()
+
+    def _take_out(self) -> Out:
+        out, self._out = self._out, []
+        return out
 
     # -- input ----------------------------------------------------------------------------
     def _read_input(self) -> None:
@@ -193,8 +291,7 @@ class RenderCore:
 
     def _quit(self) -> None:
         self.done = True
-        if self.ctx is not None:
-            self.ctx.supervisor.post(Quit())
+        self._out.append(("supervisor", Quit()))
 
     def _on_winch(self, _signo: int, _frame: object) -> None:
         with contextlib.suppress(OSError):
@@ -202,30 +299,44 @@ class RenderCore:
 
     def _write(self, text: str) -> None:
         with contextlib.suppress(Exception):
-            sys.stdout.write(text)
-            sys.stdout.flush()
+            self.emit(text)
 
     def _tell_selection(self) -> None:
         """The analyzer computes PELT segments for the selected process only: keep it told."""
         key = self.ui.state.selected
         identity = None if key is None else ProcessIdentity(key[0], key[1])
-        if identity != self._told and self.ctx is not None:
-            self.ctx.send("analyzer", Selected(identity))
+        if identity != self._told:
+            self._out.append(("analyzer", Selected(identity)))
             self._told = identity
 
     def redraw(self) -> None:
         if self.term is None or self.writer is None:
             return
         self._tell_selection()
-        width, height = self.term.width, self.term.height
+        width, height = self.size or (self.term.width, self.term.height)
         self.writer.set_theme(THEMES.get(self.ui.state.theme, THEMES["dark"]))
         grid = self.ui.draw(width, height)
         out = self.writer.render(grid)
         if out:
-            sys.stdout.write(out)
-            sys.stdout.flush()
+            self.emit(out)
         self.frames += 1
+        self.frame_seqs = (self._shown_seq, self._analysis_seq)
+        if self._frame_log:
+            self._log_frame()
+
+    def _log_frame(self) -> None:
+        line = (
+            f"frame {self.frames} sample {self._shown_seq} analysis {self._analysis_seq} "
+            f"at {time.monotonic():.3f}\n"
+        )
+        with contextlib.suppress(OSError), open(self._frame_log, "a") as f:
+            f.write(line)
 
     def grid(self, width: int, height: int) -> Grid:
         """The frame as it would be drawn now (tests, screenshots without a terminal)."""
         return self.ui.draw(width, height)
+
+
+def _stdout_write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()

@@ -1,10 +1,13 @@
-"""Sampler actor: the backend (NVML or simulated) -> shm rings + ``SampleMessage`` to readers.
+"""Sampler actor: the backend (NVML or simulated) -> shm rings + the tick's messages to readers.
 
 It is the only writer of the shared-memory history (design principle 2). Each tick it takes one
-snapshot, resolves process identities (``procinfo``), writes the rings and posts the snapshot with
-the slot of every process to the :data:`READERS` that run (pickled once for all of them; newest
-wins when a reader is slow). Files (``--export-csv``, ``--json-stream FILE``) are written by the
-exporter actor (``actors/exporter.py``), which joins each sample with its analysis.
+snapshot, resolves process identities (``procinfo``), writes the rings and sends each reader the
+messages shaped for it: :class:`ProcessRows` (identities and slots) to every reader, and
+:class:`SnapshotMessage` (the numbers) to the render process and the exporter, which join the
+two (``messages.SampleJoiner``); the analyzer and enricher read the numbers from shared memory.
+Each is pickled once for all its readers, and both are state: a slow reader gets the newest.
+Files (``--export-csv``, ``--json-stream FILE``) are written by the exporter actor
+(``actors/exporter.py``), which joins each sample with its analysis.
 
 Two optional backend methods change that (both found with ``getattr``; see ``gpu/replay.py``):
 ``rows_for(snapshot)`` supplies the process rows (identities, users and commands recorded in a
@@ -15,36 +18,18 @@ keeps the recording's cadence).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 
-from vramtop.actors.base import ActorContext
+from vramtop.actors.base import ActorContext, Out
+from vramtop.enrich.procinfo import ProcessTable, build_rows
 from vramtop.gpu.backend import GpuBackend
 from vramtop.gpu.factory import BackendSpec, make_backend
-from vramtop.gpu.snapshot import Snapshot
-from vramtop.messages import ConfigUpdate, ProcessRow, SampleMessage
-from vramtop.procinfo import ProcessFacts, ProcessTable
+from vramtop.messages import ConfigUpdate, ProcessRow, ProcessRows, SnapshotMessage
 from vramtop.shm import HistoryWriter, ShmSegment
 
-READERS = ("render", "analyzer", "enricher", "exporter")
-
-
-def build_rows(
-    snapshot: Snapshot, facts: dict[int, ProcessFacts], slots: dict[tuple[int, int], int]
-) -> tuple[ProcessRow, ...]:
-    rows = []
-    for proc in snapshot.processes:
-        fact = facts[proc.pid]
-        rows.append(
-            ProcessRow(
-                identity=fact.identity,
-                gpu_index=proc.gpu_index,
-                slot=slots.get((proc.pid, proc.gpu_index), -1),
-                user=fact.user,
-                command=fact.command,
-                same_user=fact.same_user,
-            )
-        )
-    return tuple(rows)
+SNAPSHOT_READERS = ("render", "exporter")  # the numbers, joined with the rows by the reader
+ROWS_READERS = ("render", "analyzer", "enricher", "exporter")  # identities and slots
 
 
 class SamplerCore:
@@ -54,24 +39,25 @@ class SamplerCore:
         self.table = ProcessTable()
         self.segment: ShmSegment | None = None
         self.writer: HistoryWriter | None = None
-        self.ctx: ActorContext | None = None
         self.interval = 1.0
         self.done = False
 
-    def start(self, ctx: ActorContext) -> None:
-        self.ctx = ctx
+    def start(self, ctx: ActorContext) -> Out:
         self.interval = ctx.config.general.refresh_rate
         self.segment = ShmSegment.attach(ctx.shm_name)
         self.writer = HistoryWriter(self.segment)
         self.backend = make_backend(self.spec)
         self.backend.open()
+        return []
 
-    def handle(self, message: object) -> None:
-        if isinstance(message, ConfigUpdate) and not message.error:
-            self.interval = message.config.general.refresh_rate
+    def handle(self, batch: Sequence[object], now: float) -> Out:
+        for message in batch:
+            if isinstance(message, ConfigUpdate) and not message.error:
+                self.interval = message.config.general.refresh_rate
+        return []
 
-    def tick(self, now: float) -> float:
-        assert self.backend is not None and self.writer is not None and self.ctx is not None
+    def tick(self, now: float) -> tuple[float, Out]:
+        assert self.backend is not None and self.writer is not None
         snapshot = self.backend.sample()
         rows_for = getattr(self.backend, "rows_for", None)
         recorded: tuple[ProcessRow, ...] | None = rows_for(snapshot) if rows_for else None
@@ -86,21 +72,18 @@ class SamplerCore:
             rows = tuple(
                 replace(r, slot=slots.get((r.identity.pid, r.gpu_index), -1)) for r in recorded
             )
-        message = SampleMessage(self.writer.count, snapshot, rows)
-        self.ctx.broadcast(READERS, message)
+        seq = self.writer.count
+        numbers = SnapshotMessage(seq, snapshot)
+        identities = ProcessRows(seq, snapshot.timestamp, rows)
+        out: Out = [(name, identities) for name in ROWS_READERS]
+        out += [(name, numbers) for name in SNAPSHOT_READERS]
         next_due = getattr(self.backend, "next_due", None)
         if next_due is not None:
             wall = time.time()
             due: float = next_due(wall)
-            return now + max(0.0, due - wall)
+            return now + max(0.0, due - wall), out
         # Steady cadence: the next tick is due one interval after this one began.
-        return now + self.interval
-
-    def fds(self) -> list[int]:
-        return []
-
-    def on_fd(self, fd: int) -> None:
-        pass
+        return now + self.interval, out
 
     def stop(self) -> None:
         if self.backend is not None:

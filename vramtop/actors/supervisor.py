@@ -6,6 +6,11 @@ back-off and gets its old mailbox back (nothing queued is lost); an actor that d
 rest keep running. State lives outside the actors (shared memory, mailboxes, the scenario clock),
 so a restart continues where the dead process stopped.
 
+It owns the shared memory (design principle 4): given a :class:`ShmShape` it removes segments
+left by dead runs, creates the history segment before the first actor starts and unlinks it on
+every way out. It also creates the state channels (``actors/mailbox.py``) that carry samples and
+analyses, newest-wins, to their subscribers.
+
 The supervisor also owns the terminal's safety: it saves the termios state before the render
 process starts and restores it (leaving the alternate screen, showing the cursor) whenever the
 render process dies, before restarting it. SIGINT/SIGTERM stop everything in order; SIGHUP
@@ -22,14 +27,14 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from vramtop.actors.base import ActorContext, ActorCore, run_actor, set_title
-from vramtop.actors.mailbox import Mailbox
+from vramtop.actors.mailbox import Mailbox, make_channels
 from vramtop.config import Config, ConfigError, load_config
 from vramtop.messages import (
     ActorError,
@@ -37,13 +42,32 @@ from vramtop.messages import (
     ActorState,
     ConfigUpdate,
     Heartbeat,
+    LogLine,
     Quit,
     Stop,
 )
+from vramtop.shm import ShmSegment, cleanup_stale
+
+LOG_LINES_KEPT = 2000  # printed after the terminal is restored; older ones are counted
 
 # Mouse reporting off, leave the alternate screen, show the cursor, reset attributes.
 ALT_SCREEN_OFF = "\x1b[?1006l\x1b[?1000l\x1b[?1049l\x1b[?25h\x1b[0m"
 CONTEXT = mp.get_context("fork")  # explicit: 3.14 changes the default start method
+
+
+@dataclass(frozen=True)
+class ShmShape:
+    """The history segment the supervisor creates: sized once, never on the hot path."""
+
+    history_length: int
+    gpu_count: int
+    process_slots: int
+
+
+def channel_capacity(process_slots: int) -> int:
+    """Bytes a state channel holds: room for a sample of every process slot (a message that
+    does not fit travels through the command queue instead, still newest-wins per batch)."""
+    return 256 * 1024 + 1024 * process_slots
 
 
 @dataclass
@@ -55,6 +79,7 @@ class ChildSpec:
     heartbeat_timeout: float = 15.0
     essential: bool = False  # the program cannot go on without it (the render process)
     owns_terminal: bool = False
+    every_state: bool = False  # needs every sample, not the newest (the exporter's files)
 
 
 @dataclass
@@ -75,19 +100,31 @@ class Supervisor:
         self,
         config: Config,
         specs: list[ChildSpec],
-        shm_name: str,
+        shm_name: str = "",
         config_path: str | None = None,
         overrides: Mapping[str, object] | None = None,
-        mailbox_size: int = 64,
         housekeeping: Callable[[], object] | None = None,
+        shm: ShmShape | None = None,
+        state_routes: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        """``state_routes``: which actors subscribe to each state kind, e.g.
+        ``{"sample": ("render",), "rows": ("analyzer", "enricher")}``; a kind not routed
+        (or an actor not listed) gets its messages through the command queue."""
         self.housekeeping = housekeeping  # called every loop turn (reaping demo children)
         self.config = config
         self.config_path = config_path
         self.overrides = dict(overrides or {})
         self.shm_name = shm_name
-        self.inbox = Mailbox(CONTEXT, "supervisor", maxsize=1024)
-        self.children = {s.name: _Child(s, Mailbox(CONTEXT, s.name, mailbox_size)) for s in specs}
+        self.shm_shape = shm
+        self.segment: ShmSegment | None = None
+        names = {s.name for s in specs}
+        routes = {k: [a for a in v if a in names] for k, v in (state_routes or {}).items()}
+        self.channels = make_channels(routes, channel_capacity(config.general.process_slots))
+        self.inbox = Mailbox(CONTEXT, "supervisor")
+        self.children = {
+            s.name: _Child(s, Mailbox(CONTEXT, s.name, self.channels, not s.every_state))
+            for s in specs
+        }
         self.stopping = False
         self.exit_code = 0
         self.exit_message = ""
@@ -96,6 +133,12 @@ class Supervisor:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
+        # The actors' stderr: a pipe whose read end only this process holds open for reading.
+        self._log_r, self._log_w = os.pipe()
+        os.set_blocking(self._log_r, False)
+        self.log: deque[str] = deque(maxlen=LOG_LINES_KEPT)
+        self.logged = 0
+        self._log_partial = b""
 
     # -- lifecycle ------------------------------------------------------------------------
     def run(self) -> int:
@@ -103,10 +146,12 @@ class Supervisor:
         self._install_signals()
         self._save_terminal()
         try:
+            self._create_segment()
             while not self.stopping:
                 self._start_due()
                 self._wait(0.5)
                 self._handle_signals()
+                self._read_log()
                 self._handle_inbox()
                 self._reap()
                 self._check_heartbeats()
@@ -115,6 +160,16 @@ class Supervisor:
         finally:
             self._shutdown()
         return self.exit_code
+
+    def _create_segment(self) -> None:
+        if self.shm_shape is None:
+            return
+        cleanup_stale()
+        shape = self.shm_shape
+        self.segment = ShmSegment.create(
+            shape.history_length, max(1, shape.gpu_count), shape.process_slots
+        )
+        self.shm_name = self.segment.name
 
     def _install_signals(self) -> None:
         for signo in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCONT, signal.SIGTSTP):
@@ -153,6 +208,9 @@ class Supervisor:
             supervisor=self.inbox,
             outboxes={name: c.inbox for name, c in self.children.items()},
             shm_name=self.shm_name,
+            channels=self.channels,
+            log_fd=self._log_w,
+            owns_terminal=child.spec.owns_terminal,
         )
 
     def _start(self, child: _Child) -> None:
@@ -180,7 +238,7 @@ class Supervisor:
         due = [c.start_at for c in self.children.values() if c.start_at is not None]
         if due:
             timeout = max(0.0, min(timeout, min(due) - now))
-        waitables: list[Any] = [self._wake_r, self.inbox.fileno()]
+        waitables: list[Any] = [self._wake_r, self._log_r, self.inbox.fileno()]
         waitables += [c.process.sentinel for c in self.children.values() if c.process is not None]
         with contextlib.suppress(InterruptedError):
             connection.wait(waitables, timeout)
@@ -233,6 +291,53 @@ class Supervisor:
     def _post_all(self, message: object) -> None:
         for child in self.children.values():
             child.inbox.post(message)
+
+    def _read_log(self, final: bool = False) -> None:
+        """Take what the actors wrote; tell the render process the newest line."""
+        data = b""
+        while True:
+            try:
+                chunk = os.read(self._log_r, 65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        if not data and not (final and self._log_partial):
+            return
+        data = self._log_partial + data
+        *lines, self._log_partial = data.split(b"\n")
+        if final and self._log_partial:
+            lines.append(self._log_partial)
+            self._log_partial = b""
+        texts = [ln.decode("utf-8", "replace").rstrip() for ln in lines]
+        texts = [t for t in texts if t]
+        if not texts:
+            return
+        self.log.extend(texts)
+        self.logged += len(texts)
+        if not final:
+            from vramtop.sanitize import clean
+
+            for child in self.children.values():
+                if child.spec.owns_terminal:
+                    child.inbox.post(LogLine(clean(texts[-1]), self.logged))
+
+    def _print_log(self) -> None:
+        """After the terminal is restored: everything the actors wrote meanwhile (htop's
+        dumpStderr)."""
+        self._read_log(final=True)
+        if not self.log or not any(c.spec.owns_terminal for c in self.children.values()):
+            for line in self.log:
+                print(line, file=sys.stderr)
+            return
+        kept = len(self.log)
+        more = f" (the last {kept} of {self.logged})" if self.logged > kept else ""
+        print(f"vramtop: the actors wrote{more}:", file=sys.stderr)
+        for line in self.log:
+            print(f"  {line}", file=sys.stderr)
 
     def _handle_inbox(self) -> None:
         for message in self.inbox.drain():
@@ -289,6 +394,10 @@ class Supervisor:
         for child in self.children.values():
             proc = child.process
             if proc is not None and now - child.last_beat > child.spec.heartbeat_timeout:
+                if _stopped(proc.pid or 0):
+                    # Stopped (SIGSTOP, a debugger), not hung: it beats again once continued.
+                    child.last_beat = now
+                    continue
                 child.last_error = f"no heartbeat for {child.spec.heartbeat_timeout:.0f} s"
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid or 0, signal.SIGKILL)
@@ -332,9 +441,16 @@ class Supervisor:
             for proc in alive:
                 proc.join(grace)
         self.restore_terminal()
+        with contextlib.suppress(OSError):
+            os.close(self._log_w)  # every writer has exited: what is left can be read to EOF
+        self._print_log()
         for child in self.children.values():
             child.inbox.close()
         self.inbox.close()
+        if self.segment is not None:
+            self.segment.close()
+            self.segment.unlink()
+            self.segment = None
         if self.exit_message:
             print(self.exit_message, file=sys.stderr)
 

@@ -12,11 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from vramtop.deep.protocol import DeviceStats, Report, normalize_uuid
+from vramtop.identity import same_process
 from vramtop.messages import DeepProcess, ProcessIdentity
-
-# psutil derives a start time from clock ticks since boot: two readers of the same process agree
-# to well within this; a reused PID starts seconds to days later.
-START_TOLERANCE_S = 0.05
 
 DeepIndex = Mapping[int, DeepProcess]
 
@@ -28,10 +25,7 @@ def index(processes: Iterable[DeepProcess]) -> dict[int, DeepProcess]:
 def lookup(deep: DeepIndex | None, identity: ProcessIdentity) -> DeepProcess | None:
     """The deep-mode state of exactly this process, or None."""
     found = deep.get(identity.pid) if deep else None
-    if found is None:
-        return None
-    a, b = found.identity.start_time, identity.start_time
-    return found if not a or not b or abs(a - b) < START_TOLERANCE_S else None
+    return found if found is not None and same_process(found.identity, identity) else None
 
 
 def device_for(report: Report, gpu_uuid: str) -> DeviceStats | None:

@@ -31,6 +31,7 @@ from vramtop.enrich.framework import Detection
 from vramtop.enrich.model import Enrichment
 from vramtop.enrich.procfs import INIT_PID_NS, ProcFS, StatFields
 from vramtop.enrich.users import user_name
+from vramtop.identity import same_process
 from vramtop.messages import ProcessIdentity, ProcessRow
 from vramtop.sanitize import clean
 
@@ -39,7 +40,6 @@ REVISIT_BUDGET = 32  # full re-reads per update, at most
 PARENT_DEPTH = 4  # ancestors looked at for a worker's server
 MAX_ARGS = 128  # argv entries kept (each capped at 256 characters by clean)
 DETECT_LEN = 4096  # characters of each argument that detection looks at
-START_TIME_SLACK = 1.0  # seconds: psutil and we compute the start time the same way
 
 NAMESPACE_NOTE = "processes from another PID namespace: run with --pid=host to see them"
 
@@ -238,7 +238,7 @@ class Enricher:
             return False
         if self.procfs.boot_time() <= 0.0:
             return True  # no btime to compare with: trust the PID
-        return abs(self.procfs.start_time(stat) - identity.start_time) <= START_TIME_SLACK
+        return same_process(ProcessIdentity(identity.pid, self.procfs.start_time(stat)), identity)
 
     def _detect(
         self, argv: Sequence[str], comm: str, maps: bytes | None, ppid: int

@@ -1,8 +1,9 @@
 """User names, and what ``display.show_other_users`` hides and how the hidden memory is counted.
 
-Data flow: ``Enricher`` -> :func:`user_name` for every process; the render process, ``--once`` and
-the CSV call :func:`visible_rows` and :func:`aggregate_other_users` with the sample's rows, the
-enrichments they hold and the snapshot.
+Data flow: ``Enricher`` -> :func:`user_name` for every process; ``render.filters.visible_rows``
+(the render process and ``--once``) calls :func:`is_other_user` and
+:func:`aggregate_other_users` with the sample's rows, the enrichments they hold and the
+snapshot.
 
 "Other users" are the processes vramtop may not inspect: another UID while vramtop is not root
 (the security model's same-UID rule; root inspects all, so it sees everyone as its own). With
@@ -52,17 +53,6 @@ def is_other_user(
     return not row.same_user and bool(row.user)
 
 
-def visible_rows(
-    rows: Iterable[ProcessRow],
-    enrichments: Mapping[ProcessIdentity, Enrichment] | None,
-    show_other_users: bool,
-) -> tuple[ProcessRow, ...]:
-    """The rows to list: all of them, or only our own when ``show_other_users`` is false."""
-    if show_other_users:
-        return tuple(rows)
-    return tuple(r for r in rows if not is_other_user(r, enrichments))
-
-
 @dataclass(frozen=True, slots=True)
 class OtherUsers:
     """Hidden processes of other users on one GPU."""
@@ -86,7 +76,8 @@ def aggregate_other_users(
     enrichments: Mapping[ProcessIdentity, Enrichment] | None,
     snapshot: Snapshot,
 ) -> dict[int, OtherUsers]:
-    """Per GPU index, the processes :func:`visible_rows` hides and the memory they hold. GPUs
+    """Per GPU index, the other users' processes (:func:`is_other_user`) and the memory they
+    hold: what ``render.filters.visible_rows`` hides and counts instead. GPUs
     without such processes are absent."""
     used = {
         (p.pid, p.gpu_index): p.used_bytes if isinstance(p.used_bytes, int) else 0

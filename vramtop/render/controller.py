@@ -9,19 +9,18 @@ Tests drive it directly, the same way the actor does.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from vramtop.config import Config, resolve_screenshot_dir
-from vramtop.enrich.users import aggregate_other_users, is_other_user
 from vramtop.messages import (
     ActorHealth,
     AnalysisMessage,
     ConfigUpdate,
     DeepStateMessage,
     EnrichmentMessage,
+    LogLine,
     SampleMessage,
 )
-from vramtop.render.filters import ProcessFilter
+from vramtop.render.filters import ProcessFilter, visible_rows
 from vramtop.render.grid import Grid
 from vramtop.render.history import History, NoHistory
 from vramtop.render.keys import action_for
@@ -70,6 +69,10 @@ class Ui:
         if isinstance(message, ActorHealth):
             st.health = message.actors
             return True
+        if isinstance(message, LogLine):
+            # What an actor wrote to stderr: shown here, printed in full after the exit.
+            st.say(message.text, 10, "warn")
+            return True
         if isinstance(message, ConfigUpdate):
             if message.error:
                 st.say(f"config not reloaded: {message.error}", 20, "crit")
@@ -112,30 +115,16 @@ class Ui:
         if st.sample is None:
             st.views, st.items = [], []
             return
-        shown = frozenset(g.index for g in st.sample.snapshot.gpus if st.filters.gpu_shown(g))
-        config = st.config
-        filters = st.filters
-
-        enrichment = st.knowledge.enrichment
-        hide_others = not config.display.show_other_users
-
-        def row_ok(row: Any) -> bool:
-            if hide_others and is_other_user(row, enrichment):
-                return False
-            return filters.row_shown(row, shown)
-
-        st.others = {}
-        if hide_others:
-            st.others = {
-                gpu: other
-                for gpu, other in aggregate_other_users(
-                    st.sample.rows, enrichment, st.sample.snapshot
-                ).items()
-                if gpu in shown
-            }
-
+        seen = visible_rows(
+            st.sample.snapshot,
+            st.sample.rows,
+            st.knowledge.enrichment,
+            show_other_users=st.config.display.show_other_users,
+            filters=st.filters,
+        )
+        st.others = seen.others
         views = build_views(
-            st.sample, st.knowledge, shown_gpus=shown, row_filter=row_ok,
+            st.sample, st.knowledge, seen.rows,
             text=st.filter_text, sort=st.sort, descending=st.descending,
         )  # fmt: skip
         if st.tree:

@@ -1,20 +1,24 @@
-"""Command-line process filters, as nvitop users expect: ``--gpu``, ``--user``, ``--pid``,
-``--only-visible``.
+"""Which processes a user sees: the command-line filters (``--gpu``, ``--user``, ``--pid``,
+``--only-visible``, as nvitop users expect) and the other-users rule, in one helper.
 
 Where it sits: ``cli.py`` adds the flags (:func:`add_filter_arguments`) and builds a
-:class:`ProcessFilter` (:meth:`ProcessFilter.from_args`) that the render process applies to every
-sample before drawing: GPUs not selected are not drawn, processes not selected are not listed.
+:class:`ProcessFilter` (:meth:`ProcessFilter.from_args`). :func:`visible_rows` applies it and
+``display.show_other_users`` to a sample; the render process (``render/controller.py``) and
+``--once`` (``modes/once.py``) both call it, so the table and the one-shot output always list
+the same processes. No terminal here: this module is imported by modes that have no UI.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from vramtop.gpu.snapshot import GpuSample
-from vramtop.messages import ProcessRow
+from vramtop.enrich.model import Enrichment
+from vramtop.enrich.users import OtherUsers, aggregate_other_users, is_other_user
+from vramtop.gpu.snapshot import GpuSample, Snapshot
+from vramtop.messages import ProcessIdentity, ProcessRow
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -112,3 +116,42 @@ class ProcessFilter:
         if self.visible is not None:
             parts.append("CUDA_VISIBLE_DEVICES=" + ",".join(self.visible))
         return "filter: " + "; ".join(parts) if parts else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Visible:
+    """What :func:`visible_rows` lets through for one sample."""
+
+    gpus: frozenset[int]  # indexes of the GPUs shown
+    rows: tuple[ProcessRow, ...]  # the processes listed, in the sample's order
+    others: dict[int, OtherUsers]  # per shown GPU: other users' processes hidden, counted
+
+
+def visible_rows(
+    snapshot: Snapshot,
+    rows: Iterable[ProcessRow],
+    enrichments: Mapping[ProcessIdentity, Enrichment] | None,
+    *,
+    show_other_users: bool,
+    filters: ProcessFilter | None = None,
+) -> Visible:
+    """The one rule for "which processes does this user see".
+
+    A process is listed when its GPU is shown, it passes ``filters`` (``--user``, ``--pid``)
+    and, unless ``show_other_users``, it is not another user's (the security model; see
+    :func:`vramtop.enrich.users.is_other_user`). Other users' processes that are hidden are
+    still counted per shown GPU, whatever ``--user``/``--pid`` say, so the memory on a card
+    adds up."""
+    filters = filters or ProcessFilter()
+    gpus = frozenset(g.index for g in snapshot.gpus if filters.gpu_shown(g))
+    rows = tuple(rows)
+    listed = tuple(
+        r
+        for r in rows
+        if filters.row_shown(r, gpus) and (show_other_users or not is_other_user(r, enrichments))
+    )
+    others: dict[int, OtherUsers] = {}
+    if not show_other_users:
+        counted = aggregate_other_users(rows, enrichments, snapshot)
+        others = {gpu: other for gpu, other in counted.items() if gpu in gpus}
+    return Visible(gpus, listed, others)

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from vramtop.fmt import size
+from vramtop.identity import same_process
+from vramtop.messages import ProcessIdentity
 from vramtop.render.model import ProcView
 from vramtop.render.state import KillDialog
 from vramtop.render.widgets import duration
@@ -80,7 +82,7 @@ class KillFlow:
             import psutil
 
             proc = psutil.Process(view.row.identity.pid)
-            if abs(proc.create_time() - view.row.identity.start_time) < 0.5:
+            if same_process(view.row.identity, ProcessIdentity(proc.pid, proc.create_time())):
                 return int(proc.uids().real)
         except Exception:
             pass

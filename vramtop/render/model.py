@@ -19,6 +19,7 @@ from vramtop.analysis.model import AnalysisResult, GpuAnalysis, ProcessAnalysis
 from vramtop.deep import attribution
 from vramtop.enrich.model import Enrichment
 from vramtop.gpu.snapshot import GpuSample, ProcessSample
+from vramtop.identity import same_process
 from vramtop.messages import (
     DeepProcess,
     DeepStateMessage,
@@ -26,7 +27,6 @@ from vramtop.messages import (
     ProcessRow,
     SampleMessage,
 )
-from vramtop.na import NaType
 
 RowKey = tuple[int, float, int]  # (pid, start time, gpu index): one row per process per GPU
 
@@ -96,7 +96,7 @@ def _proc_parent(identity: ProcessIdentity) -> tuple[int, str]:
 
         proc = psutil.Process(identity.pid)
         # A reused PID is another process: its parent says nothing about ours.
-        if identity.start_time and abs(proc.create_time() - identity.start_time) > 0.05:
+        if not same_process(identity, ProcessIdentity(proc.pid, proc.create_time())):
             return 0, ""
         parent = proc.parent()
         if parent is not None:
@@ -127,20 +127,16 @@ class ProcView:
 
     @property
     def vram(self) -> float:
-        used = self.proc.used_bytes if self.proc is not None else None
-        return math.nan if used is None or isinstance(used, NaType) else float(used)
+        return float(self.proc.used_bytes) if self.proc is not None else math.nan
 
     @property
     def gpu_fraction(self) -> float:
-        total = self.gpu.memory_total if self.gpu is not None else None
-        if total is None or isinstance(total, NaType) or not total:
-            return math.nan
-        return self.vram / float(total)
+        total = float(self.gpu.memory_total) if self.gpu is not None else math.nan
+        return self.vram / total if total else math.nan  # NaN: n/a; 0: no total to divide by
 
     @property
     def sm(self) -> float:
-        v = self.proc.sm_util if self.proc is not None else None
-        return math.nan if v is None or isinstance(v, NaType) else float(v)
+        return float(self.proc.sm_util) if self.proc is not None else math.nan
 
     @property
     def rate(self) -> float:
@@ -200,9 +196,8 @@ DESCENDING_FIRST = frozenset({"VRAM", "%GPU", "SM%", "RATE"})
 def build_views(
     sample: SampleMessage,
     knowledge: Knowledge,
+    rows: Iterable[ProcessRow],
     *,
-    shown_gpus: frozenset[int],
-    row_filter: Callable[[ProcessRow], bool],
     text: str = "",
     sort: str = "VRAM",
     descending: bool = True,
@@ -211,9 +206,7 @@ def build_views(
     procs = {(p.pid, p.gpu_index): p for p in sample.snapshot.processes}
     needle = text.lower()
     views = []
-    for row in sample.rows:
-        if row.gpu_index not in shown_gpus or not row_filter(row):
-            continue
+    for row in rows:  # the visible ones (render.filters.visible_rows), in the sample's order
         view = ProcView(
             row=row,
             proc=procs.get((row.identity.pid, row.gpu_index)),

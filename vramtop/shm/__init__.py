@@ -6,7 +6,7 @@ the analyzer and render processes attach :class:`HistoryReader` s. See ``layout`
 """
 
 from vramtop.shm.layout import FIELD_INDEX, GPU_FIELDS, LayoutError, ShmLayout
-from vramtop.shm.reader import HistoryReader, RingViews, SlotTable, TornReadError
+from vramtop.shm.reader import HistoryReader, RingViews, SlotTable, TornReadError, read_histories
 from vramtop.shm.segment import ShmSegment, cleanup_stale, parse_segment_name, segment_name
 from vramtop.shm.writer import HistoryWriter
 
@@ -23,5 +23,6 @@ __all__ = [
     "TornReadError",
     "cleanup_stale",
     "parse_segment_name",
+    "read_histories",
     "segment_name",
 ]

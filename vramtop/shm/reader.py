@@ -13,7 +13,9 @@ they had and try again next frame.
 
 :meth:`HistoryReader.views` is the zero-copy escape hatch: raw views plus the ``seq`` they were
 taken at. The caller reads what it needs and must then check :meth:`HistoryReader.stable`; if that
-is False the data it read may be torn and must be discarded.
+is False the data it read may be torn and must be discarded. :func:`read_histories` is the
+analyzer's read built on it: every GPU's window and the windows of one sample's processes, as
+the analysis core's ``GpuHistory`` / ``ProcessHistories`` inputs.
 """
 
 from __future__ import annotations
@@ -23,11 +25,15 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from vramtop.analysis.analyzer import GpuHistory, ProcessHistories
+from vramtop.identity import same_process_mask
+from vramtop.messages import ProcessRow
 from vramtop.shm.layout import FIELD_INDEX, SegmentArrays
 from vramtop.shm.segment import ShmSegment
 
@@ -65,9 +71,8 @@ class SlotTable:
 
     def find(self, pid: int, start_time: float, gpu: int) -> int:
         """The slot holding process (pid, start_time) on ``gpu``, or -1."""
-        hits = np.flatnonzero(
-            (self.pid == pid) & (self.start_time == start_time) & (self.gpu == gpu)
-        )
+        same = same_process_mask(self.pid, self.start_time, np.int64(pid), np.float64(start_time))
+        hits = np.flatnonzero(same & (self.gpu == gpu))
         return int(hits[0]) if hits.size else -1
 
 
@@ -282,3 +287,100 @@ class HistoryReader:
             if attempt >= _SPIN:
                 os.sched_yield() if attempt < _YIELD else time.sleep(_SLEEP_S)
         raise TornReadError(f"{self._segment.name}: writer stuck mid-sample")
+
+
+# -- the analyzer's read: every GPU and the processes of one sample, in one consistent copy ----
+
+_READ_ATTEMPTS = 3
+_USED, _TOTAL, _FREE, _TEMP = (FIELD_INDEX[k] for k in ("used", "total", "free", "temperature"))
+_SLOT, _GPU, _IDENTITY = attrgetter("slot"), attrgetter("gpu_index"), attrgetter("identity")
+_PID, _START = attrgetter("identity.pid"), attrgetter("identity.start_time")
+
+
+def read_histories(
+    reader: HistoryReader,
+    rows: tuple[ProcessRow, ...],
+    window: int,
+    proc_window: int | None = None,
+) -> tuple[list[GpuHistory], ProcessHistories]:
+    """A consistent copy of the last ``window`` samples of every GPU and the last
+    ``proc_window`` (default: ``window``) of ``rows``' slots.
+
+    Only those columns are copied, one contiguous run per row (two where the ring wraps), under
+    the seqlock. Raises :class:`TornReadError` when no consistent copy could be taken.
+    """
+    pw = window if proc_window is None else max(1, min(proc_window, window))
+    k = len(rows)
+    slots = np.fromiter(map(_SLOT, rows), dtype=np.intp, count=k)
+    row_pid = np.fromiter(map(_PID, rows), dtype=np.int64, count=k)
+    row_start = np.fromiter(map(_START, rows), dtype=np.float64, count=k)
+    gpu_index = np.fromiter(map(_GPU, rows), dtype=np.int64, count=k)
+    usable = (slots >= 0) & (slots < reader.process_slots)
+    everyone = bool(usable.all())
+    if not everyone:
+        slots = slots[usable]
+    for _ in range(_READ_ATTEMPTS):
+        views = reader.views()
+        count, h = views.count, views.history_length
+        m = max(0, min(window, count, h))
+        idx = np.arange(count - m, count, dtype=np.intp) % max(h, 1)
+        ts = views.timestamps[idx]
+        gpu = views.gpu[:, idx, :]
+        mp = min(m, pw)
+        used = _columns(views.process, slots, count - mp, mp, h)
+        pid = views.slot_pid[slots]
+        start_time = views.slot_start_time[slots]
+        first = views.slot_first[slots]
+        last = views.slot_last[slots]
+        if reader.stable(views.seq):
+            break
+    else:
+        raise TornReadError("analyzer: the histories kept changing while being copied")
+
+    # Samples outside the current occupant's life belong to someone else: n/a.
+    partial = np.flatnonzero((first > count - mp) | (last < count - 1))
+    if partial.size:
+        sample_no = np.arange(count - mp, count, dtype=np.int64)
+        alive = (sample_no[None, :] >= first[partial, None]) & (
+            sample_no[None, :] <= last[partial, None]
+        )
+        used[partial] = np.where(alive, used[partial], np.nan)
+    # A slot handed to another process since the message was built: its data is not ours.
+    ours = same_process_mask(pid, start_time, row_pid[usable], row_start[usable])
+    if everyone and bool(ours.all()):
+        full = used
+    else:
+        full = np.full((k, mp), np.nan)
+        full[np.flatnonzero(usable)[ours]] = used[ours]
+    procs = ProcessHistories(ts[m - mp :], full, tuple(map(_IDENTITY, rows)), gpu_index)
+
+    gpus = []
+    for g in range(gpu.shape[0]):
+        values = gpu[g]
+        latest = values[-1] if m else np.full(values.shape[-1], np.nan)
+        gpus.append(
+            GpuHistory(
+                index=g,
+                ts=ts,
+                used=values[:, _USED] if m else np.zeros(0),
+                total=float(latest[_TOTAL]),
+                free=float(latest[_FREE]),
+                temperature_c=float(latest[_TEMP]),
+            )
+        )
+    return gpus, procs
+
+
+def _columns(
+    ring: npt.NDArray[np.float64], slots: npt.NDArray[np.intp], first: int, n: int, h: int
+) -> npt.NDArray[np.float64]:
+    """Samples ``first .. first + n - 1`` of the ring rows ``slots``, as a new [len(slots), n]."""
+    if n <= 0 or h <= 0:
+        return np.zeros((slots.size, 0))
+    lo = first % h
+    if lo + n <= h:
+        return ring[slots, lo : lo + n]
+    out = np.empty((slots.size, n))
+    out[:, : h - lo] = ring[slots, lo:h]
+    out[:, h - lo :] = ring[slots, : n - (h - lo)]
+    return out

@@ -36,13 +36,13 @@ from typing import Any, Final
 
 import psutil
 
+from vramtop.identity import same_process
+from vramtop.messages import ProcessIdentity
 from vramtop.shm.layout import HEADER_SIZE, SegmentArrays, ShmLayout, parse_header
 
 SEGMENT_PREFIX: Final = "vramtop"
 SHM_DIR: Final = "/dev/shm"
 _NAME_RE: Final = re.compile(rf"{SEGMENT_PREFIX}_(\d+)_(\d+)_([0-9a-f]{{8}})")
-# psutil start times derive from the boot time, which can shift by a second between reads.
-_START_TIME_SLACK: Final = 1.0
 
 _tracker_lock = threading.Lock()
 # Segments this interpreter created and has not unlinked yet: name -> creating pid.
@@ -257,8 +257,9 @@ def _creator_alive(name: SegmentName, path: str) -> bool:
         return False
     except psutil.Error:
         return True
-    # A process that started after the creator did is a reused PID, not our creator.
-    return started <= info.creator_start + _START_TIME_SLACK
+    # Another start time is a reused PID, not our creator.
+    creator = ProcessIdentity(info.creator_pid, info.creator_start)
+    return same_process(ProcessIdentity(info.creator_pid, started), creator)
 
 
 def cleanup_stale(directory: str = SHM_DIR) -> list[str]:

@@ -34,12 +34,10 @@ import math
 import os
 from collections import OrderedDict
 from collections.abc import Mapping
-from numbers import Real
 
 import numpy as np
 
 from vramtop.gpu.snapshot import GpuSample, Snapshot
-from vramtop.na import NaType
 from vramtop.shm.layout import FIELD_INDEX, GPU_FIELDS, SegmentArrays
 from vramtop.shm.segment import ShmSegment
 
@@ -50,30 +48,21 @@ _LOST = FIELD_INDEX["lost"]
 Identity = tuple[int, float, int]  # (pid, start time, gpu index)
 
 
-def _num(value: object) -> float:
-    """A snapshot field as float64; NA (or anything non-numeric) as NaN."""
-    if isinstance(value, NaType) or value is None or isinstance(value, bool):
-        return _NAN
-    if isinstance(value, int | float | Real):  # Real: numpy scalars from a backend
-        return float(value)
-    return _NAN
-
-
 def _gpu_values(gpu: GpuSample) -> tuple[float, ...]:
     """The GPU_FIELDS of an OK GPU, except process_sum and lost (filled by the writer)."""
     return (
-        _num(gpu.memory_total),
-        _num(gpu.memory_used),
-        _num(gpu.memory_reserved),
-        _num(gpu.memory_free),
-        _num(gpu.util_gpu),
-        _num(gpu.util_memory),
-        _num(gpu.temperature_c),
-        _num(gpu.power_w),
-        _num(gpu.power_limit_w),
-        _num(gpu.clock_sm_mhz),
-        _num(gpu.clock_mem_mhz),
-        _num(gpu.fan_percent),
+        float(gpu.memory_total),
+        float(gpu.memory_used),
+        float(gpu.memory_reserved),
+        float(gpu.memory_free),
+        float(gpu.util_gpu),
+        float(gpu.util_memory),
+        float(gpu.temperature_c),
+        float(gpu.power_w),
+        float(gpu.power_limit_w),
+        float(gpu.clock_sm_mhz),
+        float(gpu.clock_mem_mhz),
+        float(gpu.fan_percent),
     )
 
 
@@ -164,7 +153,7 @@ class HistoryWriter:
         procs: list[tuple[Identity, float]] = []
         for p in snapshot.processes:
             key = (int(p.pid), float(start_times.get(p.pid, 0.0)), int(p.gpu_index))
-            procs.append((key, _num(p.used_bytes)))
+            procs.append((key, float(p.used_bytes)))
         timestamp = float(snapshot.timestamp)
 
         try:

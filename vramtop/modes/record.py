@@ -1,13 +1,14 @@
 """The headless recorder: ``vramtop record FILE`` and ``vramtop --json-stream`` (no UI).
 
 Data flow: backend (NVML, simulated or a replay) -> one ``Snapshot`` every ``interval`` seconds
--> process rows (``procinfo``, or the backend's own ``rows_for``) -> the enricher's core
+-> process rows (``enrich.procinfo``, or the backend's own ``rows_for``) -> the enricher's core
 (``enrich.enricher.Enricher``: framework, container, model files) and the analyzer's core over
-in-memory history windows (``replay_analysis.StreamAnalyzer``: phase, rate, verdict, OOM ETA)
+in-memory history windows (``analysis.stream.StreamAnalyzer``: phase, rate, verdict, OOM ETA)
 -> ``export.csvlog.CsvLog`` or ``export.ndjson.NdjsonLog`` -> the file (or stdout). One
 process, no shared memory, no terminal: made for ``nohup``, systemd units and tmux panes. A
 recording being re-recorded (a replay backend) is analysed but not enriched: its PIDs are not
-this machine's processes.
+this machine's processes. :func:`run_record` is the mode (``cli.py`` calls it); :func:`record`
+is its loop, which tests drive with a backend of their own.
 
 Every sample is one whole write, so the file is complete up to the last sample whatever stops
 the recorder. SIGINT and SIGTERM end it after the sample being written; SIGHUP is ignored (the
@@ -20,19 +21,22 @@ import contextlib
 import os
 import select
 import signal
+import sys
 import time
 from collections.abc import Callable
 from types import FrameType
 
-from vramtop.actors.sampler import build_rows
+from vramtop.analysis.stream import StreamAnalyzer
 from vramtop.config import Config
 from vramtop.enrich.enricher import Enricher
+from vramtop.enrich.procinfo import ProcessTable, build_rows
 from vramtop.export.csvlog import CsvLog
+from vramtop.export.logfile import LogFileError
 from vramtop.export.ndjson import NdjsonLog
-from vramtop.gpu.backend import GpuBackend
+from vramtop.gpu.backend import BackendUnavailable, GpuBackend
+from vramtop.gpu.factory import BackendSpec, make_backend
 from vramtop.messages import ProcessRow
-from vramtop.procinfo import ProcessTable
-from vramtop.replay_analysis import StreamAnalyzer
+from vramtop.modes.exits import EXIT_GPU, EXIT_OK, EXIT_USAGE, fail
 
 FORMATS = ("csv", "ndjson")
 
@@ -47,6 +51,48 @@ def format_for(path: str, requested: str | None) -> str:
 def open_log(path: str, fmt: str) -> CsvLog | NdjsonLog:
     """Raises :class:`~vramtop.export.logfile.LogFileError` (one line) for an unusable file."""
     return CsvLog(path) if fmt == "csv" else NdjsonLog(path)
+
+
+def check_log(path: str, fmt: str) -> str:
+    """Refuse a file that is not ours before anything starts (it is then left untouched): the
+    reason in one line, or "" when ``path`` can be written (continued) as ``fmt``."""
+    try:
+        open_log(path, fmt).close()
+    except LogFileError as exc:
+        return str(exc)
+    return ""
+
+
+def run_record(
+    spec: BackendSpec, path: str, fmt: str, config: Config, count: int | None = None
+) -> int:
+    """The headless recorder: backend -> one whole sample per interval, with the enricher's
+    and analyzer's results for it."""
+    backend = make_backend(spec)
+    try:
+        backend.open()
+    except BackendUnavailable as exc:
+        return fail(str(exc), EXIT_GPU)
+    try:
+        try:
+            log = open_log(path, fmt)
+        except LogFileError as exc:
+            return fail(str(exc), EXIT_USAGE)
+        where = "stdout" if path == "-" else path
+        interval = config.general.refresh_rate
+        print(
+            f"vramtop: recording to {where} ({fmt}) every {interval:g} s; Ctrl-C or SIGTERM stops",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            written = record(backend, log, interval, max_samples=count, config=config)
+        finally:
+            log.close()
+    finally:
+        backend.close()
+    print(f"vramtop: {written} samples written to {where}", file=sys.stderr)
+    return EXIT_OK
 
 
 class _Stopper:

@@ -1,43 +1,29 @@
-"""``vramtop replay FILE --json``: each recorded sample with what vramtop concluded from it.
+"""The stream analyzer: the analyzer stepped over samples given in order, without shared memory.
 
-Data flow: ``gpu.replay.ReplayBackend.samples()`` -> :func:`analyze_stream` -> one dict per
-sample: the ``--once --json`` document of the sample (``export.document.to_document``, its
-per-process and per-GPU ``"analysis"`` filled) plus a top-level ``"analysis"`` key -> NDJSON on
-stdout. This is how a user asks "when would vramtop have warned me?" about a recording.
+Data flow: (``Snapshot``, rows) one sample at a time, from a backend (``--once``,
+``modes/record.py``) or a recording (``modes/replay.py``) -> :class:`StreamAnalyzer` ->
+``AnalysisResult`` of that sample.
 
 The analysis is :class:`vramtop.analysis.analyzer.Analyzer` stepped once per sample, in order,
 over the same windows the live analyzer reads from shared memory: the last
 ``general.history_length`` samples of every GPU's used memory and of every current process's
 memory (NaN where it was absent or n/a). :class:`_Windows` keeps those windows in numpy rings,
-so a step costs one column write plus the analyzer, whatever the length of the recording. The
-``"analysis"`` value is ``export.document.analysis_to_json`` of the result (``null`` only in an
-installation without the analyzer module).
-
-:class:`StreamAnalyzer` (windows + analyzer, one ``step`` per sample) is also what
-``vramtop record`` (``record.py``) and ``--once`` use: no shared memory, same results.
+so a step costs one column write plus the analyzer, whatever the length of the recording.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from vramtop.analysis.analyzer import AnalysisContext, Analyzer, GpuHistory, ProcessHistories
 from vramtop.analysis.model import AnalysisResult
 from vramtop.config import Config
-from vramtop.export.csvlog import Sample
-from vramtop.export.document import analysis_to_json, to_document
 from vramtop.gpu.snapshot import Snapshot
 from vramtop.messages import ProcessIdentity, ProcessRow
-
-__all__ = ["StreamAnalyzer", "analysis_to_json", "analyze_stream"]
-
-
-def _num(value: object) -> float:
-    return float(value) if isinstance(value, (int, float)) else math.nan
 
 
 class _Windows:
@@ -62,7 +48,7 @@ class _Windows:
             ring = self.gpu_used.get(g.index)
             if ring is None:
                 ring = self.gpu_used[g.index] = np.full(self.n, np.nan)
-            ring[col] = math.nan if g.lost else _num(g.memory_used)
+            ring[col] = math.nan if g.lost else float(g.memory_used)
         present = {g.index for g in snap.gpus}
         for index, ring in self.gpu_used.items():
             if index not in present:
@@ -75,7 +61,7 @@ class _Windows:
             row = self.rows.get(key)
             if row is None:
                 row = self.rows[key] = self._free_row()
-            self.proc_used[row, col] = _num(p.used_bytes)
+            self.proc_used[row, col] = float(p.used_bytes)
             self.last_seen[key] = self.count
             current.append(key)
         self.count += 1
@@ -107,21 +93,11 @@ class _Windows:
         return (np.arange(self.n) + self.count) % self.n
 
 
-def _make_analyzer(config: Config) -> Any | None:
-    try:
-        module = importlib.import_module("vramtop.analysis.analyzer")
-    except ImportError:
-        return None
-    return module.Analyzer(config)
-
-
 class StreamAnalyzer:
-    """The analyzer stepped over samples given in order, with its history windows in memory.
-
-    ``step`` returns None only in an installation without the analyzer module."""
+    """The analyzer stepped over samples given in order, with its history windows in memory."""
 
     def __init__(self, config: Config, window: int | None = None) -> None:
-        self.analyzer = _make_analyzer(config)
+        self.analyzer = Analyzer(config)
         self.windows = _Windows(window or config.general.history_length)
 
     def step(
@@ -129,11 +105,7 @@ class StreamAnalyzer:
         snapshot: Snapshot,
         rows: tuple[ProcessRow, ...],
         preallocates: Mapping[ProcessIdentity, bool] | None = None,
-    ) -> AnalysisResult | None:
-        if self.analyzer is None:
-            return None
-        from vramtop.analysis.analyzer import AnalysisContext, GpuHistory, ProcessHistories
-
+    ) -> AnalysisResult:
         windows = self.windows
         current = windows.add(snapshot, rows)
         order = windows.order()
@@ -143,9 +115,9 @@ class StreamAnalyzer:
                 index=g.index,
                 ts=ts,
                 used=windows.gpu_used[g.index][order],
-                total=_num(g.memory_total),
-                free=_num(g.memory_free),
-                temperature_c=_num(g.temperature_c),
+                total=float(g.memory_total),
+                free=float(g.memory_free),
+                temperature_c=float(g.temperature_c),
             )
             for g in snapshot.gpus
             if not g.lost
@@ -158,15 +130,4 @@ class StreamAnalyzer:
             np.asarray([k[1] for k in current], dtype=np.int64),
         )
         context = AnalysisContext(timestamp=snapshot.timestamp, preallocates=preallocates or {})
-        result: AnalysisResult = self.analyzer.step(gpus, procs, context)
-        return result
-
-
-def analyze_stream(samples: Iterable[Sample], config: Config) -> Iterator[dict[str, Any]]:
-    """One document per sample, in order, each with its ``"analysis"``."""
-    stream = StreamAnalyzer(config)
-    for snapshot, rows in samples:
-        result = stream.step(snapshot, rows)
-        doc = to_document(snapshot, rows, analysis=result)
-        doc["analysis"] = None if result is None else analysis_to_json(result)
-        yield doc
+        return self.analyzer.step(gpus, procs, context)

@@ -1,6 +1,8 @@
 """The few /proc facts the sampler attaches to every GPU process: identity, user, command.
 
-Data flow: Snapshot PIDs -> :class:`ProcessTable` -> ``ProcessRow`` in each ``SampleMessage``.
+Data flow: Snapshot PIDs -> :class:`ProcessTable` -> :func:`build_rows` -> the ``ProcessRow``
+of every process in a sample: the sampler's ``SampleMessage``, and the rows ``--once`` and
+``record`` compute the same way without the actor system.
 Identity is (pid, start time) (design principle 8). Results are cached by identity, so a tick
 costs one ``stat`` per *new* PID, not per PID. The security model applies: the command line is
 read only for processes of our own UID (root: all); for the others we show user and PID only.
@@ -17,7 +19,8 @@ from dataclasses import dataclass
 import psutil
 
 from vramtop.enrich.users import user_name
-from vramtop.messages import ProcessIdentity
+from vramtop.gpu.snapshot import Snapshot
+from vramtop.messages import ProcessIdentity, ProcessRow
 from vramtop.sanitize import clean
 
 
@@ -73,3 +76,24 @@ class ProcessTable:
             clean(command),
             allowed,
         )
+
+
+def build_rows(
+    snapshot: Snapshot, facts: dict[int, ProcessFacts], slots: dict[tuple[int, int], int]
+) -> tuple[ProcessRow, ...]:
+    """One row per process of ``snapshot``; ``slots`` maps (pid, gpu) to its history slot
+    (-1 without shared memory)."""
+    rows = []
+    for proc in snapshot.processes:
+        fact = facts[proc.pid]
+        rows.append(
+            ProcessRow(
+                identity=fact.identity,
+                gpu_index=proc.gpu_index,
+                slot=slots.get((proc.pid, proc.gpu_index), -1),
+                user=fact.user,
+                command=fact.command,
+                same_user=fact.same_user,
+            )
+        )
+    return tuple(rows)

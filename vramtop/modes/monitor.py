@@ -1,0 +1,87 @@
+"""The live monitor (``vramtop``, ``--demo``, ``replay FILE``): the supervisor and its actors.
+
+Data flow: the backend spec (NVML, simulated GPUs with their child processes, or a recording)
+-> the GPU count (probed in a short-lived child for NVML: never initialise NVML before fork)
+-> :class:`vramtop.actors.supervisor.Supervisor`, which owns the shared-memory segment (sized
+from ``history_length``, the GPU count and ``process_slots``; created before the first actor,
+unlinked on every way out) and the state channels of ``actors/routes.py``, with the sampler,
+render, analyzer, enricher (not for a replay: recorded PIDs are not this machine's processes)
+and, when a file export is asked for, exporter actors. The demo's child processes are stopped
+whatever way the supervisor returns.
+"""
+
+from __future__ import annotations
+
+import time
+
+from vramtop.actors.analyzer import AnalyzerCore
+from vramtop.actors.enricher import EnricherCore
+from vramtop.actors.exporter import ExporterCore
+from vramtop.actors.render import RenderCore
+from vramtop.actors.routes import STATE_ROUTES
+from vramtop.actors.sampler import SamplerCore
+from vramtop.actors.supervisor import ChildSpec, ShmShape, Supervisor
+from vramtop.config import Config
+from vramtop.gpu.children import ChildPool
+from vramtop.gpu.factory import BackendSpec
+from vramtop.gpu.probe import probe_gpu_count
+from vramtop.gpu.scenario import load_scenario
+from vramtop.modes.exits import EXIT_GPU, fail
+from vramtop.render.filters import ProcessFilter
+
+
+def run_monitor(
+    config: Config,
+    spec: BackendSpec,
+    gpu_count: int | None,
+    config_path: str | None,
+    overrides: dict[str, object],
+    export_csv: str | None = None,
+    export_ndjson: str | None = None,
+    filters: ProcessFilter | None = None,
+) -> int:
+    pool: ChildPool | None = None
+    if spec.kind == "nvml":
+        # NVML is initialised in a short-lived child, never in the supervisor (design trap).
+        found = probe_gpu_count(spec)
+        if isinstance(found, str):
+            return fail(found, EXIT_GPU)
+        gpu_count = found
+    elif spec.kind == "replay":
+        pass  # the recording is the whole world: no driver, no child processes
+    else:
+        scenario = load_scenario(spec.scenario)
+        pool = ChildPool()
+        pids = pool.start(scenario.child_specs())
+        spec = BackendSpec("simulated", spec.scenario, time.time(), spec.speed, pids)
+    assert gpu_count is not None
+    general = config.general
+    try:
+        backend_spec = spec
+        children = [
+            ChildSpec("sampler", lambda: SamplerCore(backend_spec)),
+            ChildSpec(
+                "render", lambda: RenderCore(filters=filters), essential=True, owns_terminal=True
+            ),
+            ChildSpec("analyzer", AnalyzerCore),
+        ]
+        if spec.kind != "replay":  # recorded PIDs are not this machine's processes
+            children.append(ChildSpec("enricher", EnricherCore))
+        if export_csv is not None or export_ndjson is not None:
+            exporter = ChildSpec(
+                "exporter", lambda: ExporterCore(export_csv, export_ndjson), every_state=True
+            )
+            children.append(exporter)
+        supervisor = Supervisor(
+            config,
+            children,
+            config_path=config_path,
+            overrides=overrides,
+            housekeeping=pool.reap if pool is not None else None,
+            shm=ShmShape(general.history_length, gpu_count, general.process_slots),
+            state_routes=STATE_ROUTES,
+        )
+        return supervisor.run()
+    finally:
+        if pool is not None:
+            pool.close()

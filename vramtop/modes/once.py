@@ -1,0 +1,94 @@
+"""``vramtop --once [--json]``: one sample as a table or a JSON document, then exit.
+
+Data flow: backend -> one ``Snapshot`` -> process rows (``enrich.procinfo``) -> the enricher's
+core (read while the processes are still there) -> the command-line filters and the
+other-users rule (``render.filters.visible_rows``, the same helper the monitor uses) -> the
+stream analyzer over that single sample (no history: every phase is "unknown", only the
+temperature warning can fire) -> one round of the deep core over deep-mode reporters' sockets
+(``deep.core.read_once``) -> ``export.document`` (table or JSON) on stdout, and the CSV row with
+``--export-csv``. One process, no shared memory, no actor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+from vramtop.config import Config
+from vramtop.gpu.backend import BackendUnavailable
+from vramtop.gpu.factory import BackendSpec, make_backend
+from vramtop.modes.exits import EXIT_GPU, EXIT_OK, EXIT_USAGE, fail
+from vramtop.render.filters import ProcessFilter, visible_rows
+
+# One sample of a scenario is most telling once it has settled (servers loaded).
+ONCE_WARMUP_S = 60.0
+
+
+def run_once(
+    spec: BackendSpec,
+    as_json: bool,
+    export_csv: str | None = None,
+    config: Config | None = None,
+    filters: ProcessFilter | None = None,
+) -> int:
+    """One sample, with what /proc tells about its processes and the analysis of that single
+    sample."""
+    from vramtop.analysis.stream import StreamAnalyzer
+    from vramtop.deep.attribution import index
+    from vramtop.deep.core import read_once
+    from vramtop.enrich.enricher import Enricher
+    from vramtop.enrich.procinfo import ProcessTable, build_rows
+    from vramtop.export.csvlog import CsvLog
+    from vramtop.export.document import to_document, to_table
+    from vramtop.export.logfile import LogFileError
+
+    if spec.kind == "simulated":
+        spec = dataclasses.replace(spec, t0=time.time() - ONCE_WARMUP_S)
+    backend = make_backend(spec)
+    try:
+        backend.open()
+    except BackendUnavailable as exc:
+        return fail(str(exc), EXIT_GPU)
+    try:
+        snapshot = backend.sample()
+        facts = ProcessTable().update(p.pid for p in snapshot.processes)
+        rows = list(build_rows(snapshot, facts, {}))
+        # Read /proc while the processes (a demo's children too) are still there.
+        enricher = Enricher()
+        enricher.update(rows)
+        enrichments = enricher.known
+    finally:
+        backend.close()
+    config = config or Config()
+    seen = visible_rows(
+        snapshot,
+        rows,
+        enrichments,
+        show_other_users=config.display.show_other_users,
+        filters=filters,
+    )
+    rows, others = list(seen.rows), seen.others
+    # The document lists what is shown: the GPUs kept and only the listed processes.
+    keys = {(r.identity.pid, r.gpu_index) for r in rows}
+    snapshot = dataclasses.replace(
+        snapshot,
+        gpus=tuple(g for g in snapshot.gpus if g.index in seen.gpus),
+        processes=tuple(p for p in snapshot.processes if (p.pid, p.gpu_index) in keys),
+    )
+    prealloc = {k: e.preallocates for k, e in enrichments.items()}
+    analysis = StreamAnalyzer(config, window=1).step(snapshot, tuple(rows), prealloc)
+    # Deep mode: one round over the reporters' sockets (a silent one costs at most a second).
+    deep = index(read_once().processes) if rows and spec.kind != "replay" else {}
+    if export_csv is not None:
+        try:
+            with CsvLog(export_csv) as log:
+                log.write(snapshot, rows, enrichments=enrichments, analysis=analysis, deep=deep)
+        except LogFileError as exc:
+            return fail(str(exc), EXIT_USAGE)
+    if as_json:
+        doc = to_document(snapshot, rows, enrichments, analysis, others, deep=deep)
+        print(json.dumps(doc, indent=2))
+    else:
+        print(to_table(snapshot, rows, others))
+    return EXIT_OK
