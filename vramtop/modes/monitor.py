@@ -5,9 +5,9 @@ Data flow: the backend spec (NVML, simulated GPUs with their child processes, or
 -> :class:`vramtop.actors.supervisor.Supervisor`, which owns the shared-memory segment (sized
 from ``history_length``, the GPU count and ``process_slots``; created before the first actor,
 unlinked on every way out) and the state channels of ``actors/routes.py``, with the sampler,
-render, analyzer, enricher (not for a replay: recorded PIDs are not this machine's processes)
-and, when a file export is asked for, exporter actors. The demo's child processes are stopped
-whatever way the supervisor returns.
+render, analyzer, enricher and deep (neither for a replay: recorded PIDs are not this machine's
+processes) and, when a file export is asked for, exporter actors. The demo's child processes are
+stopped whatever way the supervisor returns.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from vramtop.actors.routes import STATE_ROUTES
 from vramtop.actors.sampler import SamplerCore
 from vramtop.actors.supervisor import ChildSpec, ShmShape, Supervisor
 from vramtop.config import Config
+from vramtop.deep.core import DeepCore
 from vramtop.gpu.children import ChildPool
 from vramtop.gpu.factory import BackendSpec
 from vramtop.gpu.probe import probe_gpu_count
@@ -67,6 +68,7 @@ def run_monitor(
         ]
         if spec.kind != "replay":  # recorded PIDs are not this machine's processes
             children.append(ChildSpec("enricher", EnricherCore))
+            children.append(ChildSpec("deep", DeepCore))
         if export_csv is not None or export_ndjson is not None:
             exporter = ChildSpec(
                 "exporter", lambda: ExporterCore(export_csv, export_ndjson), every_state=True
