@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -134,19 +135,29 @@ def start_server(
 
 
 def one_round(core: DeepCore, limit_s: float = 30.0) -> tuple[DeepStateMessage, list[float]]:
-    """Tick ``core`` (as its actor shell would) until it publishes; the message and how long
-    each tick took. ``limit_s`` only stops a broken core from hanging the suite."""
-    durations = []
+    """Drive ``core`` as the actor shell does (``tick`` when due, ``on_fd`` when one of its
+    ``fds`` is readable) until it publishes: the message, and how long each call took.
+    ``limit_s`` only stops a broken core from hanging the suite."""
+    durations: list[float] = []
     end = time.monotonic() + limit_s
+    wake = time.monotonic()
     while time.monotonic() < end:
+        out: list[tuple[str, object]] = []
         start = time.monotonic()
-        wake, out = core.tick(start)
-        durations.append(time.monotonic() - start)
+        if start >= wake:
+            wake, out = core.tick(start)
+            durations.append(time.monotonic() - start)
+        else:
+            fds = core.fds()
+            ready, _, _ = select.select(fds, [], [], max(0.0, min(wake, end) - start))
+            for fd in ready:
+                began = time.monotonic()
+                out += core.on_fd(fd)
+                durations.append(time.monotonic() - began)
         if out:
             assert {dest for dest, _ in out} == {"render", "analyzer", "exporter"}
             message = out[0][1]
             assert isinstance(message, DeepStateMessage)
             core.next_round = 0.0  # the next call starts the next round at once
             return message, durations
-        time.sleep(max(0.0, min(wake - time.monotonic(), 0.05)))
     raise AssertionError("the deep core published nothing")

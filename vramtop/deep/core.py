@@ -5,9 +5,11 @@ round for ``--once``.
 Where it sits: processes that called ``vramtop.report()`` (or run under ``vramtop wrap``) serve
 their PyTorch allocator figures on ``<pid>.sock`` in the user's private socket directory. Once
 per refresh interval this core lists those directories and starts a :class:`PollRound`
-(``deep/reader.py``: non-blocking connects, ``SO_PEERCRED`` checks, bounded reads); each tick
-gives the round at most :attr:`DeepCore.budget_s` of waiting, so a silent, slow or flooding
-reporter can delay nothing else (heartbeats, the inbox) by more than that. When every socket
+(``deep/reader.py``: non-blocking connects, ``SO_PEERCRED`` checks, bounded reads). The core
+never waits on a socket: the open ones are its :meth:`DeepCore.fds`, so the actor's loop wakes
+when one has data (:meth:`DeepCore.on_fd` reads it) or when the round's deadline comes, and in
+between serves its inbox and heartbeats as any actor does. A silent, slow or flooding reporter
+costs a bounded read and a note, never a stall. When every socket
 has answered, failed or timed out, the round's results are attributed to the verified PID with
 its start time (a reused PID is a new process) and sent as one whole-state message.
 
@@ -35,7 +37,7 @@ Out = list[tuple[str, object]]
 DESTINATIONS = ("render", "analyzer", "exporter")
 RETRY_WINDOW_S = 60.0
 TIMEOUT_S = 2.0  # a reporter that has not answered by then is "silent" for this round
-BUDGET_S = 0.02  # the longest one tick waits on sockets
+BUDGET_S = 0.0  # how long one step may wait on sockets (the actor: 0, its loop waits instead)
 
 
 def identity_of(pid: int) -> ProcessIdentity | None:
@@ -100,15 +102,27 @@ class DeepCore:
             sockets, self.dir_notes = discover(dirs)
             self.round = PollRound(sockets, now, self.timeout_s)
             self.next_round = now + self.interval
+        out = self._step()
         if self.round is not None:
-            self.round.step(self.budget_s)
-            if self.round.finished:
-                out = self._publish(self.round)
-                self.round.close()
-                self.round = None
-        if self.round is not None:
-            return time.monotonic(), out  # the next step's select does the waiting
+            return min(self.round.deadline, self.next_round), out
         return self.next_round, out
+
+    def fds(self) -> list[int]:
+        return self.round.fds() if self.round is not None else []
+
+    def on_fd(self, fd: int) -> Out:
+        return self._step()
+
+    def _step(self) -> Out:
+        if self.round is None:
+            return []
+        self.round.step(self.budget_s)
+        if not self.round.finished:
+            return []
+        out = self._publish(self.round)
+        self.round.close()
+        self.round = None
+        return out
 
     def stop(self) -> None:
         if self.round is not None:

@@ -3,10 +3,10 @@ line from each without ever waiting on one.
 
 Data flow: :class:`PollRound` is started by the deep actor (``deep/core.py``) once per
 interval: it lists the private socket directories (``paths.py``), connects to every
-``<pid>.sock`` without blocking, checks the peer with ``SO_PEERCRED`` and then, each time the
-actor gives it a few milliseconds (:meth:`PollRound.step`), reads what has arrived. A round
-ends when every connection has given its line, failed, or passed its deadline; its
-:class:`Outcome` per socket is what the actor turns into a message.
+``<pid>.sock`` without blocking, checks the peer with ``SO_PEERCRED`` and then, whenever one
+of its sockets (:meth:`PollRound.fds`) has data, reads what has arrived
+(:meth:`PollRound.step`). A round ends when every connection has given its line, failed, or
+passed its deadline; its :class:`Outcome` per socket is what the actor turns into a message.
 
 Trust rules (design.md, security model): the PID and UID come from ``SO_PEERCRED``, never from
 the message; the peer must have our UID (root: any), and its PID must be the one the socket is
@@ -182,22 +182,24 @@ class PollRound:
                 os.unlink(path)
                 self.removed.append(path)
 
-    def step(self, budget_s: float) -> None:
-        """Read what arrives within ``budget_s`` (monotonic clock, as the round's deadline);
-        close what is done, and what is still silent at the deadline."""
+    def step(self, budget_s: float = 0.0) -> None:
+        """Read what has arrived, and what arrives within ``budget_s`` (0: only what is there
+        now); close what is done, and, past the deadline, what is still silent."""
         end = time.monotonic() + budget_s
         while self.open:
-            wait = min(end, self.deadline) - time.monotonic()
-            if wait <= 0:
-                break
+            wait = max(0.0, min(end, self.deadline) - time.monotonic())
             ready = self.selector.select(wait)
-            if not ready:
-                break
             for key, _events in ready:
                 self._read(key.data)
+            if not ready or time.monotonic() >= end:
+                break
         if self.open and time.monotonic() >= self.deadline:
             for conn in list(self.open.values()):
                 self._finish(conn, problem=f"no answer within {self.timeout_s:g} s")
+
+    def fds(self) -> list[int]:
+        """The sockets still being read: the actor's loop wakes when one has data."""
+        return list(self.open)
 
     def _read(self, conn: _Conn) -> None:
         try:
