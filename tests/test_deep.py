@@ -462,3 +462,12 @@ def test_allocator_retries_turn_a_stable_process_tight_in_the_analysis() -> None
     verdicts = {p.identity: (p.verdict, p.reason) for p in result.processes}
     assert verdicts[calm][0] == "OK"
     assert verdicts[retrying] == ("TIGHT", "allocator retrying: 12 retries in the last minute")
+
+
+def test_without_reporters_a_round_sends_nothing_new(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    core = DeepCore(dirs=env.dirs())
+    first, _ = one_round(core)
+    assert first.processes == () and first.notes == ()
+    _wake, out = core.tick(time.monotonic())
+    assert core.rounds == 2 and out == [], "the same empty round again: no message, no redraw"

@@ -13,7 +13,9 @@ costs a bounded read and a note, never a stall. When every socket
 has answered, failed or timed out, the round's results are attributed to the verified PID with
 its start time (a reused PID is a new process) and sent as one whole-state message.
 
-State kept between rounds: the newest good report of each process (a failed read keeps it,
+A round's message is sent only when it differs from the last one sent (without reporters, the
+round finds nothing every second and sends nothing). State kept between rounds: the newest good
+report of each process (a failed read keeps it,
 with the problem beside it, so one slow answer does not blank the panel) and a minute of
 ``num_alloc_retries`` totals per process, from which "retries in the last minute" is computed
 for the verdict. Processes whose socket is gone are forgotten.
@@ -78,6 +80,7 @@ class DeepCore:
         self.retries: dict[ProcessIdentity, collections.deque[tuple[float, int]]] = {}
         self.rounds = 0
         self.removed_stale = 0
+        self.sent: tuple[tuple[DeepProcess, ...], tuple[str, ...]] | None = None
         self.done = False
 
     # -- actor protocol -------------------------------------------------------------------
@@ -157,11 +160,12 @@ class DeepCore:
         self.known = known
         self.rounds += 1
         self.removed_stale += len(done.removed)
-        message = DeepStateMessage(
-            processes=tuple(sorted(known.values(), key=lambda p: p.identity.pid)),
-            notes=tuple(notes[:16]),
-            at=wall,
-        )
+        processes = tuple(sorted(known.values(), key=lambda p: p.identity.pid))
+        content = (processes, tuple(notes[:16]))
+        if content == self.sent:
+            return []  # nothing new (the usual case without reporters): no redraw for nothing
+        self.sent = content
+        message = DeepStateMessage(processes=content[0], notes=content[1], at=wall)
         return [(dest, message) for dest in DESTINATIONS]
 
     def _retries(self, identity: ProcessIdentity, wall: float, total: int) -> int:

@@ -15,7 +15,11 @@ What it must never do, since it lives in someone else's program:
   any other device would create a CUDA context there);
 - leave its socket behind: it is removed at exit and on SIGTERM (when SIGTERM has its default
   action; a program's own handler is left alone and the exit hook still runs), and only if the
-  file is still the one this process bound. A forked child does not inherit the reporter: it
+  file is still the one this process bound. Like any Python-level handler, ours runs when the
+  main thread is back in Python: a main thread stuck in C (a hung NCCL collective) dies of
+  SIGTERM only once it returns, and SIGKILL is the way out, as for every Python program with a
+  SIGTERM handler. ``VRAMTOP_REPORT_SIGTERM=0`` keeps SIGTERM untouched (the monitor removes a
+  dead process's socket anyway). A forked child does not inherit the reporter: it
   closes the listening socket it inherited and may call ``report()`` itself.
 """
 
@@ -273,7 +277,8 @@ def report() -> str | None:
                 atexit.register(_stop)
                 _fork_hook = True
         with contextlib.suppress(ValueError, OSError):  # ValueError: not the main thread
-            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            keep = os.environ.get("VRAMTOP_REPORT_SIGTERM", "1") != "0"
+            if keep and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
                 signal.signal(signal.SIGTERM, _on_term)
         return reporter.path
     except Exception as exc:
