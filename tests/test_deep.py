@@ -204,6 +204,9 @@ def test_socket_of_another_uid_is_rejected(tmp_path: Path) -> None:
         assert seen["uid"] == NOBODY
         assert seen["pids"] == [own.pid]
         assert f"{foreign.pid}.sock is served by UID 0" in " ".join(seen["notes"])
+        # Root's monitor reads any user's reporters (the security model's "root: any").
+        message, _ = one_round(DeepCore(dirs=[(str(sockets), NOBODY)]))
+        assert sorted(p.identity.pid for p in message.processes) == sorted([own.pid, foreign.pid])
     finally:
         for p in (foreign, own):
             p.communicate("")

@@ -61,6 +61,7 @@ class _Reporter:
         self.sock.settimeout(ACCEPT_WAKE_S)
         self.closed = False
         self.ooms: collections.deque[dict[str, Any]] = collections.deque(maxlen=protocol.MAX_OOMS)
+        self.ooms_lock = threading.Lock()  # the observer runs in whichever thread allocated
         self.observer_attached = False
         self.torch_installed: bool | None = None
         self.requests = 0
@@ -116,7 +117,8 @@ class _Reporter:
             devices.append(_device(cuda, index, stats))
         payload = _empty(protocol.OK, version=version)
         payload["devices"] = devices[: protocol.MAX_DEVICES]
-        payload["ooms"] = list(self.ooms)
+        with self.ooms_lock:
+            payload["ooms"] = list(self.ooms)
         return payload
 
     def _attach_observer(self) -> None:
@@ -143,15 +145,15 @@ class _Reporter:
             device, requested = int(args[0]), int(args[1])
             total = int(args[2]) if len(args) > 2 else None
             free = int(args[3]) if len(args) > 3 else None
-            self.ooms.append(
-                {
-                    "at": time.time(),
-                    "device": device,
-                    "requested_bytes": max(0, requested),
-                    "free_bytes": None if free is None else max(0, free),
-                    "total_bytes": None if total is None else max(0, total),
-                }
-            )
+            event = {
+                "at": time.time(),
+                "device": device,
+                "requested_bytes": max(0, requested),
+                "free_bytes": None if free is None else max(0, free),
+                "total_bytes": None if total is None else max(0, total),
+            }
+            with self.ooms_lock:
+                self.ooms.append(event)
         except Exception:
             pass
 
