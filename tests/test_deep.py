@@ -474,3 +474,43 @@ def test_without_reporters_a_round_sends_nothing_new(tmp_path: Path) -> None:
     assert first.processes == () and first.notes == ()
     _wake, out = core.tick(time.monotonic())
     assert core.rounds == 2 and out == [], "the same empty round again: no message, no redraw"
+
+
+class _OneProcessBackend:
+    """A backend whose only GPU process is ``pid`` (a reporter): what NVML would list."""
+
+    name = "simulated"
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def open(self) -> None:
+        pass
+
+    def sample(self) -> Snapshot:
+        return sample_for([(self.pid, 0, 6 * GiB)]).snapshot
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_headless_recorder_writes_the_deep_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import csv
+
+    from vramtop.export.csvlog import CsvLog
+    from vramtop.modes.record import record
+
+    env = make_env(tmp_path)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(env.runtime))
+    state = write_state(tmp_path / "t.json", [{"uuid": UUID_A, "stats": stats(GiB, 3 * GiB)}])
+    r = start_reporter(env, state)
+    path = tmp_path / "rec.csv"
+    try:
+        with CsvLog(str(path)) as log:
+            assert record(_OneProcessBackend(r.pid), log, 0.5, max_samples=2) == 2
+    finally:
+        r.stop()
+    rows = [row for row in csv.DictReader(path.open()) if row["row"] == "process"]
+    assert [row["deep_reserved_bytes"] for row in rows] == [str(3 * GiB)] * 2

@@ -76,6 +76,7 @@ class DeepCore:
         self.round: PollRound | None = None
         self.next_round = 0.0
         self.dir_notes: list[str] = []
+        self.notes: list[str] = []  # the last round's (rejected sockets, unusable directories)
         self.known: dict[ProcessIdentity, DeepProcess] = {}
         self.retries: dict[ProcessIdentity, collections.deque[tuple[float, int]]] = {}
         self.rounds = 0
@@ -127,6 +128,23 @@ class DeepCore:
         self.round = None
         return out
 
+    def poll(self, wait_s: float) -> tuple[DeepProcess, ...]:
+        """Without the actor loop (``--once``, ``record``): start a round if none is open, wait
+        at most ``wait_s`` for its answers, and return every process's newest state. A round
+        still open after ``wait_s`` (a silent reporter) carries on at the next call."""
+        end = time.monotonic() + wait_s
+        if self.round is None:
+            self.next_round = 0.0
+            self.tick(time.monotonic())
+        while self.round is not None:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            self.round.step(min(left, 0.05))
+            if self.round.finished:
+                self._step()
+        return tuple(sorted(self.known.values(), key=lambda p: p.identity.pid))
+
     def stop(self) -> None:
         if self.round is not None:
             self.round.close()
@@ -160,6 +178,7 @@ class DeepCore:
         self.known = known
         self.rounds += 1
         self.removed_stale += len(done.removed)
+        self.notes = notes
         processes = tuple(sorted(known.values(), key=lambda p: p.identity.pid))
         content = (processes, tuple(notes[:16]))
         if content == self.sent:
@@ -183,13 +202,7 @@ def read_once(
 ) -> DeepStateMessage:
     """One round, waited for (``--once``): every reporter's state now, silent ones after at
     most ``timeout_s``."""
-    core = DeepCore(interval_s=3600.0, timeout_s=timeout_s, budget_s=timeout_s, dirs=dirs)
-    end = time.monotonic() + timeout_s + 1.0
-    while time.monotonic() < end:
-        _wake, out = core.tick(time.monotonic())
-        if out:
-            message = out[0][1]
-            assert isinstance(message, DeepStateMessage)
-            return message
+    core = DeepCore(timeout_s=timeout_s, dirs=dirs)
+    processes = core.poll(timeout_s + 0.5)
     core.stop()
-    return DeepStateMessage((), ("deep mode: reporters did not answer in time",), time.time())
+    return DeepStateMessage(processes, tuple(core.notes), time.time())

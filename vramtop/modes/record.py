@@ -4,6 +4,7 @@ Data flow: backend (NVML, simulated or a replay) -> one ``Snapshot`` every ``int
 -> process rows (``enrich.procinfo``, or the backend's own ``rows_for``) -> the enricher's core
 (``enrich.enricher.Enricher``: framework, container, model files) and the analyzer's core over
 in-memory history windows (``analysis.stream.StreamAnalyzer``: phase, rate, verdict, OOM ETA)
+and deep-mode reporters' figures (``deep.core.DeepCore.poll``, a quarter interval at most)
 -> ``export.csvlog.CsvLog`` or ``export.ndjson.NdjsonLog`` -> the file (or stdout). One
 process, no shared memory, no terminal: made for ``nohup``, systemd units and tmux panes. A
 recording being re-recorded (a replay backend) is analysed but not enriched: its PIDs are not
@@ -28,6 +29,8 @@ from types import FrameType
 
 from vramtop.analysis.stream import StreamAnalyzer
 from vramtop.config import Config
+from vramtop.deep.attribution import index
+from vramtop.deep.core import DeepCore
 from vramtop.enrich.enricher import Enricher
 from vramtop.enrich.procinfo import ProcessTable, build_rows
 from vramtop.export.csvlog import CsvLog
@@ -146,8 +149,12 @@ def record(
     if rows_for is None and enricher is None:
         enricher = Enricher()
     analyzer = StreamAnalyzer(config or Config())
+    # Deep mode: reporters of this machine's processes (not a replay's), read once a sample.
+    deep = DeepCore(interval_s=interval) if rows_for is None else None
     written = 0
-    with _Stopper() as stopper:
+    with _Stopper() as stopper, contextlib.ExitStack() as cleanup:
+        if deep is not None:
+            cleanup.callback(deep.stop)
         due = clock()
         while not stopper.stop and (max_samples is None or written < max_samples):
             snapshot = backend.sample()
@@ -161,7 +168,8 @@ def record(
                 enrichments = dict(enricher.known)
             prealloc = {k: e.preallocates for k, e in enrichments.items()}
             analysis = analyzer.step(snapshot, rows, prealloc)
-            log.write(snapshot, rows, enrichments=enrichments, analysis=analysis)
+            reports = index(deep.poll(min(0.25, interval / 4))) if deep is not None else {}
+            log.write(snapshot, rows, enrichments=enrichments, analysis=analysis, deep=reports)
             written += 1
             if getattr(backend, "finished", False):
                 break  # a replay being re-recorded: nothing more will come
