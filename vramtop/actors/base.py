@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import connection
-from typing import Protocol
+from typing import Any, Protocol
 
 from vramtop.actors.mailbox import Mailbox, Packed, StateChannel
 from vramtop.config import Config
@@ -47,6 +47,9 @@ class ActorContext:
     channels: Mapping[str, StateChannel] = field(default_factory=dict)
     log_fd: int = -1  # the supervisor's log pipe: this actor's stderr (and stdout) go there
     owns_terminal: bool = False  # keeps fd 1 (the render process draws on it)
+    # Shared with the supervisor: the monotonic time a blocking terminal write began, 0 when
+    # none is in progress (a render process stuck in write() is stalled, not hung).
+    writing_since: Any = None
     extra: dict[str, object] = field(default_factory=dict)
 
     def deliver(self, out: Out) -> None:
