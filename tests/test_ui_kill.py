@@ -176,3 +176,38 @@ def test_no_kill_never_imports_the_signal_path() -> None:
     status, imported = out.stdout.splitlines()
     assert status.startswith("kill is disabled")
     assert imported == "False"
+
+
+def test_a_render_restart_during_the_countdown_does_not_lose_the_sigkill(home: Path) -> None:
+    import os
+
+    data = home / ".local" / "share"
+    env = {"XDG_DATA_HOME": str(data)}
+    args = ["--demo", "killtest", "--accessible", "--refresh-rate", "0.5"]
+    tui = Tui(args, cols=160, rows=45, home=home, env=env)
+    try:
+        tui.wait_for("ignores_term.py")
+        stubborn = _select(tui, "ignores_term.py")
+        tui.send("k")
+        tui.wait_for("kill process")
+        tui.send("\r")
+        tui.wait_for("SIGKILL in", timeout=5)
+        render = tui.actors()["vramtop: render"]
+        os.kill(render, signal.SIGKILL)  # the render process dies mid-countdown
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not _gone(stubborn):
+            tui.pump(0.2)
+        assert _gone(stubborn), "the SIGKILL that was due never came"
+        assert tui.actors()["vramtop: render"] != render, "a new render process took over"
+        tui.wait_for(lambda s: "KILLED: PID" in s or "kill killed: PID" in s, timeout=10)
+        tui.send("\x1b")
+        tui.send("q")
+        assert tui.wait_exit() == 0
+    finally:
+        tui.close()
+    records = [
+        json.loads(ln) for ln in (data / "vramtop/kill-audit.jsonl").read_text().splitlines()
+    ]
+    story = [(r["signal"], r["result"]) for r in records if r["pid"] == stubborn]
+    assert story == [("SIGTERM", "sent"), (None, "resumed"), ("SIGKILL", "sent")], story
+    assert len({(r["monitor_pid"], r["monitor_start"]) for r in records}) == 1

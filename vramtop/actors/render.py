@@ -126,6 +126,9 @@ class RenderCore:
         # Kill is wired only when enabled: with --no-kill vramtop.kill is never imported.
         self.ui = Ui(cfg, no_color=self.no_color, filters=self.filters, history=history,
                      kill=KillFlow(cfg.display.enable_kill))  # fmt: skip
+        # A kill countdown outlives a render restart: take over the one left running.
+        if self.ui.kill.resume_pending(_monitor_identity()):
+            self.ui.state.say("a kill in progress was resumed after a restart", 8, "warn")
         self.attach(make_terminal(self.no_color))
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -346,6 +349,17 @@ class RenderCore:
     def grid(self, width: int, height: int) -> Grid:
         """The frame as it would be drawn now (tests, screenshots without a terminal)."""
         return self.ui.draw(width, height)
+
+
+def _monitor_identity() -> tuple[int, float]:
+    """(pid, start time) of the supervisor: the monitor a kill belongs to."""
+    import psutil
+
+    parent = os.getppid()
+    try:
+        return parent, float(psutil.Process(parent).create_time())
+    except psutil.Error:
+        return parent, 0.0
 
 
 def _stdout_write(text: str) -> None:
