@@ -205,7 +205,11 @@ def _loop(core: ActorCore, ctx: ActorContext) -> None:
             ctx.supervisor.post(Heartbeat(ctx.name, pid, now))
             next_beat = now + HEARTBEAT_SECONDS
         if now >= next_tick:
-            next_tick, out = core.tick(now)
+            # What is already queued comes first: a tick must not draw (or send) what a
+            # waiting message has made stale, e.g. right after a SIGCONT.
+            if connection.wait([inbox_fd], 0) and not _take_batch(core, ctx):
+                return
+            next_tick, out = core.tick(time.monotonic())
             ctx.deliver(out)
             continue
         timeout = max(0.0, min(next_tick, next_beat) - now)
