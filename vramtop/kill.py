@@ -230,35 +230,25 @@ class KillSession:
         self._audit(signal.SIGTERM, "sent", "confirmed by user")
         return None
 
-    @classmethod
-    def resume(
-        cls,
-        pending: PendingKill,
-        my_uid: int,
-        enabled: bool,
-        audit_path: Path | None = None,
-        grace_s: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
-        monitor: tuple[int, float] | None = None,
-    ) -> KillSession:
-        """Continue the countdown of a SIGTERM sent by an earlier render process of the same
-        monitor: SIGKILL is due ``grace_s`` after that SIGTERM, not after the restart."""
-        session = cls(pending.target, my_uid, enabled, audit_path, grace_s, clock, monitor)
-        if enabled:
-            session._pidfd = _open_pidfd(pending.target.pid)
-        session._term_sent = True
-        session._phase = "terminating"
-        session._term_at = clock() - max(0.0, time.time() - pending.sent_at)
-        session._message = f"sent SIGTERM to PID {pending.target.pid}; waiting for it to exit"
-        session._audit(
+    def resume(self, pending: PendingKill) -> None:
+        """Continue the countdown of a SIGTERM that an earlier render process of the same
+        monitor sent (instead of ``start``): SIGKILL is due ``grace_s`` after that SIGTERM,
+        not after the restart."""
+        if self._phase != "idle":
+            return
+        if self.enabled:
+            self._pidfd = _open_pidfd(self.target.pid)
+        self._term_sent = True
+        self._phase = "terminating"
+        self._term_at = self._clock() - max(0.0, time.time() - pending.sent_at)
+        self._message = f"sent SIGTERM to PID {self.target.pid}; waiting for it to exit"
+        sigterm_at = datetime.fromtimestamp(pending.sent_at, timezone.utc)
+        self._audit(
             None,
             "resumed",
             "countdown continued by a restarted render process",
-            sigterm_at=datetime.fromtimestamp(pending.sent_at, timezone.utc).isoformat(
-                timespec="milliseconds"
-            ),
+            sigterm_at=sigterm_at.isoformat(timespec="milliseconds"),
         )
-        return session
 
     def poll(self) -> KillState:
         """Where the kill stands now; may send the SIGKILL when the grace period is over."""

@@ -55,9 +55,10 @@ class KillFlow:
             return False
         target = pending.target
         self._target = target
-        self._session = kill.KillSession.resume(
-            pending, self.my_uid, self.enabled, path, self.grace_s, monitor=monitor
+        self._session = kill.KillSession(
+            target, self.my_uid, self.enabled, path, self.grace_s, monitor=monitor
         )
+        self._session.resume(pending)
         self.dialog = KillDialog(
             pid=target.pid,
             user=target.user,
