@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import connection
-from typing import Protocol
+from typing import Any, Protocol
 
 from vramtop.actors.mailbox import Mailbox, Packed, StateChannel
 from vramtop.config import Config
@@ -47,6 +47,9 @@ class ActorContext:
     channels: Mapping[str, StateChannel] = field(default_factory=dict)
     log_fd: int = -1  # the supervisor's log pipe: this actor's stderr (and stdout) go there
     owns_terminal: bool = False  # keeps fd 1 (the render process draws on it)
+    # Shared with the supervisor: the monotonic time a blocking terminal write began, 0 when
+    # none is in progress (a render process stuck in write() is stalled, not hung).
+    writing_since: Any = None
     extra: dict[str, object] = field(default_factory=dict)
 
     def deliver(self, out: Out) -> None:
@@ -202,7 +205,11 @@ def _loop(core: ActorCore, ctx: ActorContext) -> None:
             ctx.supervisor.post(Heartbeat(ctx.name, pid, now))
             next_beat = now + HEARTBEAT_SECONDS
         if now >= next_tick:
-            next_tick, out = core.tick(now)
+            # What is already queued comes first: a tick must not draw (or send) what a
+            # waiting message has made stale, e.g. right after a SIGCONT.
+            if connection.wait([inbox_fd], 0) and not _take_batch(core, ctx):
+                return
+            next_tick, out = core.tick(time.monotonic())
             ctx.deliver(out)
             continue
         timeout = max(0.0, min(next_tick, next_beat) - now)

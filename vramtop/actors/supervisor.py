@@ -93,6 +93,8 @@ class _Child:
     last_error: str = ""
     start_at: float | None = 0.0  # monotonic time of the next (re)start; None = not scheduled
     last_beat: float = 0.0
+    writing_since: Any = field(default_factory=lambda: CONTEXT.RawValue("d", 0.0))
+    stalled: bool = False  # its terminal output is blocked (said once in the log)
 
 
 class Supervisor:
@@ -188,16 +190,31 @@ class Supervisor:
             with contextlib.suppress(termios.error):
                 self._termios = termios.tcgetattr(0)
 
-    def restore_terminal(self) -> None:
-        """Put the terminal back as the user had it (the render process may have been killed)."""
+    def _terminal_gone(self) -> bool:
+        """Whether the terminal we were started on hung up (closed window, dropped link)."""
         if self._termios is None:
+            return False
+        import select
+
+        try:
+            poller = select.poll()
+            poller.register(0, select.POLLIN)
+            events = poller.poll(0)
+        except (OSError, ValueError):
+            return True
+        return any(ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, ev in events)
+
+    def restore_terminal(self) -> None:
+        """Put the terminal back as the user had it (the render process may have been killed).
+        Never blocks for long: with output stopped (Ctrl-S, a frozen link) a write would wait
+        forever, so it is given a second; TCSANOW, because draining would wait the same."""
+        if self._termios is None or self._terminal_gone():
             return
         import termios
 
         with contextlib.suppress(termios.error, OSError):
-            termios.tcsetattr(0, termios.TCSADRAIN, self._termios)
-        with contextlib.suppress(OSError):
-            os.write(1, ALT_SCREEN_OFF.encode())
+            termios.tcsetattr(0, termios.TCSANOW, self._termios)
+        _write_with_timeout(1, ALT_SCREEN_OFF.encode(), 1.0)
 
     # -- children -------------------------------------------------------------------------
     def _context_for(self, child: _Child) -> ActorContext:
@@ -211,6 +228,7 @@ class Supervisor:
             channels=self.channels,
             log_fd=self._log_w,
             owns_terminal=child.spec.owns_terminal,
+            writing_since=child.writing_since,
         )
 
     def _start(self, child: _Child) -> None:
@@ -249,7 +267,10 @@ class Supervisor:
         while self._signals:
             signo = self._signals.popleft()
             if signo == signal.SIGHUP:
-                self.reload_config()
+                if self._terminal_gone():
+                    self.stopping = True  # a hang-up of our terminal, not `kill -HUP`
+                else:
+                    self.reload_config()
             elif signo == signal.SIGTSTP:
                 self._suspend()
             elif signo == signal.SIGCONT:
@@ -364,8 +385,8 @@ class Supervisor:
                 self.restore_terminal()
             if self.stopping:
                 continue
-            if code == 0 and child.spec.owns_terminal:
-                self.stopping = True  # the user quit
+            if child.spec.owns_terminal and (code == 0 or self._terminal_gone()):
+                self.stopping = True  # the user quit, or the terminal went away
                 continue
             if not child.last_error:
                 child.last_error = f"exited with {_describe_exit(code)}"
@@ -397,6 +418,12 @@ class Supervisor:
                 if _stopped(proc.pid or 0):
                     # Stopped (SIGSTOP, a debugger), not hung: it beats again once continued.
                     child.last_beat = now
+                    continue
+                if child.writing_since.value > 0.0:
+                    # Blocked writing to a terminal whose output is stopped (Ctrl-S, XOFF, a
+                    # frozen ssh link): killing it would only block its successor the same way.
+                    child.last_beat = now
+                    child.stalled = True
                     continue
                 child.last_error = f"no heartbeat for {child.spec.heartbeat_timeout:.0f} s"
                 with contextlib.suppress(ProcessLookupError):
@@ -453,6 +480,20 @@ class Supervisor:
             self.segment = None
         if self.exit_message:
             print(self.exit_message, file=sys.stderr)
+
+
+def _write_with_timeout(fd: int, data: bytes, seconds: float) -> None:
+    """Write from a daemon thread and stop waiting after ``seconds`` (the thread is left to
+    finish, or to be dropped at exit, when the terminal never takes the bytes)."""
+    import threading
+
+    def write() -> None:
+        with contextlib.suppress(OSError):
+            os.write(fd, data)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    writer.join(seconds)
 
 
 def _stopped(pid: int) -> bool:
