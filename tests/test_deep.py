@@ -514,3 +514,21 @@ def test_the_headless_recorder_writes_the_deep_columns(
         r.stop()
     rows = [row for row in csv.DictReader(path.open()) if row["row"] == "process"]
     assert [row["deep_reserved_bytes"] for row in rows] == [str(3 * GiB)] * 2
+
+
+def test_a_symlink_in_the_socket_directory_is_not_followed(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    state = write_state(tmp_path / "t.json", [{"uuid": UUID_A, "stats": stats(GiB, GiB)}])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    real = start_reporter(env, state)
+    try:
+        assert real.path is not None
+        target = elsewhere / f"{real.pid}.sock"
+        os.rename(real.path, target)
+        (env.sockets / f"{real.pid}.sock").symlink_to(target)
+        message, _ = one_round(DeepCore(dirs=env.dirs()))
+        assert message.processes == ()
+        assert f"{real.pid}.sock: not a socket" in " ".join(message.notes)
+    finally:
+        real.stop()

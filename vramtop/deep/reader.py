@@ -24,6 +24,7 @@ import glob
 import os
 import selectors
 import socket
+import stat
 import struct
 import tempfile
 import time
@@ -97,10 +98,20 @@ def discover(dirs: list[tuple[str, int]]) -> tuple[list[tuple[str, int]], list[s
             continue
         for name in sorted(names)[:MAX_DIR_ENTRIES]:
             pid = paths.pid_of(name)
+            path = os.path.join(directory, name)
             if pid is None:
-                notes.append(f"deep mode: ignored {directory}/{name[:40]}: not a <pid>.sock name")
+                notes.append(f"deep mode: ignored {path[:120]}: not a <pid>.sock name")
                 continue
-            found.append((os.path.join(directory, name), pid))
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue  # gone since the listing: its process exited
+            # A symlink could point a root monitor at any socket on the machine; who serves a
+            # real socket is SO_PEERCRED's to say, when it is connected.
+            if not stat.S_ISSOCK(st.st_mode):
+                notes.append(f"deep mode: ignored {path[:120]}: not a socket")
+                continue
+            found.append((path, pid))
     return found, notes
 
 
