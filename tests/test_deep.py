@@ -364,7 +364,7 @@ def test_json_document_and_csv_carry_the_deep_figures(tmp_path: Path) -> None:
 
     from vramtop.deep.attribution import index
     from vramtop.export.csvlog import HEADER_LINE, format_sample
-    from vramtop.export.document import schema_text, to_document
+    from vramtop.export.document import schema_text, to_document, to_table
 
     env = make_env(tmp_path)
     state = write_state(tmp_path / "t.json", [
@@ -392,6 +392,11 @@ def test_json_document_and_csv_carry_the_deep_figures(tmp_path: Path) -> None:
 
     text = HEADER_LINE + "\n" + format_sample(sample.snapshot, sample.rows, deep=deep).decode()
     rows = list(csv.DictReader(io.StringIO(text)))
+    table = to_table(sample.snapshot, sample.rows, deep=deep).splitlines()
+    at = next(i for i, line in enumerate(table) if line.split()[:1] == [str(r.pid)])
+    assert table[at + 1].split() == ["deep:", "torch", "2.3.1+fake:", "allocated", "3.0G,",
+                                     "reserved", "5.0G,", "active", "3.1G,", "retries", "4,",
+                                     "OOMs", "0"]  # fmt: skip
     by_pid = {row["pid"]: row for row in rows if row["row"] == "process"}
     assert by_pid[str(r.pid)]["deep_reserved_bytes"] == str(5 * GiB)
     assert by_pid[str(r.pid)]["deep_allocated_bytes"] == str(3 * GiB)

@@ -25,6 +25,7 @@ from vramtop import __version__
 from vramtop.analysis.model import UNKNOWN, AnalysisResult, GpuAnalysis, ProcessAnalysis, Trend
 from vramtop.deep import attribution
 from vramtop.deep.attribution import DeepIndex
+from vramtop.deep.protocol import STATE_TEXT
 from vramtop.enrich.model import Container, Enrichment
 from vramtop.enrich.users import OtherUsers
 from vramtop.fmt import pct, size, temp, watts
@@ -137,6 +138,23 @@ def deep_json(dp: DeepProcess | None) -> dict[str, Any] | None:
         "devices": [] if r is None else to_plain(r.devices),
         "ooms": [] if r is None else to_plain(r.ooms),
     }
+
+
+def deep_summary(dp: DeepProcess, gpu_uuid: str) -> str:
+    """One line of a process's deep-mode state on one GPU, for the text table."""
+    r = dp.report
+    if r is None:
+        return f"reporter found, nothing usable read: {dp.problem}"
+    torch = f"torch {r.torch_version}" if r.torch_version else "torch"
+    if r.state != "ok":
+        return f"{torch}: " + (f"error: {r.error}" if r.error else STATE_TEXT.get(r.state, r.state))
+    d = attribution.device_for(r, gpu_uuid)
+    if d is None:
+        return f"{torch}: no PyTorch allocations on this GPU"
+    return (
+        f"{torch}: allocated {size(d.allocated_bytes)}, reserved {size(d.reserved_bytes)}, "
+        f"active {size(d.active_bytes)}, retries {d.num_alloc_retries}, OOMs {d.num_ooms}"
+    )
 
 
 def container_label(c: Container | None) -> str:
@@ -314,8 +332,10 @@ def to_table(
     snap: Snapshot,
     rows: Iterable[ProcessRow] = (),
     others: Mapping[int, OtherUsers] | None = None,
+    deep: DeepIndex | None = None,
 ) -> str:
-    """nvidia-smi / gpustat style plain text: a line per GPU, then its processes."""
+    """nvidia-smi / gpustat style plain text: a line per GPU, then its processes (and, under a
+    process that reports in deep mode, one line of its PyTorch allocator figures)."""
     by_key = {(r.identity.pid, r.gpu_index): r for r in rows}
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snap.timestamp))
     out = [
@@ -340,6 +360,9 @@ def to_table(
             command = (row.command if row else "") or "N/A"
             vram = size(p.used_bytes)
             out.append(f"    {p.pid:>8}  {user[:10]:<10} {p.type_label:<4} {vram:>7}  {command}")
+            dp = attribution.lookup(deep, row.identity) if deep and row is not None else None
+            if dp is not None:
+                out.append(f"    {'':>8}  deep: {deep_summary(dp, gpu.uuid)}")
         hidden = (others or {}).get(gpu.index)
         if hidden is not None:
             out.append(f"    {hidden.label} (hidden; show_other_users = true lists them)")

@@ -87,5 +87,5 @@ def run_once(
         doc = to_document(snapshot, rows, enrichments, analysis, others, deep=deep)
         print(json.dumps(doc, indent=2))
     else:
-        print(to_table(snapshot, rows, others))
+        print(to_table(snapshot, rows, others, deep=deep))
     return EXIT_OK
