@@ -537,3 +537,31 @@ def test_a_symlink_in_the_socket_directory_is_not_followed(tmp_path: Path) -> No
         assert f"{real.pid}.sock: not a socket" in " ".join(message.notes)
     finally:
         real.stop()
+
+
+def test_prometheus_metrics_carry_the_deep_figures(tmp_path: Path) -> None:
+    from vramtop.actors.metrics import MetricsCore
+
+    env = make_env(tmp_path)
+    state = write_state(tmp_path / "t.json", [
+        {"uuid": UUID_A, "stats": stats(3 * GiB, 5 * GiB, retries=7), "free": GiB,
+         "total": 80 * GiB},
+    ])  # fmt: skip
+    r = start_reporter(env, state)
+    try:
+        message, _ = one_round(DeepCore(dirs=env.dirs()))
+        sample = sample_for([(r.pid, 0, 6 * GiB)])
+    finally:
+        r.stop()
+    core = MetricsCore()  # not started: no HTTP server, the collector is called directly
+    core.handle([sample, message], time.monotonic())
+    values = {
+        (family.name, s.labels.get("pid")): s.value
+        for family in core.collect()
+        for s in family.samples
+    }
+    pid = str(r.pid)
+    assert values[("vramtop_process_torch_reserved_bytes", pid)] == 5 * GiB
+    assert values[("vramtop_process_torch_allocated_bytes", pid)] == 3 * GiB
+    retries = [v for (name, p), v in values.items() if "alloc_retries" in name and p == pid]
+    assert retries == [7]

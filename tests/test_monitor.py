@@ -438,3 +438,16 @@ def test_a_terminal_with_output_stopped_is_not_a_dead_render_process(home: Path)
         assert tui.wait_exit() == 0
     finally:
         tui.close()
+
+
+def test_a_sigkilled_supervisor_leaves_no_orphan_actor(home: Path) -> None:
+    tui = Tui(["--demo", "small"], home=home)
+    try:
+        tui.wait_for("python train_small.py")
+        actors = list(tui.actors().values())
+        assert len(actors) >= 4
+        os.kill(tui.pid, signal.SIGKILL)
+        for pid in actors:
+            _wait_gone(pid)
+    finally:
+        tui.close()

@@ -120,7 +120,11 @@ class Supervisor:
         self.shm_shape = shm
         self.segment: ShmSegment | None = None
         names = {s.name for s in specs}
-        routes = {k: [a for a in v if a in names] for k, v in (state_routes or {}).items()}
+        queued = {s.name for s in specs if s.every_state}
+        routes = {
+            k: [a for a in v if a in names and a not in queued]
+            for k, v in (state_routes or {}).items()
+        }
         self.channels = make_channels(routes, channel_capacity(config.general.process_slots))
         self.inbox = Mailbox(CONTEXT, "supervisor")
         self.children = {
@@ -337,8 +341,13 @@ class Supervisor:
         texts = [t for t in texts if t]
         if not texts:
             return
-        self.log.extend(texts)
         self.logged += len(texts)
+        if not any(c.spec.owns_terminal for c in self.children.values()):
+            # Headless (the exporter): no screen to keep them off; say them as they come.
+            for text in texts:
+                print(text, file=sys.stderr, flush=True)
+            return
+        self.log.extend(texts)
         if not final:
             from vramtop.sanitize import clean
 

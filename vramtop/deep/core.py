@@ -36,7 +36,9 @@ if TYPE_CHECKING:  # the core is also run without the actor system (``--once``)
 
 Out = list[tuple[str, object]]
 
-DESTINATIONS = ("render", "analyzer", "exporter")
+# Every reader of the "deep" state kind (``actors/routes.py``, not imported: ``--once`` and
+# ``record`` run this core without the actor system); those not running are skipped.
+DESTINATIONS = ("render", "analyzer", "exporter", "metrics")
 RETRY_WINDOW_S = 60.0
 TIMEOUT_S = 2.0  # a reporter that has not answered by then is "silent" for this round
 BUDGET_S = 0.0  # how long one step may wait on sockets (the actor: 0, its loop waits instead)
