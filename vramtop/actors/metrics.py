@@ -1,13 +1,13 @@
 """Metrics actor (``vramtop: metrics``): the newest frame -> a Prometheus endpoint.
 
 Where it sits: in ``vramtop exporter`` (``modes/exporter.py``), in place of the render process.
-It subscribes to the sampler's rows and snapshot and the analyzer's result (state: the newest
-wins) and takes the enrichment deltas and the other actors' per-process state (commands or
-state, whatever reaches it). It keeps one frame — the newest sample with the analysis of that
-same sample where it has arrived — and serves it over HTTP with prometheus_client: a custom
-collector builds the ``--once --json`` document of the frame at scrape time and turns it into
-metric families (``export/prometheus.py``), so a scrape costs no NVML call and nothing is
-computed between scrapes.
+It subscribes to the sampler's rows and snapshot, the analyzer's result and the deep actor's
+round (state: the newest wins) and takes the enrichment deltas and the other actors' per-process
+state (commands or state, whatever reaches it). It keeps one frame — the newest sample with the
+analysis of that same sample where it has arrived — and serves it over HTTP with
+prometheus_client: a custom collector builds the ``--once --json`` document of the frame at
+scrape time and turns it into metric families (``export/prometheus.py``), so a scrape costs no
+NVML call and nothing is computed between scrapes.
 
 The HTTP server runs in prometheus_client's daemon thread; the frame is replaced as one
 reference, so the collector never sees half an update.

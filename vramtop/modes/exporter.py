@@ -1,7 +1,7 @@
 """``vramtop exporter``: the actor system without a screen, publishing its frames to Prometheus.
 
 Data flow: as the monitor (``modes/monitor.py``: the backend prepared, the supervisor owning the
-shared memory) with the sampler, analyzer and enricher, and the metrics actor
+shared memory) with the sampler, analyzer, enricher and deep actors, and the metrics actor
 (``actors/metrics.py``) in place of the render process. It binds loopback unless told
 otherwise, and says so in one line when it is told to bind elsewhere; the actors' log lines go
 to stderr as they come (there is no screen to keep them off).
