@@ -660,6 +660,7 @@ PARTS = (
     ("Enricher, CPU per update", "bench_enricher", "enricher_rows"),
     ("Replay --speed max --json, one hour at 1 Hz, 8 GPUs x 64 processes", "bench_replay",
      "replay_rows"),
+    ("Exporter scrape and fleet view, CPU per refresh", "bench_fleet", "fleet_rows"),
 )  # fmt: skip
 
 
