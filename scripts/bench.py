@@ -661,6 +661,7 @@ PARTS = (
     ("Deep mode, report() in the reporting process", "bench_deep", "deep_rows"),
     ("Replay --speed max --json, one hour at 1 Hz, 8 GPUs x 64 processes", "bench_replay",
      "replay_rows"),
+    ("Exporter scrape and fleet view, CPU per refresh", "bench_fleet", "fleet_rows"),
 )  # fmt: skip
 
 

@@ -148,9 +148,8 @@ def status_parts(state: ViewState) -> list[tuple[str, Style]]:
 
 def _footer(grid: Grid, state: ViewState) -> None:
     y = grid.height - 1
-    keys = (
-        " q quit  ? help " if grid.width < 100 else " q quit  ? help  d detail  k kill  / filter "
-    )
+    kill = "  k kill" if state.config.display.enable_kill else ""
+    keys = " q quit  ? help " if grid.width < 100 else f" q quit  ? help  d detail{kill}  / filter "
     x = grid.put(0, y, keys, Style(fg="muted", reverse=True))
     for text, style in status_parts(state):
         if x + 3 >= grid.width:
