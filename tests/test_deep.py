@@ -312,8 +312,8 @@ def test_sockets_are_removed_on_exit_and_sigterm_and_stale_ones_by_the_monitor(
     assert not paths[normal.pid].exists() and not paths[termed.pid].exists()
     assert paths[killed.pid].exists(), "SIGKILL leaves the socket behind"
     core = DeepCore(dirs=env.dirs())
-    message, _ = one_round(core)
-    assert message.processes == () and core.removed_stale == 1
+    _wake, out = core.tick(time.monotonic())  # no live reporter: one round, nothing to send
+    assert core.rounds == 1 and out == [] and core.removed_stale == 1
     assert not paths[killed.pid].exists()
 
 
@@ -474,11 +474,21 @@ def test_allocator_retries_turn_a_stable_process_tight_in_the_analysis() -> None
 
 def test_without_reporters_a_round_sends_nothing_new(tmp_path: Path) -> None:
     env = make_env(tmp_path)
+    state = write_state(tmp_path / "t.json", [{"uuid": UUID_A, "stats": stats(GiB, GiB)}])
     core = DeepCore(dirs=env.dirs())
-    first, _ = one_round(core)
-    assert first.processes == () and first.notes == ()
-    _wake, out = core.tick(time.monotonic())
-    assert core.rounds == 2 and out == [], "the same empty round again: no message, no redraw"
+    for _ in range(2):
+        core.next_round = 0.0
+        _wake, out = core.tick(time.monotonic())
+        assert out == [], "no reporter: the readers already know, nobody is woken"
+    assert core.rounds == 2
+    r = start_reporter(env, state)
+    try:
+        message, _ = one_round(core)
+        assert [p.identity.pid for p in message.processes] == [r.pid]
+    finally:
+        r.stop()
+    gone, _ = one_round(core)
+    assert gone.processes == (), "its leaving is news: sent"
 
 
 class _OneProcessBackend:

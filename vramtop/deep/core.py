@@ -13,10 +13,11 @@ costs a bounded read and a note, never a stall. When every socket
 has answered, failed or timed out, the round's results are attributed to the verified PID with
 its start time (a reused PID is a new process) and sent as one whole-state message.
 
-A round's message is sent only when it differs from the last one sent (without reporters, the
-round finds nothing every second and sends nothing). State kept between rounds: the newest good
-report of each process (a failed read keeps it,
-with the problem beside it, so one slow answer does not blank the panel) and a minute of
+A round's message is sent only when it differs from the last one sent; the readers start knowing
+of no reporter, so without reporters nothing is ever sent (the render process forgets the
+reports of processes that left the GPUs by itself, whatever a restarted deep actor knows). State
+kept between rounds: the newest good report of each process (a failed read keeps it, with the
+problem beside it, so one slow answer does not blank the panel) and a minute of
 ``num_alloc_retries`` totals per process, from which "retries in the last minute" is computed
 for the verdict. Processes whose socket is gone are forgotten.
 """
@@ -83,7 +84,9 @@ class DeepCore:
         self.retries: dict[ProcessIdentity, collections.deque[tuple[float, int]]] = {}
         self.rounds = 0
         self.removed_stale = 0
-        self.sent: tuple[tuple[DeepProcess, ...], tuple[str, ...]] | None = None
+        # What the readers were last told; they start knowing of no reporter, so an empty
+        # round (the usual case) is never sent at all.
+        self.sent: tuple[tuple[DeepProcess, ...], tuple[str, ...]] = ((), ())
         self.done = False
 
     # -- actor protocol -------------------------------------------------------------------

@@ -76,6 +76,9 @@ class Knowledge:
         for store in (self.enrichment, self.parents):
             for ident in [i for i in store if i not in alive]:
                 del store[ident]
+        if self.deep:
+            pids = {i.pid for i in alive}
+            self.deep = {pid: p for pid, p in self.deep.items() if pid in pids}
 
     def parent_of(self, identity: ProcessIdentity) -> tuple[int, str]:
         """(parent pid, parent name): the enricher's word first, else /proc (cached by identity;
