@@ -112,6 +112,7 @@ def segment() -> Iterator[ShmSegment]:
 
 def test_actor_reads_shm_and_posts_analysis(segment: ShmSegment) -> None:
     from vramtop.actors.base import ActorContext
+    from vramtop.actors.routes import readers
 
     writer = HistoryWriter(segment)
     sent: list[tuple[str, object]] = []
@@ -166,7 +167,7 @@ def test_actor_reads_shm_and_posts_analysis(segment: ShmSegment) -> None:
         out = core.handle(
             [hint, ConfigUpdate(quiet), ProcessRows(writer.count, snap.timestamp, rows)], 0.0
         )
-        assert core.analyses == before + 1 and [d for d, _ in out] == ["render", "exporter"]
+        assert core.analyses == before + 1 and [d for d, _ in out] == list(readers("analysis"))
         latest = out[0][1]
         assert isinstance(latest, AnalysisMessage)
         assert latest.result.gpus[0].oom is None
