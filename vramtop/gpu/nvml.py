@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -131,7 +132,8 @@ _INIT_FAILURES = {
     _NO_PERMISSION: "no permission to use the NVIDIA driver; check access to /dev/nvidia*.",
 }
 
-ProcessRow = tuple[int, "int | None"]
+# pid, used bytes (NVML_VALUE_NOT_AVAILABLE possible), GPU instance ID (None outside MIG)
+ProcessRow = tuple[int, int, "int | None"]
 
 
 class _GpuLost(Exception):
@@ -140,46 +142,117 @@ class _GpuLost(Exception):
         self.reason = reason
 
 
-class _ProcessInfoV1(ctypes.Structure):
-    """``nvmlProcessInfo_v1_t``: what the unversioned process getters fill in."""
+# Process records as the driver writes them (nvml.h): v1 ``nvmlProcessInfo_v1_t`` (16 bytes),
+# v2 ``nvmlProcessInfo_v2_t`` (24: + GPU and compute instance IDs) and R535's first
+# ``nvmlProcessInfo_v3_t`` (32: + usedGpuCcProtectedMemory). Later drivers went back to the
+# 24-byte record for the same ``_v3`` symbols, so the symbol's name does not tell the layout, and
+# neither does the installed binding (12.535.77 carries the 32-byte record, later ones 24).
+_RECORDS = {
+    16: struct.Struct("<I4xQ"),
+    24: struct.Struct("<I4xQII"),
+    32: struct.Struct("<I4xQIIQ"),
+}
+_FILL = 0xA5  # no record's last byte can plausibly be 0xA5: it is the top byte of a size or ID
+_WIDEST = max(_RECORDS)
+_NO_INSTANCE = 0xFFFFFFFF
 
-    _fields_ = (("pid", ctypes.c_uint), ("usedGpuMemory", ctypes.c_ulonglong))
+
+def _has_symbol(name: str) -> bool:
+    try:
+        pynvml._nvmlGetFunctionPointer(name)
+    except pynvml.NVMLError:
+        return False
+    return True
 
 
-def _running_processes_v1(symbol: str, handle: Any) -> list[ProcessRow]:
-    """Call an unversioned process getter with the v1 struct (pynvml only wraps _v2/_v3)."""
-    fn = pynvml._nvmlGetFunctionPointer(symbol)
-    count = ctypes.c_uint(0)
-    ret = fn(handle, ctypes.byref(count), None)
-    if ret == _SUCCESS:
-        return []
-    # Two tries: processes may start between the sizing call and the data call; the slack
-    # absorbs a few, a second round with the driver's new count absorbs a burst.
-    for _ in range(2):
-        if ret != _INSUFFICIENT_SIZE:
-            break
-        size = count.value * 2 + 5
-        infos = (_ProcessInfoV1 * size)()
-        count = ctypes.c_uint(size)
-        ret = fn(handle, ctypes.byref(count), infos)
+def expected_record_size(symbol: str, has: Callable[[str], bool] = _has_symbol) -> int:
+    """The record size the driver's exports imply for a process getter.
+
+    ``_v3`` writes the 32-byte record only on the drivers that export the confidential-compute
+    memory query but not yet ``nvmlDeviceGetRunningProcessDetailList`` (R535's first releases);
+    every other ``_v3`` and every ``_v2`` write 24 bytes, the unversioned symbol 16.
+    """
+    if symbol.endswith("_v3"):
+        legacy = has("nvmlDeviceGetConfComputeMemSizeInfo") and not has(
+            "nvmlDeviceGetRunningProcessDetailList"
+        )
+        return 32 if legacy else 24
+    return 24 if symbol.endswith("_v2") else 16
+
+
+def measured_record_size(raw: bytes, count: int) -> int | None:
+    """How many bytes per record the driver wrote into a buffer pre-filled with ``_FILL``."""
+    if count <= 0:
+        return None
+    extent = len(raw.rstrip(bytes((_FILL,))))
+    for size in _RECORDS:
+        if extent == size * count:
+            return size
+    return None
+
+
+class ProcessGetter:
+    """One of the driver's ``nvmlDeviceGet*RunningProcesses*`` symbols, read without trusting
+    the binding's struct: records go into a buffer wide enough for any layout, pre-filled with a
+    marker, and the stride is what the driver actually wrote (the exports' answer when the
+    measure is ambiguous). The layout found is kept and logged once when it is not the one the
+    exports imply."""
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.record_size: int | None = None  # the layout last seen
+        self._expected: int | None = None
+
+    def __call__(self, handle: Any) -> list[ProcessRow]:
+        fn = pynvml._nvmlGetFunctionPointer(self.symbol)
+        if self._expected is None:
+            self._expected = expected_record_size(self.symbol)
+        count = ctypes.c_uint(0)
+        ret = fn(handle, ctypes.byref(count), None)
         if ret == _SUCCESS:
-            return [(infos[i].pid, infos[i].usedGpuMemory) for i in range(count.value)]
-    raise pynvml.NVMLError(ret)
+            return []
+        # Two tries: processes may start between the sizing call and the data call; the slack
+        # absorbs a few, a second round with the driver's new count absorbs a burst.
+        for _ in range(2):
+            if ret != _INSUFFICIENT_SIZE:
+                break
+            capacity = count.value * 2 + 5
+            buf = ctypes.create_string_buffer(bytes((_FILL,)) * (capacity * _WIDEST))
+            count = ctypes.c_uint(capacity)
+            ret = fn(handle, ctypes.byref(count), buf)
+            if ret == _SUCCESS:
+                return self._decode(buf.raw, min(count.value, capacity))
+        raise pynvml.NVMLError(ret)
+
+    def _decode(self, raw: bytes, count: int) -> list[ProcessRow]:
+        size = measured_record_size(raw, count) or self.record_size or self._expected or 24
+        if size != self.record_size:
+            if size != self._expected:
+                log.warning(
+                    "%s writes %d-byte process records (its exports imply %d); reading %d",
+                    self.symbol,
+                    size,
+                    self._expected,
+                    size,
+                )
+            self.record_size = size
+        record = _RECORDS[size]
+        rows: list[ProcessRow] = []
+        for i in range(count):
+            fields = record.unpack_from(raw, i * size)
+            gi = fields[2] if size >= 24 and fields[2] != _NO_INSTANCE else None
+            rows.append((int(fields[0]), int(fields[1]), gi))
+        return rows
 
 
-def _running_processes(symbol: str) -> Callable[[Any], list[ProcessRow]]:
-    """pynvml's _v2/_v3 getter, retried once if the list outgrew its slack in between."""
-    wrapper = getattr(pynvml, symbol, None)
-    if wrapper is None:
-        return _missing
-    insufficient = pynvml.NVMLError_InsufficientSize
+def _retry_insufficient(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A sizing call and its data call race with the driver's sampling: one more try."""
 
-    def call(handle: Any) -> list[ProcessRow]:
+    def call(*args: Any) -> Any:
         try:
-            infos = wrapper(handle)
-        except insufficient:
-            infos = wrapper(handle)
-        return [(p.pid, p.usedGpuMemory) for p in infos]
+            return fn(*args)
+        except pynvml.NVMLError_InsufficientSize:
+            return fn(*args)
 
     return call
 
@@ -215,9 +288,11 @@ def _api_table() -> dict[str, Callable[..., Any]]:
             "nvmlDeviceGetEnforcedPowerLimit",
             "nvmlDeviceGetFanSpeed",
             "nvmlDeviceGetPerformanceState",
-            "nvmlDeviceGetProcessUtilization",
         )
     }
+    table["nvmlDeviceGetProcessUtilization"] = _retry_insufficient(
+        _py("nvmlDeviceGetProcessUtilization")
+    )
     table[_HANDLE_API] = n.nvmlDeviceGetHandleByIndex
     # pynvml has no nvmlDeviceGetMemoryInfo_v2 function: v2 is a version argument.
     table["nvmlDeviceGetMemoryInfo_v2"] = lambda h: n.nvmlDeviceGetMemoryInfo(h, version=_MEMORY_V2)
@@ -228,10 +303,9 @@ def _api_table() -> dict[str, Callable[..., Any]]:
     )
     table["nvmlDeviceGetClockInfo(SM)"] = lambda h: n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_SM)
     table["nvmlDeviceGetClockInfo(MEM)"] = lambda h: n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_MEM)
-    for _kind, _label, (v3, v2, v1) in _PROCESS_KINDS:
-        table[v3] = _running_processes(v3)
-        table[v2] = _running_processes(v2)
-        table[v1] = lambda h, symbol=v1: _running_processes_v1(symbol, h)
+    for _kind, _label, symbols in _PROCESS_KINDS:
+        for symbol in symbols:
+            table[symbol] = ProcessGetter(symbol)
     return table
 
 
@@ -279,7 +353,6 @@ class _Gpu:
         "slow_at",
         "temperature",
         "unsupported",
-        "util_ts",
         "uuid",
     )
 
@@ -298,7 +371,6 @@ class _Gpu:
         self.clock_sm: int | NaType = NA
         self.clock_mem: int | NaType = NA
         self.pstate: int | NaType = NA
-        self.util_ts = 0  # newest per-process utilisation sample seen (NVML microseconds)
         self.unsupported: set[str] = set()  # calls never to be made again on this GPU
         self.denied_until: dict[str, float] = {}  # NO_PERMISSION calls -> next try (monotonic)
         self.na: dict[str, str] = {}  # field label -> why it is n/a
@@ -316,8 +388,12 @@ class NvmlBackend:
         retry_interval: float = 5.0,
         *,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        util_window: float = 1.0,
     ) -> None:
         self._slow_interval = slow_interval
+        self._wall = wall
+        self._util_window = util_window
         self._retry_interval = retry_interval
         self._clock = clock
         self._now = 0.0
@@ -503,7 +579,6 @@ class NvmlBackend:
             gpu.mig_mode = False
             self._clear_na(gpu, "MIG mode")
         gpu.slow_at = self._now
-        gpu.util_ts = 0
 
     def _read_slow(self, gpu: _Gpu) -> None:
         h = gpu.handle
@@ -524,7 +599,7 @@ class NvmlBackend:
             rows = self._first(gpu, apis, gpu.handle, field=field)
             if rows is NA:
                 continue
-            for pid, raw in rows:
+            for pid, raw, _gi in rows:
                 used = _used(raw)
                 seen = merged.get(pid)
                 if seen is None:
@@ -539,30 +614,32 @@ class NvmlBackend:
         utils = self._read_process_util(gpu)
         out = []
         for pid, (used, types) in merged.items():
-            sm, mem = utils.get(pid, (NA, NA))
+            # A listed process without a sample in the window was idle: 0%, not n/a.
+            sm, mem = (NA, NA) if utils is None else utils.get(pid, (0, 0))
             out.append(ProcessSample(pid, gpu.index, used, types, sm, mem))
         return out
 
-    def _read_process_util(self, gpu: _Gpu) -> dict[int, tuple[int, int]]:
+    def _read_process_util(self, gpu: _Gpu) -> dict[int, tuple[int, int]] | None:
+        """Mean SM and memory utilisation per PID over the last ``util_window`` seconds.
+
+        Asking only for samples newer than the previous call would leave every idle process
+        (and, on a tick without a new sample, every process) without a figure; a window gives
+        each busy process its recent samples every tick. None: the call itself is unavailable.
+        """
+        since = max(0, int((self._wall() - self._util_window) * 1_000_000))
         samples = self._call(
-            gpu,
-            "nvmlDeviceGetProcessUtilization",
-            gpu.handle,
-            gpu.util_ts,
-            field="process utilisation",
+            gpu, "nvmlDeviceGetProcessUtilization", gpu.handle, since, field="process utilisation"
         )
         if samples is NA:
-            return {}
-        newest: dict[int, tuple[int, int, int]] = {}
-        last = gpu.util_ts
+            # NOT_FOUND (no sample in the window) is NA without a remark: every process idle.
+            return None if "process utilisation" in gpu.na else {}
+        sums: dict[int, list[int]] = {}
         for s in samples:
-            ts = int(s.timeStamp)
-            last = max(last, ts)
-            seen = newest.get(s.pid)
-            if seen is None or ts >= seen[0]:
-                newest[s.pid] = (ts, int(s.smUtil), int(s.memUtil))
-        gpu.util_ts = last
-        return {pid: (sm, mem) for pid, (_, sm, mem) in newest.items()}
+            acc = sums.setdefault(int(s.pid), [0, 0, 0])
+            acc[0] += int(s.smUtil)
+            acc[1] += int(s.memUtil)
+            acc[2] += 1
+        return {pid: (round(sm / n), round(mem / n)) for pid, (sm, mem, n) in sums.items()}
 
     def _sample_gpu(self, gpu: _Gpu, processes: list[ProcessSample]) -> GpuSample:
         now = self._now
