@@ -217,7 +217,8 @@ class ProcessGetter:
             if ret != _INSUFFICIENT_SIZE:
                 break
             capacity = count.value * 2 + 5
-            buf = ctypes.create_string_buffer(bytes((_FILL,)) * (capacity * _WIDEST))
+            buf = ctypes.create_string_buffer(capacity * _WIDEST)
+            ctypes.memset(buf, _FILL, capacity * _WIDEST)
             count = ctypes.c_uint(capacity)
             ret = fn(handle, ctypes.byref(count), buf)
             if ret == _SUCCESS:
