@@ -183,6 +183,7 @@ def _gpu(
             "reserved_bytes": to_json(gpu.memory_reserved),
             "free_bytes": to_json(gpu.memory_free),
             "processes_sum_bytes": snap.process_memory_sum(gpu.index),
+            "source": gpu.memory_source,
         },
         "utilization": {
             "gpu_percent": to_json(gpu.util_gpu),
@@ -194,6 +195,10 @@ def _gpu(
         "fan_percent": to_json(gpu.fan_percent),
         "pstate": to_json(gpu.pstate),
         "mig_mode": to_json(gpu.mig_mode),
+        "mig_parent_index": gpu.parent_index,
+        "gpu_instance_id": gpu.gpu_instance_id,
+        "processes_note": gpu.processes_note,
+        "slow_nvml_calls": {api: ms for api, ms in gpu.slow_calls},
         "processes": procs,
         "analysis": None if ga is None else gpu_analysis_json(ga),
     }
@@ -260,6 +265,16 @@ def to_document(
         "nvml_version": to_json(snap.nvml_version),
         "gpus": gpus,
         "notes": list(snap.notes),
+        "nvml_calls": {
+            c.function: {
+                "calls": c.calls,
+                "errors": c.errors,
+                "mean_ms": c.mean_ms,
+                "max_ms": c.max_ms,
+                "last_ms": c.last_ms,
+            }
+            for c in snap.nvml_calls
+        },
     }
 
 
