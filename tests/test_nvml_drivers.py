@@ -213,3 +213,16 @@ def test_idle_processes_read_zero_on_every_tick_and_na_only_when_unsupported(
             backend.close()
     assert ticks == [{41: (35, 7), 42: (0, 0)}] * 6
     assert unsupported == {41: NA, 42: NA}
+
+
+def test_gpu_filter_keeps_a_gpus_mig_instances(tmp_path: Path, children: Children) -> None:
+    """``--gpu 0`` is GPU 0 with its MIG sub-cards and their processes, not slot 0 alone."""
+    a, b, c = (children.start(n) for n in ("big_job.py", "small_job.py", "plain_job.py"))
+    driver = Driver(tmp_path, scenario=mig_scenario(a, b, c))
+    out = driver.run("--once", "--json", "--gpu", "0")
+    assert out.returncode == 0, out.stderr
+    gpus = json.loads(out.stdout)["gpus"]
+    assert [(g["index"], g["mig_parent_index"]) for g in gpus] == [(0, None), (2, 0), (3, 0)]
+    assert sorted(p["pid"] for g in gpus for p in g["processes"]) == sorted([a, b])
+    out = driver.run("--once", "--json", "--gpu", "1")
+    assert [g["index"] for g in json.loads(out.stdout)["gpus"]] == [1]

@@ -803,6 +803,21 @@ EXPORT nvmlReturn_t nvmlDeviceGetBAR1MemoryInfo(nvmlDevice_t device, nvmlBAR1Mem
     END(NVML_SUCCESS);
 }
 
+/* Queries a Linux driver answers NOT_SUPPORTED on these GPUs (driver model is Windows only;
+ * the simulated GPUs have no ECC). Present, so clients see the driver's answer. */
+#define NOT_SUPPORTED_QUERY(symbol)                                                            \
+    EXPORT nvmlReturn_t symbol(nvmlDevice_t device, void *a, void *b, void *c) {               \
+        (void)a;                                                                               \
+        (void)b;                                                                               \
+        (void)c;                                                                               \
+        BEGIN(#symbol, device, 1);                                                             \
+        END(NVML_ERROR_NOT_SUPPORTED);                                                         \
+    }
+NOT_SUPPORTED_QUERY(nvmlDeviceGetDriverModel)
+NOT_SUPPORTED_QUERY(nvmlDeviceGetDriverModel_v2)
+NOT_SUPPORTED_QUERY(nvmlDeviceGetEccMode)
+NOT_SUPPORTED_QUERY(nvmlDeviceGetTotalEccErrors)
+
 /* -- fast and slow fields ---------------------------------------------------------------------------- */
 
 EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory) {
