@@ -45,7 +45,7 @@ from simdriver.build import STATS_ENV, build, env, write_scenario  # noqa: E402
 GPU_NAME = "H100 80GB HBM3"  # nvitop drops the "NVIDIA " prefix
 COLS, ROWS = 160, 45
 VENV = Path(tempfile.gettempdir()) / f"vramtop-bench-nvitop-{os.geteuid()}"
-FULL_CASES = ((1, 16), (8, 256))
+FULL_CASES = ((1, 16), (8, 256), (8, 1024))
 QUICK_CASES = ((1, 16),)
 
 

@@ -67,7 +67,8 @@ def test_mig_instances_are_sub_cards_with_their_processes(
     tmp_path: Path, children: Children
 ) -> None:
     a, b, c = (children.start(n) for n in ("big_job.py", "small_job.py", "plain_job.py"))
-    doc = once(Driver(tmp_path, scenario=mig_scenario(a, b, c)))
+    driver = Driver(tmp_path, scenario=mig_scenario(a, b, c))
+    doc = once(driver)
     gpus = doc["gpus"]
     assert isinstance(gpus, list)
     # Card order: GPU 0, its instances, then GPU 1; instance cards take slots after the GPUs.
@@ -88,6 +89,20 @@ def test_mig_instances_are_sub_cards_with_their_processes(
     assert big["processes"][0]["sm_util_percent"] is None
     assert plain["processes"][0]["sm_util_percent"] == 20
     assert all(g["processes_note"] == "" for g in gpus)
+
+    tui = Tui(["--refresh-rate", "0.5"], cols=140, rows=40, env=driver.env, home=driver.home)
+    try:
+        screen = tui.wait_for(lambda s: "big_job.py" in s and "small_job.py" in s)
+        lines = screen.splitlines()
+        sub = [ln for ln in lines if ln.startswith(" └ GPU 0 MIG 1 ")]
+        assert len(sub) == 1 and "util" not in sub[0]  # its GPU's figures are not repeated
+        # Each process row names its GPU and instance.
+        assert any(ln.startswith(" 0:1 ") and "big_job.py" in ln for ln in lines)
+        assert any(ln.startswith(" 0:9 ") and "small_job.py" in ln for ln in lines)
+        tui.send("q")
+        assert tui.wait_exit() == 0
+    finally:
+        tui.close()
 
 
 def test_mig_without_permission_shows_bars_and_says_why(tmp_path: Path, children: Children) -> None:

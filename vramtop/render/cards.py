@@ -85,6 +85,8 @@ def gpu_card(
         stats.append(("mem ", _mhz(gpu.clock_mem_mhz), Style()))
         if not isinstance(gpu.pstate, NaType):
             stats.append(("", f"P{gpu.pstate}", Style()))
+    if gpu.parent_index is not None:
+        stats = []  # a MIG instance shares its GPU's utilisation, temperature and power
     x = max(len(name) + 3, 34)
     for label, value, style in stats:
         if x + len(label) + len(value) >= w - 1:

@@ -80,6 +80,14 @@ def _eta(v: ProcView, _a: bool) -> Cell:
     return duration(v.analysis.eta.eta_s), Style(fg="crit", bold=True)
 
 
+def _gpu_label(v: ProcView) -> str:
+    # A process in a MIG instance reads GPU:instance, as nvidia-smi's GI column pairs them.
+    g = v.gpu
+    if g is not None and g.parent_index is not None:
+        return f"{g.parent_index}:{g.gpu_instance_id}"
+    return str(v.row.gpu_index)
+
+
 def _framework(v: ProcView, _a: bool) -> Cell:
     e = v.enrichment
     return (e.framework, Style(fg="accent")) if e and e.framework else (NONE, MUTED)
@@ -93,7 +101,7 @@ def _container(v: ProcView, _a: bool) -> Cell:
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("GPU", 3, True, 0, lambda v, a: _plain(str(v.row.gpu_index))),
+    Column("GPU", 3, True, 0, lambda v, a: _plain(_gpu_label(v))),
     Column("PID", 7, True, 0, lambda v, a: _plain(str(v.pid))),
     Column("USER", 9, False, 6, lambda v, a: _plain(v.user)),
     Column("TYPE", 4, True, 7, lambda v, a: _plain(v.proc.type_label if v.proc else "?")),
