@@ -197,10 +197,21 @@ def test_slow_calls_are_counted_shown_and_in_the_json(tmp_path: Path) -> None:
     assert list(g1["slow_nvml_calls"]) == ["nvmlDeviceGetPowerUsage"]
     assert g1["slow_nvml_calls"]["nvmlDeviceGetPowerUsage"] >= SLOW_CALL_S * 1000
 
+    # In the monitor: GPU 1's call becomes slow while it runs, then fast again.
+    driver.write("gpus 2\n")
     tui = Tui(["--refresh-rate", "0.5"], cols=140, rows=40, env=driver.env, home=driver.home)
     try:
+        tui.wait_for("GPU 1")
+        tui.pump(1.0)
+        assert "slow NVML calls" not in tui.text()
+        driver.write(f"gpus 2\ndelay 1 nvmlDeviceGetPowerUsage {slow_us}\n")
         screen = tui.wait_for("slow NVML calls: nvmlDeviceGetPowerUsage")
         assert screen.count("slow NVML calls") == 1
+        lines = screen.splitlines()
+        at = next(i for i, ln in enumerate(lines) if "slow NVML calls" in ln)
+        assert any(ln.startswith(" GPU 1 ") for ln in lines[max(0, at - 3) : at])  # its card
+        driver.write("gpus 2\n")
+        tui.wait_for(lambda text: "slow NVML calls" not in text)
         tui.send("q")
         assert tui.wait_exit() == 0
     finally:

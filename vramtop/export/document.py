@@ -231,10 +231,14 @@ def to_document(
     enrichments: Enrichments | None = None,
     analysis: AnalysisResult | None = None,
     others: Mapping[int, OtherUsers] | None = None,
+    *,
+    nvml_calls: bool = True,
 ) -> dict[str, Any]:
     """The document of one sample. ``enrichments`` (by identity) and ``analysis`` (computed at
     this sample) fill the per-process and per-GPU extras; without them those are null.
-    ``others``: per GPU, the other users' processes left out of ``snap`` (show_other_users)."""
+    ``others``: per GPU, the other users' processes left out of ``snap`` (show_other_users).
+    ``nvml_calls``: include the NVML call counters (``--once``; a stream leaves them out, or a
+    month of recording would carry them on every line)."""
     by_key = {(r.identity.pid, r.gpu_index): r for r in rows}
     enrichments = enrichments or {}
     proc_results, gpu_results = analysis_index(analysis)
@@ -254,7 +258,7 @@ def to_document(
             else {"processes": hidden.processes, "used_bytes": hidden.used_bytes}
         )
         gpus.append(entry)
-    return {
+    doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "vramtop_version": __version__,
         "timestamp": snap.timestamp,
@@ -265,7 +269,9 @@ def to_document(
         "nvml_version": to_json(snap.nvml_version),
         "gpus": gpus,
         "notes": list(snap.notes),
-        "nvml_calls": {
+    }
+    if nvml_calls:
+        doc["nvml_calls"] = {
             c.function: {
                 "calls": c.calls,
                 "errors": c.errors,
@@ -274,8 +280,8 @@ def to_document(
                 "last_ms": c.last_ms,
             }
             for c in snap.nvml_calls
-        },
-    }
+        }
+    return doc
 
 
 def to_table(

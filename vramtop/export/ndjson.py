@@ -32,7 +32,7 @@ def format_line(
     analysis: AnalysisResult | None = None,
 ) -> bytes:
     """One sample as one line: its document with the per-process and per-GPU extras."""
-    return dump_line(to_document(snapshot, rows, enrichments, analysis))
+    return dump_line(to_document(snapshot, rows, enrichments, analysis, nvml_calls=False))
 
 
 def dump_line(doc: Mapping[str, Any]) -> bytes:

@@ -851,6 +851,7 @@ class NvmlBackend:
     def _memory(self, gpu: _Gpu, mem: Any) -> tuple[Any, Any, Any, Any]:
         """total, used, reserved, free; the host's on a unified-memory GPU."""
         if mem is not NA and int(mem.total) > 0:
+            gpu.memory_source = "device"
             reserved = getattr(mem, "reserved", None)
             if reserved is None:
                 self._set_na(gpu, "reserved memory", "driver has only the v1 memory call")
