@@ -576,7 +576,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for title, module, function in parts_run:
             with _progress(title):
                 try:
-                    rows = getattr(importlib.import_module(module), function)(args.quick)
+                    part = getattr(importlib.import_module(module), function)
+                    if module == PEER[1] and args.cases:
+                        rows = part(args.quick, chosen)  # the configurations asked for
+                    else:
+                        rows = part(args.quick)
                 except Exception as exc:  # one failed part must not hide the others
                     if type(exc).__name__ == "Unavailable":  # nvitop not installable: a skip
                         print(f"\n{title}: skipped: {exc}")

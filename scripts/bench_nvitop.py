@@ -17,11 +17,12 @@ only figure worth comparing. nvitop comes from PyPI into a throwaway venv under 
 (``pip install nvitop``), reused by later runs; where it cannot be installed the comparison is
 skipped with the reason, and nothing else fails.
 
-Usage: ``.venv/bin/python scripts/bench_nvitop.py [--quick]``
+Usage: ``.venv/bin/python scripts/bench_nvitop.py [--quick] [--cases 8x1024,16x4096]``
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import math
 import os
@@ -47,6 +48,22 @@ COLS, ROWS = 160, 45
 VENV = Path(tempfile.gettempdir()) / f"vramtop-bench-nvitop-{os.geteuid()}"
 FULL_CASES = ((1, 16), (8, 256), (8, 1024))
 QUICK_CASES = ((1, 16),)
+
+
+def parse_cases(text: str) -> list[tuple[int, int]]:
+    """ "8x1024,1x16" -> [(8, 1024), (1, 16)] (at most 16 GPUs and 4096 processes: the
+    simulated driver's limits)."""
+    out = []
+    for item in text.split(","):
+        gpus, _, procs = item.strip().partition("x")
+        try:
+            case = (int(gpus), int(procs))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r} is not GPUSxPROCESSES") from None
+        if not (1 <= case[0] <= 16 and 1 <= case[1] <= 4096):
+            raise argparse.ArgumentTypeError(f"{item!r}: 1-16 GPUs and 1-4096 processes")
+        out.append(case)
+    return out
 
 
 class Unavailable(Exception):
@@ -183,13 +200,15 @@ def measure(
 METRICS = ("CPU %", "PSS MiB", "first frame s", "tty B/s", "NVML calls/s", "processes")
 
 
-def peer_rows(quick: bool) -> list[dict[str, object]]:
-    """One row per configuration and metric: vramtop, nvitop and their ratio."""
+def peer_rows(
+    quick: bool, cases: Sequence[tuple[int, int]] | None = None
+) -> list[dict[str, object]]:
+    """One row per configuration (GPUs, processes) and metric: vramtop, nvitop, their ratio."""
     nvitop = nvitop_command()
     libdir = build("current")
     settle, window = (1.5, 4.0) if quick else (3.0, 10.0)
     rows: list[dict[str, object]] = []
-    for gpus, procs in QUICK_CASES if quick else FULL_CASES:
+    for gpus, procs in cases or (QUICK_CASES if quick else FULL_CASES):
         label = f"{gpus} GPU{'s' if gpus > 1 else ''} / {procs} procs"
         with (
             tempfile.TemporaryDirectory(prefix="vramtop-bench-peer-") as tmp,
@@ -238,9 +257,14 @@ def peer_rows(quick: bool) -> list[dict[str, object]]:
 def main(argv: Sequence[str] | None = None) -> int:
     from bench import dict_table
 
-    quick = "--quick" in (sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 GPU / 16 processes, short windows")
+    parser.add_argument(
+        "--cases", type=parse_cases, metavar="GxP,...", help="configurations, e.g. 8x1024,16x4096"
+    )
+    args = parser.parse_args(argv)
     try:
-        rows = peer_rows(quick)
+        rows = peer_rows(args.quick, args.cases)
     except Unavailable as exc:
         print(f"nvitop comparison skipped: {exc}")
         return 0
