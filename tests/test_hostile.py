@@ -481,7 +481,7 @@ _PROBE = textwrap.dedent(
     import json, sys
     from vramtop.enrich.enricher import Enricher
     from vramtop.messages import ProcessRow
-    from vramtop.procinfo import ProcessTable
+    from vramtop.enrich.procinfo import ProcessTable
     pids = [int(p) for p in sys.argv[1:]]
     facts = ProcessTable().update(pids)
     rows = [ProcessRow(f.identity, 0, i, f.user, f.command, f.same_user)
