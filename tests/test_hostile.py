@@ -146,7 +146,9 @@ def test_hostile_command_lines_are_shown_clean_and_break_nothing(home: Path) -> 
     try:
         screen = tui.wait_for(lambda s: all(v in s for v in SHOWN.values()), timeout=30)
         before = tui.actors()
-        assert "AAAA" not in screen.split("python -c")[0], "the 1 MB row stays one row"
+        rows = [ln for ln in screen.splitlines() if re.match(r"\s+0\s+\d+\s", ln)]
+        assert len(rows) == len(HOSTILE_PROCESSES) + 1, "one row each, the 1 MB one included"
+        assert not any("AAAA" in ln for ln in rows), "cut at 256 characters, before the As"
         assert_screen_clean(tui)
         # The detail panel of every row (the 1 MB command line wrapped over a few lines, the
         # CJK one measured in cells), then back to the table.
@@ -361,6 +363,7 @@ def test_a_sighup_storm_leaves_exactly_the_last_valid_config(home: Path) -> None
         tui.send("\x1b")
         first = tui.text().splitlines()[0]
         tui.wait_for(lambda s: s.splitlines()[0] != first, timeout=5)
+        assert "theme catppuccin" in tui.text().splitlines()[0], "no late reload undid it"
         assert storm_s < 5, f"100 signals took {storm_s:.1f} s to send: not a storm"
         assert_same_actors(tui, before)
         assert_screen_clean(tui)
@@ -580,3 +583,36 @@ def test_unreadable_proc_entries_leave_out_what_cannot_be_read(tmp_path: Path) -
             proc.kill()
             proc.wait()
         shutil.rmtree(shared)
+
+
+def test_hostile_model_file_paths_are_cleaned(tmp_path: Path) -> None:
+    """A real process holding open a weights file whose name carries an escape sequence, a bidi
+    override and CJK: the enricher reports the path clean, and it draws as it reads."""
+    name = "\x1b[31m模型\u202e\u200bevil\x07.safetensors"
+    weights = tmp_path / name
+    weights.write_bytes(b"\0" * 4096)
+    holder = subprocess.Popen(
+        ["bash", "-c", 'exec 3<"$0"; exec -a serve.py sleep 60', str(weights)], cwd=tmp_path
+    )
+    try:
+        from vramtop.enrich.enricher import Enricher
+        from vramtop.enrich.procinfo import ProcessTable
+        from vramtop.messages import ProcessRow
+        from vramtop.render.grid import Grid, text_width
+
+        deadline = time.monotonic() + 10
+        files: tuple[object, ...] = ()
+        while not files and time.monotonic() < deadline:
+            facts = ProcessTable().update([holder.pid])[holder.pid]
+            row = ProcessRow(facts.identity, 0, 0, facts.user, facts.command, facts.same_user)
+            (enrichment,) = Enricher().update([row])
+            files = enrichment.model_files
+            time.sleep(0.05)
+        assert len(enrichment.model_files) == 1
+        shown = enrichment.model_files[0].path
+        assert shown == str(tmp_path / "模型evil.safetensors")
+        grid = Grid(200, 1)
+        assert grid.put(0, 0, shown) == text_width(shown) == len(shown) + 2
+    finally:
+        holder.kill()
+        holder.wait()
