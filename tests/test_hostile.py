@@ -133,6 +133,14 @@ def assert_same_actors(tui: Tui, before: dict[str, int]) -> None:
     assert tui.child.isalive()
 
 
+def quit_cleanly(tui: Tui) -> None:
+    """q ends the program with status 0, and the log printed after the terminal is restored
+    holds no traceback either."""
+    tui.send("q")
+    assert tui.wait_exit() == 0, tui.text()
+    assert b"Traceback" not in bytes(tui.raw)
+
+
 def _status(tui: Tui) -> str:
     return tui.text().splitlines()[-1]
 
@@ -166,9 +174,7 @@ def test_hostile_command_lines_are_shown_clean_and_break_nothing(home: Path) -> 
         tui.wait_for(lambda s: SHOWN["cjk"] in s and SHOWN["bidi"] not in s, timeout=5)
         assert_screen_clean(tui)
         assert_same_actors(tui, before)
-        tui.send("q")
-        assert tui.wait_exit() == 0
-        assert b"Traceback" not in bytes(tui.raw)
+        quit_cleanly(tui)
     finally:
         tui.close()
 
@@ -325,8 +331,7 @@ def test_sighup_with_a_garbage_config_keeps_the_running_one_and_says_so(home: Pa
         tui.wait_for("theme dracula", timeout=10)
         assert_same_actors(tui, before)
         assert_screen_clean(tui)
-        tui.send("q")
-        assert tui.wait_exit() == 0
+        quit_cleanly(tui)
     finally:
         tui.close()
 
@@ -367,8 +372,7 @@ def test_a_sighup_storm_leaves_exactly_the_last_valid_config(home: Path) -> None
         assert storm_s < 5, f"100 signals took {storm_s:.1f} s to send: not a storm"
         assert_same_actors(tui, before)
         assert_screen_clean(tui)
-        tui.send("q")
-        assert tui.wait_exit() == 0
+        quit_cleanly(tui)
     finally:
         tui.close()
 
@@ -411,8 +415,7 @@ def test_resize_storm_and_extreme_terminal_sizes(home: Path) -> None:
         assert "q quit" in screen.splitlines()[-1]
         assert_same_actors(tui, before)
         assert_screen_clean(tui)
-        tui.send("q")
-        assert tui.wait_exit() == 0
+        quit_cleanly(tui)
     finally:
         tui.close()
 
@@ -426,8 +429,7 @@ def test_a_500x200_terminal_from_the_start(home: Path) -> None:
         tui.pump(1.5)
         assert_same_actors(tui, before)
         assert_screen_clean(tui)
-        tui.send("q")
-        assert tui.wait_exit() == 0
+        quit_cleanly(tui)
     finally:
         tui.close()
 
@@ -471,8 +473,7 @@ def test_key_garbage_changes_nothing_it_should_not(home: Path) -> None:
         tui.wait_for(lambda s: "Esc closes" not in s and "python serve.py" in s, timeout=10)
         assert_same_actors(tui, before)
         assert_screen_clean(tui)
-        tui.send("q")
-        assert tui.wait_exit() == 0, tui.text()
+        quit_cleanly(tui)
     finally:
         tui.close()
 
