@@ -62,7 +62,14 @@ def main():
     with open("/proc/self/stat", "rb") as f:
         fields = f.read().rsplit(b")", 1)[1].split()
     arg_start, arg_end = int(fields[45]), int(fields[46])
-    if len(title.encode()) < arg_end - arg_start - 1 and ctypes.string_at(arg_end - 1, 1) == b"\0":
+    encoded = title.encode()
+    # setproctitle leaves a title it finds too long (above about 64 KiB) unset: the process then
+    # keeps its real NUL-separated command line, which must stay as the kernel wrote it.
+    if (
+        len(encoded) < arg_end - arg_start - 1
+        and ctypes.string_at(arg_start, len(encoded)) == encoded
+        and ctypes.string_at(arg_end - 1, 1) == b"\0"
+    ):
         ctypes.memmove(arg_end - 1, b" ", 1)
     # PR_SET_NAME = 15: comm as the real program would have it.
     libc.prctl(15, os.path.basename(argv[0]).encode()[:15], 0, 0, 0)

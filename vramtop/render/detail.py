@@ -14,7 +14,7 @@ import time
 from vramtop.analysis.model import UNKNOWN
 from vramtop.config import Config
 from vramtop.fmt import size
-from vramtop.render.grid import Grid, Style
+from vramtop.render.grid import Grid, Style, wrap
 from vramtop.render.history import History
 from vramtop.render.model import Knowledge, ProcView
 from vramtop.render.widgets import box, chart, duration, phase_badge, rate, verdict_style
@@ -33,8 +33,7 @@ DEEP_HINT = (
 
 
 def _wrap(text: str, width: int) -> list[str]:
-    width = max(10, width)
-    return [text[i : i + width] for i in range(0, len(text), width)] or [""]
+    return wrap(text, max(10, width))  # in cells: a CJK path takes two per glyph
 
 
 def _field(label: str, value: str) -> Line:

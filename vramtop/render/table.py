@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from vramtop.analysis.model import OK, UNKNOWN
 from vramtop.fmt import size
-from vramtop.render.grid import Grid, Style
+from vramtop.render.grid import Grid, Style, fit
 from vramtop.render.model import GroupLine, ProcView
 from vramtop.render.state import ViewState, resolve_selection
 from vramtop.render.widgets import MUTED, NONE, duration, phase_badge, rate, verdict_style
@@ -129,9 +129,7 @@ def columns_for(width: int, full: bool) -> list[Column]:
 
 
 def _fit(text: str, width: int, right: bool) -> str:
-    if len(text) > width:
-        text = text[: width - 1] + "…" if width > 1 else text[:width]
-    return text.rjust(width) if right else text.ljust(width)
+    return fit(text, width, right)  # in cells: a CJK user or container name keeps its column
 
 
 def sort_label(state: ViewState) -> str:
