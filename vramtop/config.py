@@ -40,7 +40,7 @@ Keys, defaults and accepted values:
   enable = true                 read inference servers' metrics over localhost HTTP
   rate_limit_seconds = 5.0      at most one request per server per this many seconds, >= 0.1
   timeout_ms = 500              per-request timeout, 10 to 10000
-  allowed_ports = [8000, 8080, 11434, 3000, 30000]
+  allowed_ports = [8000, 8080, 9931, 11434, 3000, 30000]
                                 the only ports ever contacted, each 1 to 65535
 
 [oom_prediction]
@@ -56,10 +56,14 @@ Keys, defaults and accepted values:
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
+import select
+import stat
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +97,7 @@ ALGORITHMS: Final = ("variance", "pelt")
 # A config file is a few hundred bytes; the cap only stops a mistaken path (a log, a device)
 # from being read whole.
 _MAX_FILE_BYTES: Final = 1 << 20
+_READ_WAIT_S: Final = 2.0  # how long a pipe given as the config may take to deliver it
 
 COMMAND_LINE: Final = "command line"
 
@@ -152,7 +157,7 @@ class ScrapingConfig:
     rate_limit_seconds: float = _key(5.0, _Rule(float, low=0.1))
     timeout_ms: int = _key(500, _Rule(int, low=10, high=10000))
     allowed_ports: tuple[int, ...] = _key(
-        (8000, 8080, 11434, 3000, 30000), _Rule(tuple, low=1, high=65535)
+        (8000, 8080, 9931, 11434, 3000, 30000), _Rule(tuple, low=1, high=65535)
     )
 
 
@@ -232,7 +237,7 @@ oom_min_confidence = 0.3    # hide less certain OOM predictions, 0 to 1
 enable = true               # read inference servers' metrics over localhost HTTP
 rate_limit_seconds = 5.0    # per server, at least 0.1
 timeout_ms = 500            # per request, 10 to 10000
-allowed_ports = [8000, 8080, 11434, 3000, 30000]  # the only ports contacted, 1 to 65535
+allowed_ports = [8000, 8080, 9931, 11434, 3000, 30000]  # the only ports contacted, 1 to 65535
 
 [oom_prediction]
 algorithm = "variance"      # variance or pelt (needs the "pelt" extra)
@@ -297,8 +302,8 @@ def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def _got(value: object) -> str:
-    """The offending value, TOML-style, safe to print."""
+def _got(value: object, depth: int = 0) -> str:
+    """The offending value, TOML-style, safe to print (nested lists shown three levels deep)."""
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, str):
@@ -307,8 +312,11 @@ def _got(value: object) -> str:
         text = repr(value)
     elif isinstance(value, Mapping):
         text = "a table"
+    elif isinstance(value, list | tuple) and depth >= 3:
+        text = "[...]"
     elif isinstance(value, list | tuple):
-        text = "[" + ", ".join(_got(v) for v in value[:8]) + (", ...]" if len(value) > 8 else "]")
+        items = ", ".join(_got(v, depth + 1) for v in value[:8])
+        text = "[" + items + (", ...]" if len(value) > 8 else "]")
     else:
         text = type(value).__name__
     return clean(text, limit=80)
@@ -424,11 +432,43 @@ def _from_overrides(config: Config, overrides: Mapping[str, object]) -> Config:
 # --- loading ---------------------------------------------------------------------------------
 
 
+def _read_capped(path: Path, where: str) -> bytes:
+    """At most ``_MAX_FILE_BYTES + 1`` bytes of ``path``, never blocking for long: a FIFO or a
+    terminal given as the config (or swapped in before a SIGHUP) must not freeze the supervisor.
+    A FIFO nobody writes to reads as empty; one that stays silent is refused after a moment."""
+    # O_NONBLOCK: opening a FIFO without a writer would otherwise wait forever.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory")
+        chunks: list[bytes] = []
+        total = 0
+        deadline = time.monotonic() + _READ_WAIT_S
+        while total <= _MAX_FILE_BYTES:
+            try:
+                chunk = os.read(fd, min(1 << 16, _MAX_FILE_BYTES + 1 - total))
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ConfigError(
+                        f"{where}: nothing to read within {_READ_WAIT_S:.0f} s "
+                        "(a pipe or a terminal, not a file)"
+                    ) from None
+                select.select([fd], [], [], left)
+                continue
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _read(path: Path, where: str, *, explicit: bool) -> str | None:
     """The file's text, None for a missing default file, ConfigError for anything else."""
     try:
-        with path.open("rb") as fh:
-            data = fh.read(_MAX_FILE_BYTES + 1)
+        data = _read_capped(path, where)
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"{where}: no such file") from None
@@ -469,6 +509,9 @@ def load_config(
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+        except RecursionError:
+            # The parser recurses per nesting level: `a = [[[[...` a few thousand deep.
+            raise ConfigError(f"{where}: invalid TOML: nested too deeply") from None
         config = _from_document(config, where, doc)
         config = dataclasses.replace(config, source=str(file_path))
     if overrides:

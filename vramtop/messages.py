@@ -26,6 +26,7 @@ from vramtop.gpu.snapshot import Snapshot
 if TYPE_CHECKING:  # the model modules import ProcessIdentity from here
     from vramtop.analysis.model import AnalysisResult
     from vramtop.enrich.model import Enrichment
+    from vramtop.scrape.model import ServerMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +190,15 @@ class DeepStateMessage:
     at: float = 0.0  # wall time of the round
 
 
+@dataclass(frozen=True, slots=True)
+class ScrapeMessage:
+    """Scraper -> render/analyzer/exporter (state: the newest replaces the older): what every
+    inference server found in the GPU processes' server trees reported, or why nothing."""
+
+    servers: tuple[ServerMetrics, ...]
+    at: float = 0.0  # time.time() of the scrape round
+
+
 Message = (
     SampleMessage
     | SnapshotMessage
@@ -204,6 +214,7 @@ Message = (
     | AnalysisMessage
     | Selected
     | DeepStateMessage
+    | ScrapeMessage
 )
 
 
@@ -213,6 +224,7 @@ STATE_KINDS: dict[type, str] = {
     ProcessRows: "rows",
     AnalysisMessage: "analysis",
     DeepStateMessage: "deep",
+    ScrapeMessage: "scrape",
 }
 """Message classes that are state (newest replaces older), by channel name."""
 

@@ -11,6 +11,7 @@ to "render" (state) and "exporter" (which writes each sample with the analysis o
 showing the previous analysis.
 
 Other inputs: :class:`EnrichmentMessage` (which processes pre-allocate by design),
+:class:`ScrapeMessage` (inference servers' KV cache use and queues, for their verdicts),
 :class:`ConfigUpdate` (new thresholds), :class:`Selected` (the process selected
 in the UI: PELT segments are computed for it alone) and :class:`DeepStateMessage` (deep mode:
 PyTorch allocator retries in the last minute make a verdict TIGHT).
@@ -38,6 +39,7 @@ from vramtop.messages import (
     ProcessRow,
     ProcessRows,
     SampleMessage,
+    ScrapeMessage,
     Selected,
 )
 from vramtop.shm import HistoryReader, ShmSegment, TornReadError, read_histories
@@ -61,6 +63,8 @@ class AnalyzerCore:
         self.analyzer = Analyzer(Config())
         self.preallocates: dict[ProcessIdentity, bool] = {}
         self.kv_cache_usage: dict[ProcessIdentity, float | None] = {}
+        self.waiting: dict[ProcessIdentity, int | None] = {}
+        self.queue_growing: dict[ProcessIdentity, bool] = {}
         self.selected: ProcessIdentity | None = None
         self.deep_retries: dict[int, tuple[ProcessIdentity, int]] = {}  # pid -> retries/minute
         self.latest: ProcessRows | None = None
@@ -88,6 +92,8 @@ class AnalyzerCore:
                     self.analyzer.configure(message.config)
             elif isinstance(message, Selected):
                 self.selected = message.identity
+            elif isinstance(message, ScrapeMessage):
+                self.take_servers(message)
             elif isinstance(message, DeepStateMessage):
                 self.deep_retries = {
                     p.identity.pid: (p.identity, p.retries_last_minute)
@@ -102,6 +108,13 @@ class AnalyzerCore:
             return []
         out = AnalysisMessage(rows.seq, result)
         return [(name, out) for name in readers("analysis")]
+
+    def take_servers(self, message: ScrapeMessage) -> None:
+        """The scraper's newest figures replace the older ones (by identity)."""
+        servers = [(i, s) for s in message.servers if s.read_at for i in s.processes]
+        self.kv_cache_usage = {i: s.kv_cache_usage for i, s in servers}
+        self.waiting = {i: s.waiting for i, s in servers}
+        self.queue_growing = {i: s.queue_growing for i, s in servers}
 
     def analyze(self, message: ProcessRows | SampleMessage) -> AnalysisResult | None:
         """Read and analyse; None when the read was torn (the tick is skipped)."""
@@ -123,6 +136,8 @@ class AnalyzerCore:
             timestamp=stamp if math.isfinite(stamp) else None,
             preallocates=self.preallocates,
             kv_cache_usage=self.kv_cache_usage,
+            waiting=self.waiting,
+            queue_growing=self.queue_growing,
             selected=self.selected,
             alloc_retries=self._retries_by_row(rows.rows) if self.deep_retries else {},
         )

@@ -35,8 +35,10 @@ from vramtop.messages import (
     ProcessRows,
     SampleJoiner,
     SampleMessage,
+    ScrapeMessage,
     SnapshotMessage,
 )
+from vramtop.scrape.model import ServerMetrics
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class Frame:
     analysis: AnalysisResult | None
     enrichments: dict[ProcessIdentity, Enrichment] = field(default_factory=dict)
     deep: dict[int, DeepProcess] = field(default_factory=dict)  # deep-mode reports by PID
+    servers: dict[ProcessIdentity, ServerMetrics] = field(default_factory=dict)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -73,6 +76,7 @@ class MetricsCore:
         self._analyses: dict[int, AnalysisResult] = {}
         self._enrichments: dict[ProcessIdentity, Enrichment] = {}
         self._deep: dict[int, DeepProcess] = {}
+        self._servers: dict[ProcessIdentity, ServerMetrics] = {}  # the scraper's newest word
         self._server: Any = None
         self.scrapes = 0
 
@@ -111,6 +115,8 @@ class MetricsCore:
                 changed = True
             elif isinstance(message, DeepStateMessage):
                 self._deep = attribution.index(message.processes)  # a new dict: copy on write
+            elif isinstance(message, ScrapeMessage):
+                self._servers = {i: s for s in message.servers for i in s.processes}
                 changed = True
             elif isinstance(message, ConfigUpdate) and not message.error:
                 self.config = message.config
@@ -130,7 +136,7 @@ class MetricsCore:
         live = {r.identity for r in sample.rows}
         if len(self._enrichments) > 2 * len(live) + 64:
             self._enrichments = {k: v for k, v in self._enrichments.items() if k in live}
-        self.frame = Frame(sample, analysis, self._enrichments, self._deep)
+        self.frame = Frame(sample, analysis, self._enrichments, self._deep, self._servers)
 
     def collect(self) -> list[Any]:
         """prometheus_client's collector protocol: called in the HTTP thread at each scrape."""
@@ -143,7 +149,12 @@ class MetricsCore:
             return []
         sample = frame.sample
         doc = to_document(
-            sample.snapshot, sample.rows, frame.enrichments, frame.analysis, deep=frame.deep
+            sample.snapshot,
+            sample.rows,
+            frame.enrichments,
+            frame.analysis,
+            servers=frame.servers,
+            deep=frame.deep,
         )
         return families(doc, self.hostname, self.config.exporter.max_process_series)
 

@@ -32,6 +32,7 @@ from vramtop.fmt import pct, size, temp, watts
 from vramtop.gpu.snapshot import GpuSample, ProcessSample, Snapshot
 from vramtop.messages import DeepProcess, ProcessIdentity, ProcessRow
 from vramtop.na import to_json
+from vramtop.scrape.model import ServerMetrics
 
 SCHEMA_VERSION = 1
 
@@ -166,15 +167,23 @@ def container_label(c: Container | None) -> str:
     return f"{c.runtime}:pod/{c.pod_uid}" if c.pod_uid else c.runtime
 
 
+Servers = Mapping[ProcessIdentity, ServerMetrics]
+"""The scraper's figures by the GPU process they belong to."""
+
+
 def process_extras(
     e: Enrichment | None,
     pa: ProcessAnalysis | None,
+    server: ServerMetrics | None = None,
     deep: DeepProcess | None = None,
     gpu_uuid: str = "",
 ) -> dict[str, object]:
     """The CSV's extra columns of a process row, from the same serialisation as the JSON;
     the deep-mode figures are those of the CUDA device that is this row's GPU."""
     out: dict[str, object] = {}
+    if server is not None:
+        out["kv_cache_usage"] = server.kv_cache_usage
+        out["requests_waiting"] = server.waiting
     device = (
         attribution.device_for(deep.report, gpu_uuid)
         if deep is not None and deep.report is not None
@@ -243,6 +252,7 @@ def _gpu(
             "reserved_bytes": to_json(gpu.memory_reserved),
             "free_bytes": to_json(gpu.memory_free),
             "processes_sum_bytes": snap.process_memory_sum(gpu.index),
+            "source": gpu.memory_source,
         },
         "utilization": {
             "gpu_percent": to_json(gpu.util_gpu),
@@ -254,6 +264,10 @@ def _gpu(
         "fan_percent": to_json(gpu.fan_percent),
         "pstate": to_json(gpu.pstate),
         "mig_mode": to_json(gpu.mig_mode),
+        "mig_parent_index": gpu.parent_index,
+        "gpu_instance_id": gpu.gpu_instance_id,
+        "processes_note": gpu.processes_note,
+        "slow_nvml_calls": {api: ms for api, ms in gpu.slow_calls},
         "processes": procs,
         "analysis": None if ga is None else gpu_analysis_json(ga),
     }
@@ -264,6 +278,7 @@ def _process(
     row: ProcessRow | None,
     e: Enrichment | None,
     pa: ProcessAnalysis | None,
+    server: ServerMetrics | None = None,
     deep: DeepProcess | None = None,
 ) -> dict[str, Any]:
     return {
@@ -278,6 +293,7 @@ def _process(
         "mem_util_percent": to_json(proc.mem_util),
         **enrichment_json(e),
         "analysis": None if pa is None else process_analysis_json(pa),
+        "server": None if server is None else server.to_dict(),
         "deep": deep_json(deep),
     }
 
@@ -288,11 +304,16 @@ def to_document(
     enrichments: Enrichments | None = None,
     analysis: AnalysisResult | None = None,
     others: Mapping[int, OtherUsers] | None = None,
+    servers: Servers | None = None,
+    *,
+    nvml_calls: bool = True,
     deep: DeepIndex | None = None,
 ) -> dict[str, Any]:
     """The document of one sample. ``enrichments`` (by identity) and ``analysis`` (computed at
     this sample) fill the per-process and per-GPU extras; without them those are null.
     ``others``: per GPU, the other users' processes left out of ``snap`` (show_other_users).
+    ``nvml_calls``: include the NVML call counters (``--once``; a stream leaves them out, or a
+    month of recording would carry them on every line).
     ``deep``: deep-mode states by PID (``deep.attribution.index``)."""
     by_key = {(r.identity.pid, r.gpu_index): r for r in rows}
     enrichments = enrichments or {}
@@ -304,8 +325,9 @@ def to_document(
             row = by_key.get((p.pid, p.gpu_index))
             ident = row_identity(p, row)
             pa = proc_results.get((ident, p.gpu_index))
+            server = servers.get(ident) if servers else None
             dp = attribution.lookup(deep, ident) if deep and row is not None else None
-            procs.append(_process(p, row, enrichments.get(ident), pa, dp))
+            procs.append(_process(p, row, enrichments.get(ident), pa, server, dp))
         entry = _gpu(gpu, snap, procs, gpu_results.get(gpu.index))
         hidden = (others or {}).get(gpu.index)
         entry["other_users"] = (
@@ -314,7 +336,7 @@ def to_document(
             else {"processes": hidden.processes, "used_bytes": hidden.used_bytes}
         )
         gpus.append(entry)
-    return {
+    doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "vramtop_version": __version__,
         "timestamp": snap.timestamp,
@@ -326,6 +348,18 @@ def to_document(
         "gpus": gpus,
         "notes": list(snap.notes),
     }
+    if nvml_calls:
+        doc["nvml_calls"] = {
+            c.function: {
+                "calls": c.calls,
+                "errors": c.errors,
+                "mean_ms": c.mean_ms,
+                "max_ms": c.max_ms,
+                "last_ms": c.last_ms,
+            }
+            for c in snap.nvml_calls
+        }
+    return doc
 
 
 def to_table(

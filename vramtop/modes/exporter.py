@@ -22,6 +22,7 @@ from vramtop.deep.core import DeepCore
 from vramtop.gpu.factory import BackendSpec
 from vramtop.modes.exits import EXIT_GPU, EXIT_USAGE, fail
 from vramtop.modes.monitor import prepare_backend
+from vramtop.scrape.core import ScraperCore
 
 
 def check_listen(listen: str) -> str:
@@ -76,6 +77,7 @@ def run_exporter(
         ]
         if spec.kind != "replay":
             children.append(ChildSpec("enricher", EnricherCore))
+            children.append(ChildSpec("scraper", ScraperCore))
             children.append(ChildSpec("deep", DeepCore))
         supervisor = Supervisor(
             config,

@@ -5,9 +5,9 @@ Data flow: the backend spec (NVML, simulated GPUs with their child processes, or
 -> :class:`vramtop.actors.supervisor.Supervisor`, which owns the shared-memory segment (sized
 from ``history_length``, the GPU count and ``process_slots``; created before the first actor,
 unlinked on every way out) and the state channels of ``actors/routes.py``, with the sampler,
-render, analyzer, enricher and deep (neither for a replay: recorded PIDs are not this machine's
-processes) and, when a file export is asked for, exporter actors. The demo's child processes are
-stopped whatever way the supervisor returns.
+render, analyzer, enricher, scraper and deep (none of these three for a replay: recorded PIDs
+are not this machine's processes) and, when a file export is asked for, exporter actors. The
+demo's child processes are stopped whatever way the supervisor returns.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from vramtop.gpu.probe import probe_gpu_count
 from vramtop.gpu.scenario import load_scenario
 from vramtop.modes.exits import EXIT_GPU, fail
 from vramtop.render.filters import ProcessFilter
+from vramtop.scrape.core import ScraperCore
 
 
 def prepare_backend(
@@ -97,6 +98,7 @@ def run_monitor(
             children.append(ChildSpec("analyzer", AnalyzerCore))
         if spec.kind not in ("replay", "fleet"):  # their PIDs are not this machine's processes
             children.append(ChildSpec("enricher", EnricherCore))
+            children.append(ChildSpec("scraper", ScraperCore))
             children.append(ChildSpec("deep", DeepCore))
         if export_csv is not None or export_ndjson is not None:
             exporter = ChildSpec(

@@ -1,7 +1,8 @@
 """``vramtop --once [--json]``: one sample as a table or a JSON document, then exit.
 
 Data flow: backend -> one ``Snapshot`` -> process rows (``enrich.procinfo``) -> the enricher's
-core (read while the processes are still there) -> the command-line filters and the
+core and one scrape round of the inference servers (``scrape.core``; read while the processes
+are still there) -> the command-line filters and the
 other-users rule (``render.filters.visible_rows``, the same helper the monitor uses) -> the
 stream analyzer over that single sample (no history: every phase is "unknown", only the
 temperature warning can fire) -> one round of the deep core over deep-mode reporters' sockets
@@ -19,12 +20,14 @@ from typing import TYPE_CHECKING
 
 from vramtop.config import Config
 from vramtop.gpu.factory import BackendSpec
+from vramtop.gpu.snapshot import Snapshot
+from vramtop.messages import ProcessIdentity, ProcessRow
 from vramtop.modes.exits import EXIT_GPU, EXIT_OK, EXIT_USAGE, fail, open_backend
 from vramtop.render.filters import ProcessFilter, visible_rows
 
 if TYPE_CHECKING:
     from vramtop.enrich.model import Enrichment
-    from vramtop.messages import ProcessIdentity
+    from vramtop.scrape.model import ServerMetrics
 
 # One sample of a scenario is most telling once it has settled (servers loaded).
 ONCE_WARMUP_S = 60.0
@@ -66,6 +69,7 @@ def run_once(
             rows = list(recorded)
             enrichments: Mapping[ProcessIdentity, Enrichment] = {}
             remote = backend.analysis_for(snapshot)  # type: ignore[attr-defined]
+            servers: dict[ProcessIdentity, ServerMetrics] = {}
         else:
             facts = ProcessTable().update(p.pid for p in snapshot.processes)
             rows = list(build_rows(snapshot, facts, {}))
@@ -73,6 +77,7 @@ def run_once(
             enricher = Enricher()
             enricher.update(rows)
             enrichments = enricher.known
+            servers = scrape_once(snapshot, rows, enrichments, config or Config())
     finally:
         backend.close()
     config = config or Config()
@@ -102,12 +107,37 @@ def run_once(
     if export_csv is not None:
         try:
             with CsvLog(export_csv) as log:
-                log.write(snapshot, rows, enrichments=enrichments, analysis=analysis, deep=deep)
+                log.write(
+                    snapshot,
+                    rows,
+                    enrichments=enrichments,
+                    analysis=analysis,
+                    servers=servers,
+                    deep=deep,
+                )
         except LogFileError as exc:
             return fail(str(exc), EXIT_USAGE)
     if as_json:
-        doc = to_document(snapshot, rows, enrichments, analysis, others, deep=deep)
+        doc = to_document(snapshot, rows, enrichments, analysis, others, servers, deep=deep)
         print(json.dumps(doc, indent=2))
     else:
         print(to_table(snapshot, rows, others, deep=deep))
     return EXIT_OK
+
+
+def scrape_once(
+    snapshot: Snapshot,
+    rows: list[ProcessRow],
+    enrichments: Mapping[ProcessIdentity, Enrichment],
+    config: Config,
+) -> dict[ProcessIdentity, ServerMetrics]:
+    """One scrape round for ``--once`` (none at all with ``scraping.enable = false``)."""
+    if not config.scraping.enable:
+        return {}
+    from vramtop.messages import EnrichmentMessage, ProcessRows
+    from vramtop.scrape.core import ScraperCore
+
+    core = ScraperCore(config)
+    found = EnrichmentMessage(tuple(enrichments.values()))
+    core.handle([ProcessRows(0, snapshot.timestamp, tuple(rows)), found], 0.0)
+    return {i: s for s in core.scrape(0.0).servers for i in s.processes}

@@ -2,7 +2,9 @@
 
 Data flow: backend (NVML, simulated or a replay) -> one ``Snapshot`` every ``interval`` seconds
 -> process rows (``enrich.procinfo``, or the backend's own ``rows_for``) -> the enricher's core
-(``enrich.enricher.Enricher``: framework, container, model files) and the analyzer's core over
+(``enrich.enricher.Enricher``: framework, container, model files), the scraper's core (inference
+servers' KV cache and queues, each server read at most once per ``rate_limit_seconds``) and the
+analyzer's core over
 in-memory history windows (``analysis.stream.StreamAnalyzer``: phase, rate, verdict, OOM ETA)
 and deep-mode reporters' figures (``deep.core.DeepCore.poll``, a quarter interval at most)
 -> ``export.csvlog.CsvLog`` or ``export.ndjson.NdjsonLog`` -> the file (or stdout). One
@@ -24,7 +26,7 @@ import select
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import FrameType
 
 from vramtop.analysis.stream import StreamAnalyzer
@@ -32,14 +34,18 @@ from vramtop.config import Config
 from vramtop.deep.attribution import index
 from vramtop.deep.core import DeepCore
 from vramtop.enrich.enricher import Enricher
+from vramtop.enrich.model import Enrichment
 from vramtop.enrich.procinfo import ProcessTable, build_rows
 from vramtop.export.csvlog import CsvLog
 from vramtop.export.logfile import LogFileError
 from vramtop.export.ndjson import NdjsonLog
 from vramtop.gpu.backend import GpuBackend
 from vramtop.gpu.factory import BackendSpec
-from vramtop.messages import ProcessRow
+from vramtop.gpu.snapshot import Snapshot
+from vramtop.messages import EnrichmentMessage, ProcessIdentity, ProcessRow, ProcessRows
 from vramtop.modes.exits import EXIT_GPU, EXIT_OK, EXIT_USAGE, fail, open_backend
+from vramtop.scrape.core import ScraperCore
+from vramtop.scrape.model import ServerMetrics
 
 FORMATS = ("csv", "ndjson")
 
@@ -146,7 +152,10 @@ def record(
     next_due = getattr(backend, "next_due", None)
     if rows_for is None and enricher is None:
         enricher = Enricher()
-    analyzer = StreamAnalyzer(config or Config())
+    config = config or Config()
+    analyzer = StreamAnalyzer(config)
+    # A recording being re-recorded has no live servers to ask; with scraping off, none is.
+    scraper = ScraperCore(config) if rows_for is None and config.scraping.enable else None
     # Deep mode: reporters of this machine's processes (not a replay's), read once a sample.
     deep = DeepCore(interval_s=interval) if rows_for is None else None
     written = 0
@@ -164,10 +173,18 @@ def record(
             if enricher is not None and rows_for is None:
                 enricher.update(rows)
                 enrichments = dict(enricher.known)
+            servers = _scrape(scraper, snapshot, rows, enrichments, clock())
             prealloc = {k: e.preallocates for k, e in enrichments.items()}
-            analysis = analyzer.step(snapshot, rows, prealloc)
+            analysis = analyzer.step(snapshot, rows, prealloc, servers)
             reports = index(deep.poll(min(0.25, interval / 4))) if deep is not None else {}
-            log.write(snapshot, rows, enrichments=enrichments, analysis=analysis, deep=reports)
+            log.write(
+                snapshot,
+                rows,
+                enrichments=enrichments,
+                analysis=analysis,
+                servers=servers,
+                deep=reports,
+            )
             written += 1
             if getattr(backend, "finished", False):
                 break  # a replay being re-recorded: nothing more will come
@@ -182,3 +199,23 @@ def record(
                 due = now
             stopper.wait(due - now)
     return written
+
+
+def _scrape(
+    scraper: ScraperCore | None,
+    snapshot: Snapshot,
+    rows: tuple[ProcessRow, ...],
+    enrichments: Mapping[ProcessIdentity, Enrichment],
+    now: float,
+) -> dict[ProcessIdentity, ServerMetrics]:
+    """The scraper's newest figures by GPU process (a round only when one is due)."""
+    if scraper is None:
+        return {}
+    batch = [
+        ProcessRows(0, snapshot.timestamp, rows),
+        EnrichmentMessage(tuple(enrichments.values())),
+    ]
+    scraper.handle(batch, now)
+    scraper.tick(now)
+    last = scraper.last
+    return {} if last is None else {i: s for s in last.servers for i in s.processes}

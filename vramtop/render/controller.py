@@ -19,6 +19,7 @@ from vramtop.messages import (
     EnrichmentMessage,
     LogLine,
     SampleMessage,
+    ScrapeMessage,
 )
 from vramtop.render.filters import ProcessFilter, visible_rows
 from vramtop.render.grid import Grid
@@ -88,6 +89,8 @@ class Ui:
             st.knowledge.set_analysis(message.result)
             self.rebuild()
             return True
+        if isinstance(message, ScrapeMessage):
+            st.knowledge.set_servers(message.servers)
         if isinstance(message, DeepStateMessage):
             st.knowledge.set_deep(message)
             self.rebuild()

@@ -27,6 +27,7 @@ from vramtop.messages import (
     ProcessRow,
     SampleMessage,
 )
+from vramtop.scrape.model import ServerMetrics
 
 RowKey = tuple[int, float, int]  # (pid, start time, gpu index): one row per process per GPU
 
@@ -50,6 +51,13 @@ class Knowledge:
     deep: dict[int, DeepProcess] = field(default_factory=dict)
     deep_notes: tuple[str, ...] = ()
     deep_at: float = 0.0  # time.monotonic() of the last DeepStateMessage, 0 = never
+    servers: dict[ProcessIdentity, ServerMetrics] = field(default_factory=dict)
+    scrape_at: float = 0.0  # time.monotonic() of the last ScrapeMessage, 0 = never
+
+    def set_servers(self, servers: Iterable[ServerMetrics]) -> None:
+        """The scraper's newest word replaces the older one (a server that went away is gone)."""
+        self.servers = {ident: s for s in servers for ident in s.processes}
+        self.scrape_at = time.monotonic()
 
     def add_enrichment(self, items: Iterable[Enrichment], notes: Iterable[str] = ()) -> None:
         for item in items:
@@ -73,7 +81,7 @@ class Knowledge:
 
     def forget_except(self, alive: set[ProcessIdentity]) -> None:
         """Drop facts about processes no longer on any GPU (memory stays bounded)."""
-        for store in (self.enrichment, self.parents):
+        for store in (self.enrichment, self.parents, self.servers):
             for ident in [i for i in store if i not in alive]:
                 del store[ident]
         if self.deep:
@@ -119,6 +127,7 @@ class ProcView:
     depth: int = 0  # tree view indentation
     tree_prefix: str = ""
     deep: DeepProcess | None = None  # its deep-mode reporter, when it runs one
+    server: ServerMetrics | None = None  # the scraper's figures of this process's server
 
     @property
     def key(self) -> RowKey:
@@ -217,6 +226,7 @@ def build_views(
             enrichment=knowledge.enrichment.get(row.identity),
             analysis=knowledge.processes.get((row.identity, row.gpu_index)),
             deep=knowledge.deep_of(row.identity) if knowledge.deep else None,
+            server=knowledge.servers.get(row.identity),
         )
         if needle and needle not in _haystack(view):
             continue
@@ -268,7 +278,11 @@ def tree_items(views: list[ProcView], knowledge: Knowledge) -> list[TableItem]:
 
     def emit(v: ProcView, depth: int, last: bool) -> None:
         prefix = ("  " * (depth - 1) + ("└─" if last else "├─")) if depth else ""
-        out.append(ProcView(v.row, v.proc, v.gpu, v.enrichment, v.analysis, depth, prefix, v.deep))
+        out.append(
+            ProcView(
+                v.row, v.proc, v.gpu, v.enrichment, v.analysis, depth, prefix, v.deep, v.server
+            )
+        )
         if v.pid in placed:
             return  # the same process on a second GPU: its children are listed once
         placed.add(v.pid)

@@ -2,9 +2,10 @@
 
 Where it sits: ``screen.py`` hands it the rows built by ``model.py`` (already filtered, sorted
 and, in tree view, nested). Columns whose data comes from other actors (PHASE, RATE, VERDICT,
-ETA from the analyzer; FRAMEWORK, CONTAINER from the enricher) show ``—`` until that data
-arrives. Narrow terminals drop the least important columns first; COMMAND always stays. A
-process that reports in deep mode carries a ``DEEP`` badge before its command.
+ETA from the analyzer; FRAMEWORK, CONTAINER from the enricher; KV from the scraper, shown only
+while it reports a server) show ``—`` until that data arrives. Narrow terminals drop the least
+important columns first; COMMAND always stays. A process that reports in deep mode carries a
+``DEEP`` badge before its command.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vramtop.analysis.model import OK, UNKNOWN
+from vramtop.analysis.verdict import KV_TIGHT
 from vramtop.fmt import size
-from vramtop.render.grid import Grid, Style
+from vramtop.render.grid import Grid, Style, fit
 from vramtop.render.model import GroupLine, ProcView
 from vramtop.render.state import ViewState, resolve_selection
 from vramtop.render.widgets import MUTED, NONE, duration, phase_badge, rate, verdict_style
@@ -84,9 +86,38 @@ def _eta(v: ProcView, _a: bool) -> Cell:
     return duration(v.analysis.eta.eta_s), Style(fg="crit", bold=True)
 
 
+def _gpu_label(v: ProcView) -> str:
+    # A process in a MIG instance reads GPU:instance, as nvidia-smi's GI column pairs them.
+    g = v.gpu
+    if g is not None and g.parent_index is not None:
+        return f"{g.parent_index}:{g.gpu_instance_id}"
+    return str(v.row.gpu_index)
+
+
 def _framework(v: ProcView, _a: bool) -> Cell:
     e = v.enrichment
     return (e.framework, Style(fg="accent")) if e and e.framework else (NONE, MUTED)
+
+
+def kv_text(kv: float | None, waiting: int | None) -> str:
+    """ "42%", or "97% q12" when 12 requests wait (the detail panel spells it out)."""
+    text = "?" if kv is None else f"{kv:.0%}"
+    return f"{text} q{waiting}" if waiting else text
+
+
+def _kv(v: ProcView, _a: bool) -> Cell:
+    s = v.server
+    if s is None or (s.kv_cache_usage is None and not s.waiting):
+        return NONE, MUTED
+    kv = s.kv_cache_usage
+    style = (
+        Style(fg="crit", bold=True)
+        if kv is not None and kv >= KV_TIGHT
+        else Style(fg="warn")
+        if kv is not None and kv >= KV_WARN
+        else Style()
+    )
+    return kv_text(kv, s.waiting), style
 
 
 def _container(v: ProcView, _a: bool) -> Cell:
@@ -97,7 +128,7 @@ def _container(v: ProcView, _a: bool) -> Cell:
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("GPU", 3, True, 0, lambda v, a: _plain(str(v.row.gpu_index))),
+    Column("GPU", 3, True, 0, lambda v, a: _plain(_gpu_label(v))),
     Column("PID", 7, True, 0, lambda v, a: _plain(str(v.pid))),
     Column("USER", 9, False, 6, lambda v, a: _plain(v.user)),
     Column("TYPE", 4, True, 7, lambda v, a: _plain(v.proc.type_label if v.proc else "?")),
@@ -108,15 +139,20 @@ COLUMNS: tuple[Column, ...] = (
     Column("RATE", 8, True, 3, _rate, True),
     Column("VERDICT", 8, False, 2, _verdict),
     Column("ETA", 6, True, 1, _eta),
-    Column("FRAMEWORK", 9, False, 9, _framework),
-    Column("CONTAINER", 12, False, 10, _container),
+    Column("KV", 8, True, 9, _kv),
+    Column("FRAMEWORK", 9, False, 10, _framework),
+    Column("CONTAINER", 12, False, 11, _container),
 )
+KV_WARN = 0.8
 MIN_COMMAND = 40  # enough for "python train.py --flag value" at 120 columns
 
 
-def columns_for(width: int, full: bool) -> list[Column]:
-    """The columns that fit ``width`` with room for COMMAND, least important dropped first."""
-    cols = [c for c in COLUMNS if full or not c.full_only]
+def columns_for(width: int, full: bool, kv: bool = False) -> list[Column]:
+    """The columns that fit ``width`` with room for COMMAND, least important dropped first.
+
+    KV (an inference server's cache use) is there only while the scraper reports a server.
+    """
+    cols = [c for c in COLUMNS if (full or not c.full_only) and (kv or c.name != "KV")]
     for drop in sorted({c.drop for c in cols if c.drop}, reverse=True):
         if sum(c.width + 1 for c in cols) + 1 + MIN_COMMAND <= width:
             break
@@ -125,9 +161,7 @@ def columns_for(width: int, full: bool) -> list[Column]:
 
 
 def _fit(text: str, width: int, right: bool) -> str:
-    if len(text) > width:
-        text = text[: width - 1] + "…" if width > 1 else text[:width]
-    return text.rjust(width) if right else text.ljust(width)
+    return fit(text, width, right)  # in cells: a CJK user or container name keeps its column
 
 
 def sort_label(state: ViewState) -> str:
@@ -139,7 +173,7 @@ def sort_label(state: ViewState) -> str:
 def draw_table(grid: Grid, y: int, bottom: int, state: ViewState, full: bool) -> None:
     """Header on line ``y``, rows until ``bottom`` (exclusive)."""
     w = grid.width
-    cols = columns_for(w, full)
+    cols = columns_for(w, full, any(v.server is not None for v in state.views))
     x = 1
     grid.put(0, y, " " * w, HEAD)
     for c in cols:
