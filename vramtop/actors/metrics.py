@@ -115,6 +115,7 @@ class MetricsCore:
                 changed = True
             elif isinstance(message, DeepStateMessage):
                 self._deep = attribution.index(message.processes)  # a new dict: copy on write
+                changed = True
             elif isinstance(message, ScrapeMessage):
                 self._servers = {i: s for s in message.servers for i in s.processes}
                 changed = True

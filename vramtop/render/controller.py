@@ -91,6 +91,8 @@ class Ui:
             return True
         if isinstance(message, ScrapeMessage):
             st.knowledge.set_servers(message.servers)
+            self.rebuild()
+            return True
         if isinstance(message, DeepStateMessage):
             st.knowledge.set_deep(message)
             self.rebuild()
