@@ -129,7 +129,6 @@ class ActorError:
 
     actor: str
     error: str
-    fatal: bool = True
     details: tuple[str, ...] = field(default=())
 
 
