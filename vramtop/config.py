@@ -20,13 +20,15 @@ Keys, defaults and accepted values:
   refresh_rate = 1.0            seconds between samples, 0.5 to 10
   history_length = 300          samples kept per GPU and per process, 10 to 86400
   process_slots = 1024          processes tracked at once in shared memory, 16 to 65536
+                                (both size the shared memory at start: a SIGHUP reload keeps
+                                the running values and says they take effect at the next start)
 
 [display]
   theme = "dark"                dark, light, nord, catppuccin, dracula or solarized
   layout = "auto"               auto, full, compact or mini ("auto" picks by terminal size)
   show_other_users = false      list other users' GPU processes (user and PID only)
   enable_kill = true            allow the kill key (``--no-kill`` sets false)
-  phase_indicator = true        show phase badges (loading, steady, growing...) per process
+  phase_indicator = true        the PHASE column and the detail panel's phase badge (growing...)
   accessible = false            text labels instead of colour alone (``--accessible`` sets true)
   screenshot_dir = ""           where ``s`` saves SVG screenshots; "" means
                                 $XDG_DATA_HOME/vramtop/screenshots (~/.local/share/...)
@@ -36,7 +38,7 @@ Keys, defaults and accepted values:
   temp_warning_celsius = 85     warn at or above this GPU temperature, 20 to 120
   oom_min_confidence = 0.3      hide OOM predictions less certain than this, 0 to 1
 
-[scraping]
+[scraping]                      not active yet: validated, but no scraper runs in this version
   enable = true                 read inference servers' metrics over localhost HTTP
   rate_limit_seconds = 5.0      at most one request per server per this many seconds, >= 0.1
   timeout_ms = 500              per-request timeout, 10 to 10000
@@ -200,15 +202,15 @@ DEFAULT_CONFIG_TOML: Final = """\
 
 [general]
 refresh_rate = 1.0          # seconds between samples, 0.5 to 10
-history_length = 300        # samples kept per GPU and per process, 10 to 86400
-process_slots = 1024        # processes tracked at once in shared memory, 16 to 65536
+history_length = 300        # samples kept per GPU and per process, 10 to 86400 (at start)
+process_slots = 1024        # processes tracked at once in shared memory, 16 to 65536 (at start)
 
 [display]
 theme = "dark"              # dark, light, nord, catppuccin, dracula, solarized
 layout = "auto"             # auto, full, compact, mini
 show_other_users = false    # list other users' GPU processes (user and PID only)
 enable_kill = true          # allow the kill key; --no-kill sets false
-phase_indicator = true      # phase badges per process
+phase_indicator = true      # the PHASE column and the detail panel's phase badge
 accessible = false          # text labels instead of colour alone; --accessible sets true
 screenshot_dir = ""         # "" means ~/.local/share/vramtop/screenshots
 
@@ -217,7 +219,7 @@ oom_warning_seconds = 300   # warn when the predicted time to OOM is below this,
 temp_warning_celsius = 85   # warn at or above this temperature, 20 to 120
 oom_min_confidence = 0.3    # hide less certain OOM predictions, 0 to 1
 
-[scraping]
+[scraping]                  # not active yet: validated, but no scraper runs in this version
 enable = true               # read inference servers' metrics over localhost HTTP
 rate_limit_seconds = 5.0    # per server, at least 0.1
 timeout_ms = 500            # per request, 10 to 10000

@@ -110,9 +110,12 @@ COLUMNS: tuple[Column, ...] = (
 MIN_COMMAND = 40  # enough for "python train.py --flag value" at 120 columns
 
 
-def columns_for(width: int, full: bool) -> list[Column]:
-    """The columns that fit ``width`` with room for COMMAND, least important dropped first."""
-    cols = [c for c in COLUMNS if full or not c.full_only]
+def columns_for(width: int, full: bool, phases: bool = True) -> list[Column]:
+    """The columns that fit ``width`` with room for COMMAND, least important dropped first.
+
+    ``phases`` is ``display.phase_indicator``: false leaves the PHASE column out.
+    """
+    cols = [c for c in COLUMNS if (full or not c.full_only) and (phases or c.name != "PHASE")]
     for drop in sorted({c.drop for c in cols if c.drop}, reverse=True):
         if sum(c.width + 1 for c in cols) + 1 + MIN_COMMAND <= width:
             break
@@ -135,7 +138,7 @@ def sort_label(state: ViewState) -> str:
 def draw_table(grid: Grid, y: int, bottom: int, state: ViewState, full: bool) -> None:
     """Header on line ``y``, rows until ``bottom`` (exclusive)."""
     w = grid.width
-    cols = columns_for(w, full)
+    cols = columns_for(w, full, state.config.display.phase_indicator)
     x = 1
     grid.put(0, y, " " * w, HEAD)
     for c in cols:
