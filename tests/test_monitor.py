@@ -200,6 +200,33 @@ def test_sighup_reloads_config_and_keeps_it_when_bad(home: Path) -> None:
         tui.close()
 
 
+def test_sighup_keeps_restart_only_keys_and_says_so(home: Path) -> None:
+    cfg = home / "vramtop.toml"
+    cfg.write_text("[general]\nhistory_length = 300\n")
+    tui = Tui(["--demo", "small", *FAST, "--config", str(cfg)], cols=200, home=home)
+    try:
+        tui.wait_for("python train_small.py")
+        sampler = tui.actors()["vramtop: sampler"]
+        cfg.write_text('[general]\nhistory_length = 600\n[display]\ntheme = "light"\n')
+        os.kill(tui.pid, signal.SIGHUP)
+        screen = tui.wait_for("history_length takes effect at the next start", timeout=10)
+        assert "config reloaded" in screen
+        # The running shared memory keeps its size and the sampler its process: nothing was
+        # resized under the readers.
+        names = shm_segments(tui.pid)
+        assert len(names) == 1
+        segment = ShmSegment.attach(names[0])
+        try:
+            assert segment.layout.history_length == 300
+        finally:
+            segment.close()
+        assert tui.actors()["vramtop: sampler"] == sampler
+        tui.send("q")
+        assert tui.wait_exit() == 0
+    finally:
+        tui.close()
+
+
 def test_too_small_terminal_says_so(home: Path) -> None:
     tui = Tui(["--demo", "small"], cols=30, rows=8, home=home)
     try:

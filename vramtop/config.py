@@ -80,6 +80,7 @@ __all__ = [
     "OomPredictionConfig",
     "ScrapingConfig",
     "default_config_path",
+    "keep_restart_only",
     "load_config",
     "resolve_screenshot_dir",
 ]
@@ -230,6 +231,22 @@ algorithm = "variance"      # variance or pelt (needs the "pelt" extra)
 min_sustained_samples = 10  # 2 to 100000
 min_rate_mb_per_sec = 1.0   # at least 0
 """
+
+
+# Keys that size the shared memory, which is created once at start: a reload cannot change them.
+RESTART_ONLY: Final = ("history_length", "process_slots")
+
+
+def keep_restart_only(running: Config, new: Config) -> tuple[Config, str]:
+    """``new`` with the running values of the restart-only keys, and a note naming those the
+    file changed ("" when none), e.g. "history_length takes effect at the next start"."""
+    changed = [k for k in RESTART_ONLY if getattr(new.general, k) != getattr(running.general, k)]
+    if not changed:
+        return new, ""
+    kept = {k: getattr(running.general, k) for k in RESTART_ONLY}
+    config = dataclasses.replace(new, general=dataclasses.replace(new.general, **kept))
+    verb = "takes" if len(changed) == 1 else "take"
+    return config, f"{' and '.join(changed)} {verb} effect at the next start"
 
 
 # --- paths -----------------------------------------------------------------------------------

@@ -34,4 +34,3 @@ def temp(value: int | float | NaType) -> str:
 
 def watts(value: int | float | NaType) -> str:
     return "N/A" if isinstance(value, NaType) else f"{value:.0f}W"
-

@@ -102,11 +102,14 @@ class ActorHealth:
 
 @dataclass(frozen=True, slots=True)
 class ConfigUpdate:
-    """Supervisor -> actors after SIGHUP. ``error`` set: the reload failed, the old config stays."""
+    """Supervisor -> actors after SIGHUP. ``error`` set: the reload failed, the old config stays.
+    ``note``: what the reload could not apply now (restart-only keys kept at their running
+    values), shown after "config reloaded"."""
 
     config: Config
     error: str = ""
     source: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)

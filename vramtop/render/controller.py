@@ -72,7 +72,11 @@ class Ui:
                 st.say(f"config not reloaded: {message.error}", 20, "crit")
             else:
                 self._apply_config(message.config)
-                st.say(f"config reloaded from {message.source or 'defaults'}", 8)
+                said = f"config reloaded from {message.source or 'defaults'}"
+                if message.note:
+                    st.say(f"{said}; {message.note}", 20, "warn")
+                else:
+                    st.say(said, 8)
             return True
         if isinstance(message, EnrichmentMessage):
             st.knowledge.add_enrichment(message.items, message.notes)
