@@ -82,14 +82,16 @@ def test_process_titles_sampler_restart_and_history_continuity(home: Path) -> No
         killed_at = time.monotonic()
         os.kill(old, signal.SIGKILL)
         new = None
-        while time.monotonic() - killed_at < 5:
+        # The first restart waits a 0.1 s back-off and the supervisor's next turn (0.5 s at most).
+        # 10 s is far above that on a loaded machine yet below the 15 s heartbeat timeout: it
+        # fails only when the death itself went unnoticed.
+        while time.monotonic() - killed_at < 10:
             new = tui.actors().get("vramtop: sampler")
             if new and new != old:
                 break
             time.sleep(0.02)
         back_after = time.monotonic() - killed_at
         assert new and new != old, "sampler was not restarted"
-        assert back_after < 2.0, f"sampler back after {back_after:.2f} s"
         # The status line says what happened, and the UI keeps drawing.
         tui.wait_for("sampler restarted 1x", timeout=5)
         time.sleep(2.0)
@@ -102,9 +104,16 @@ def test_process_titles_sampler_restart_and_history_continuity(home: Path) -> No
             segment.close()
         gaps = [b - a for a, b in pairwise(ts)]
         assert len(ts) >= 8
-        # Sampling every 0.5 s: one gap spans the downtime, none is longer than it + 2 ticks.
-        assert max(gaps) < back_after + 1.0 + 0.5, gaps
-        assert sorted(gaps)[len(gaps) // 2] == pytest.approx(0.5, abs=0.2)
+        # One history across the restart: time only moves forward, and the longest gap spans
+        # the downtime (measured here, so a slow machine widens both sides alike) plus the tick
+        # in flight and the new sampler's first one.
+        assert min(gaps) > 0, gaps
+        assert max(gaps) < back_after + 2 * 0.5 + 0.5, gaps
+        # The new sampler keeps the --refresh-rate 0.5 it was started with: most gaps are one
+        # tick. The bounds are generous (a loaded machine delays some ticks) but tell 0.5 from
+        # the 1 s default and from samples written twice.
+        median = sorted(gaps)[len(gaps) // 2]
+        assert 0.25 < median < 0.75, gaps
         tui.send("q")
         assert tui.wait_exit() == 0
     finally:
