@@ -107,7 +107,21 @@ def build_parser() -> argparse.ArgumentParser:
         "UI, or appended to FILE while the monitor runs",
     )
     add_filter_arguments(p)
+    # `vramtop --demo --once leak`: a scenario name after other flags is still the scenario.
+    p.add_argument("late_scenario", nargs="?", metavar="SCENARIO", help=argparse.SUPPRESS)
     return p
+
+
+def _late_scenario(args: argparse.Namespace) -> None:
+    """Take a scenario name that came after other flags (``--demo --once leak``)."""
+    name = getattr(args, "late_scenario", None)
+    if name is None:
+        return
+    if args.demo is None:
+        raise UsageError(f"unrecognized argument {name!r} (scenario names go with --demo)")
+    if args.demo != "default":
+        raise UsageError(f"two scenarios given: {args.demo!r} and {name!r}")
+    args.demo = name
 
 
 def _speed(text: str) -> float:
@@ -243,6 +257,7 @@ def _main(args: argparse.Namespace) -> int:
     from vramtop.gpu.scenario import list_scenarios
     from vramtop.modes.record import check_log, run_record
 
+    _late_scenario(args)
     if args.list:
         if args.demo is None:
             return fail("--list goes with --demo", EXIT_USAGE)

@@ -57,6 +57,7 @@ import dataclasses
 import json
 import math
 import os
+import stat
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -432,17 +433,34 @@ def _from_overrides(config: Config, overrides: Mapping[str, object]) -> Config:
 def _read(path: Path, where: str, *, explicit: bool) -> str | None:
     """The file's text, None for a missing default file, ConfigError for anything else."""
     try:
-        with path.open("rb") as fh:
-            data = fh.read(_MAX_FILE_BYTES + 1)
+        # Opened without blocking and checked before reading: a FIFO or a terminal named by
+        # mistake would otherwise wait forever for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"{where}: no such file") from None
         return None
-    except IsADirectoryError:
-        raise ConfigError(f"{where}: cannot read: is a directory") from None
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise ConfigError(f"{where}: cannot read: {reason}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"{where}: cannot read: is a directory")
+        if not stat.S_ISREG(mode):
+            if os.path.realpath(path) == os.devnull:
+                return ""  # --config /dev/null: all defaults, as the shell idiom means
+            raise ConfigError(f"{where}: not a regular file (a config is a TOML file)")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as fh:
+            fd = -1
+            data = fh.read(_MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"{where}: cannot read: {reason}") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
     if len(data) > _MAX_FILE_BYTES:
         raise ConfigError(f"{where}: file is larger than {_MAX_FILE_BYTES} bytes")
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 
 from vramtop.config import Config
@@ -58,6 +59,9 @@ def run_once(
     finally:
         backend.close()
     config = config or Config()
+    filters = filters or ProcessFilter()
+    if missing := filters.missing_gpus(snapshot):
+        return fail(missing, EXIT_USAGE)  # like nvidia-smi -i 99
     seen = visible_rows(
         snapshot,
         rows,
@@ -85,4 +89,7 @@ def run_once(
         print(json.dumps(to_document(snapshot, rows, enrichments, analysis, others), indent=2))
     else:
         print(to_table(snapshot, rows, others))
+    if nothing := filters.no_match(len(rows)):
+        # An answer, not an error: the output above is complete, it just lists no process.
+        print(f"vramtop: {nothing}", file=sys.stderr)
     return EXIT_OK
