@@ -18,14 +18,22 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from collections.abc import Callable, Sequence
 
 from vramtop import __version__
 from vramtop.config import Config, ConfigError, load_config
 from vramtop.gpu.factory import BackendSpec
-from vramtop.modes.exits import EXIT_OK, EXIT_USAGE, UsageError, fail
+from vramtop.modes.exits import (
+    EXIT_GPU,
+    EXIT_OK,
+    EXIT_USAGE,
+    OutputError,
+    UsageError,
+    emit,
+    fail,
+    silence_stdout,
+)
 from vramtop.render.filters import ProcessFilter, add_filter_arguments
 
 DESCRIPTION = """\
@@ -218,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, run = build_replay_parser().parse_args(argv[1:]), _replay
     else:
         args = build_parser().parse_args(argv)
+    from vramtop.export.logfile import LogWriteError
+
     try:
         return run(args)
     except UsageError as exc:
@@ -226,9 +236,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # `vramtop --once | head`: the reader went away; not an error worth a traceback.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        silence_stdout()
         return EXIT_OK
+    except (OutputError, LogWriteError) as exc:
+        silence_stdout()
+        return fail(str(exc), EXIT_GPU)
 
 
 def _load_config(args: argparse.Namespace, **extra: object) -> Config:
@@ -261,7 +273,7 @@ def _main(args: argparse.Namespace) -> int:
     if args.list:
         if args.demo is None:
             return fail("--list goes with --demo", EXIT_USAGE)
-        print("\n".join(list_scenarios()))
+        emit("\n".join(list_scenarios()))
         return EXIT_OK
     if args.json and not args.once and sys.stdout.isatty():
         return fail("--json goes with --once", EXIT_USAGE)

@@ -159,6 +159,19 @@ class AnalysisMessage:
     result: AnalysisResult
 
 
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Actor -> render and supervisor: a standing line for the status bar, e.g. "recording
+    paused: disk full (3 samples skipped)". Repeatable: each carries the whole text for its
+    ``key``, and "" clears it. ``said``: an event worth keeping ("recording resumed ..."),
+    which the supervisor prints on stderr once the terminal is restored."""
+
+    key: str
+    text: str
+    level: str = "warn"  # warn | crit (a theme colour)
+    said: str = ""
+
+
 Message = (
     SampleMessage
     | SnapshotMessage
@@ -172,6 +185,7 @@ Message = (
     | EnrichmentMessage
     | AnalysisMessage
     | Selected
+    | Notice
 )
 
 

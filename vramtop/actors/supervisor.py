@@ -42,6 +42,7 @@ from vramtop.messages import (
     ActorState,
     ConfigUpdate,
     Heartbeat,
+    Notice,
     Quit,
     Stop,
 )
@@ -123,6 +124,9 @@ class Supervisor:
             for s in specs
         }
         self.stopping = False
+        # Events actors reported while the terminal was the render process's (a recording
+        # paused on a full disk, resumed...): printed on stderr once it is restored.
+        self.said: deque[str] = deque(maxlen=32)
         self.exit_code = 0
         self.exit_message = ""
         self._signals: deque[int] = deque()
@@ -294,6 +298,8 @@ class Supervisor:
                     child.last_error = message.error
             elif isinstance(message, Quit):
                 self.stopping = True
+            elif isinstance(message, Notice) and message.said:
+                self.said.append(message.said)
 
     def _reap(self) -> None:
         for child in self.children.values():
@@ -391,6 +397,8 @@ class Supervisor:
             self.segment.close()
             self.segment.unlink()
             self.segment = None
+        for line in self.said:
+            print(f"vramtop: {line}", file=sys.stderr)
         if self.exit_message:
             print(self.exit_message, file=sys.stderr)
 

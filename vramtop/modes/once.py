@@ -18,7 +18,7 @@ import time
 from vramtop.config import Config
 from vramtop.gpu.backend import BackendUnavailable
 from vramtop.gpu.factory import BackendSpec, make_backend
-from vramtop.modes.exits import EXIT_GPU, EXIT_OK, EXIT_USAGE, fail
+from vramtop.modes.exits import EXIT_GPU, EXIT_OK, EXIT_USAGE, emit, fail
 from vramtop.render.filters import ProcessFilter, visible_rows
 
 # One sample of a scenario is most telling once it has settled (servers loaded).
@@ -86,9 +86,9 @@ def run_once(
         except LogFileError as exc:
             return fail(str(exc), EXIT_USAGE)
     if as_json:
-        print(json.dumps(to_document(snapshot, rows, enrichments, analysis, others), indent=2))
+        emit(json.dumps(to_document(snapshot, rows, enrichments, analysis, others), indent=2))
     else:
-        print(to_table(snapshot, rows, others))
+        emit(to_table(snapshot, rows, others))
     if nothing := filters.no_match(len(rows)):
         # An answer, not an error: the output above is complete, it just lists no process.
         print(f"vramtop: {nothing}", file=sys.stderr)
