@@ -149,7 +149,7 @@ def test_screen_lists_processes_biggest_first_and_marks_lost_gpu() -> None:
 
 def test_sorting_by_column_and_reversing() -> None:
     ui = ui_with([1 * GiB, 30 * GiB, 5 * GiB])
-    ui.key(">")  # VRAM -> %GPU
+    ui.key(">")  # VRAM -> %MEM
     ui.key(">")  # -> SM%
     ui.key(">")  # -> RATE
     ui.key(">")  # -> ETA
