@@ -518,3 +518,75 @@ def test_a_sample_waits_for_its_analysis_then_is_shown_without_it_when_late() ->
     assert "job3.py" in _row_of(core, 103)
     core.handle([a3], now=102.0)  # type: ignore[attr-defined]
     assert core.frame_seqs == (3, 3) and "+3.0M/s" in _row_of(core, 103)  # type: ignore[attr-defined]
+
+
+# --- papercuts: what the columns mean, sorting what is shown, saying the layout ------------
+
+
+def test_memory_share_column_is_named_for_what_it_is_and_help_says_what_columns_mean() -> None:
+    ui = ui_with([1 * GiB, 30 * GiB])
+    header = next(ln for ln in ui.draw(160, 45).text() if "COMMAND" in ln)
+    assert "%MEM" in header and "%GPU" not in header
+    ui.key("?")
+    overlay = "\n".join(ui.draw(160, 60).text())
+    assert "%MEM" in overlay and "share of the GPU's memory (not utilisation)" in overlay
+    for column in ("VRAM", "SM%", "PHASE", "VERDICT", "ETA", "COMMAND"):
+        assert f" {column} " in overlay, column
+
+
+def test_sort_keys_cycle_through_the_columns_on_screen_only() -> None:
+    ui = ui_with([1 * GiB, 30 * GiB, 5 * GiB])
+    ui.draw(100, 24)  # compact: no SM%, RATE or PHASE column
+    header = next(ln for ln in ui.draw(100, 24).text() if "COMMAND" in ln)
+    shown = [c for c in ("GPU", "PID", "USER", "VRAM", "%MEM", "SM%", "RATE", "ETA") if c in header]
+    assert "SM%" not in shown and "RATE" not in shown
+    seen = []
+    for _ in range(12):
+        ui.key(">")
+        seen.append(ui.state.sort)
+        ui.draw(100, 24)
+    assert set(seen) == {*shown, "COMMAND"}, "every column on screen, none other"
+    ui.draw(160, 45)  # full: every column, so every sort key
+    for _ in range(12):
+        ui.key("<")
+        seen.append(ui.state.sort)
+    assert "SM%" in seen and "RATE" in seen
+
+
+def test_the_header_always_names_the_active_sort() -> None:
+    ui = ui_with([1 * GiB, 30 * GiB])
+    for width in (80, 100, 160):
+        header = next(ln for ln in ui.draw(width, 30).text() if "COMMAND" in ln)
+        assert "sort VRAM ▼" in header, (width, header)
+    ui.key(">")
+    header = next(ln for ln in ui.draw(80, 30).text() if "COMMAND" in ln)
+    assert "sort %MEM ▼" in header
+
+
+def test_layout_key_says_which_layout_and_what_auto_means() -> None:
+    ui = ui_with([GiB])
+    ui.draw(160, 45)
+    ui.key("L")  # auto -> full: looks the same at this size, so the status line says so
+    assert "layout full (what auto shows at 160x45)" in ui.draw(160, 45).text()[-1]
+    ui.key("L")
+    assert "layout compact" in ui.draw(160, 45).text()[-1]
+    ui.key("L")
+    ui.key("L")  # mini -> auto
+    assert "layout auto (full at 160x45)" in ui.draw(160, 45).text()[-1]
+
+
+def test_mini_layout_labels_utilisation_and_its_bars_have_one_length() -> None:
+    ui = Ui()
+    gpus = (
+        GpuSample(0, "GPU-0", "NVIDIA H100", memory_total=80 * GiB, memory_used=71 * GiB,
+                  util_gpu=100),
+        GpuSample(1, "GPU-1", "NVIDIA H100", memory_total=80 * GiB, memory_used=2 * GiB,
+                  util_gpu=5),
+    )  # fmt: skip
+    ui.handle(SampleMessage(1, Snapshot(0.0, "simulated", gpus, ()), ()))
+    ui.state.layout = "mini"
+    lines = [ln for ln in ui.draw(60, 14).text() if ln[:2] in ("0 ", "1 ")]
+    assert len(lines) == 2
+    assert "util 100%" in lines[0] and "util   5%" in lines[1]
+    first, second = (ln.index("]") for ln in lines)
+    assert first == second, lines
