@@ -31,7 +31,7 @@ def _sample(
     gpus = tuple(
         GpuSample(i, f"GPU-{i}", "NVIDIA H100", memory_total=80 * GiB, memory_used=GiB,
                   state=GpuState.LOST if i in lost else GpuState.OK,
-                  note="lost: GPU is lost (nvmlDeviceGetMemoryInfo); retrying every 5 s"
+                  note="lost: NVML says GPU is lost (nvmlDeviceGetMemoryInfo); retrying every 5 s"
                   if i in lost else FAN)
         for i in range(n_gpus)
     )  # fmt: skip
@@ -65,10 +65,10 @@ def test_errors_come_before_what_the_user_did_and_driver_remarks() -> None:
     ui.handle(_sample(2, lost=frozenset({1}), notes=("GPU 0: " + FAN,)))
     ui.key("t")  # what the user just did: "theme light"
     ui.handle(ActorHealth((ActorState("enricher", True, 0, True, "exited with code 1"),)))
-    footer = _footer(ui)
+    footer = _footer(ui, 260)
     order = [footer.index(t) for t in ("enricher FAILED", "GPU 1 lost", "theme ", FAN)]
     assert order == sorted(order), footer
-    assert "GPU 1 lost: GPU is lost (nvmlDeviceGetMemoryInfo)" in footer
+    assert "GPU 1 lost: NVML says GPU is lost (nvmlDeviceGetMemoryInfo)" in footer
 
 
 def test_a_long_note_is_cut_at_a_word_and_whole_behind_help() -> None:

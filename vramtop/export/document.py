@@ -182,7 +182,9 @@ def _gpu(
             "used_bytes": to_json(gpu.memory_used),
             "reserved_bytes": to_json(gpu.memory_reserved),
             "free_bytes": to_json(gpu.memory_free),
-            "processes_sum_bytes": snap.process_memory_sum(gpu.index),
+            "processes_sum_bytes": snap.process_memory_sum(gpu.index)
+            if gpu.processes_known
+            else None,
         },
         "utilization": {
             "gpu_percent": to_json(gpu.util_gpu),
@@ -194,7 +196,8 @@ def _gpu(
         "fan_percent": to_json(gpu.fan_percent),
         "pstate": to_json(gpu.pstate),
         "mig_mode": to_json(gpu.mig_mode),
-        "processes": procs,
+        # null, not []: the driver failed the query (the reason is in "note").
+        "processes": procs if gpu.processes_known else None,
         "analysis": None if ga is None else gpu_analysis_json(ga),
     }
 

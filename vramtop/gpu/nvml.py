@@ -316,7 +316,11 @@ class NvmlBackend:
         retry_interval: float = 5.0,
         *,
         clock: Callable[[], float] = time.monotonic,
+        retries: bool = True,
     ) -> None:
+        """``retries``: a lost GPU is tried again every ``retry_interval`` s and its note says
+        so; false for one-shot use (``--once``), where nothing will be tried again."""
+        self._retries = retries
         self._slow_interval = slow_interval
         self._retry_interval = retry_interval
         self._clock = clock
@@ -465,7 +469,7 @@ class NvmlBackend:
         lines = [f"{field} n/a ({why})" for field, why in self._system_na.items()]
         for gpu in self._gpus:
             if gpu.lost_reason:
-                gpu.note = f"lost: {gpu.lost_reason}; retrying every {self._retry_interval:g} s"
+                gpu.note = self._lost_note(gpu)
                 lines.append(f"GPU {gpu.index}: {gpu.note}")
                 continue
             fields = sorted(gpu.na.items(), key=lambda item: _FIELD_ORDER.get(item[0], 99))
@@ -518,11 +522,15 @@ class NvmlBackend:
         pstate = self._call(gpu, "nvmlDeviceGetPerformanceState", h, field="performance state")
         gpu.pstate = NA if pstate is NA or pstate == _PSTATE_UNKNOWN else int(pstate)
 
-    def _read_processes(self, gpu: _Gpu) -> list[ProcessSample]:
+    def _read_processes(self, gpu: _Gpu) -> list[ProcessSample] | None:
+        """The GPU's processes; None when the driver failed the compute-process query (the
+        reason is in the GPU's n/a notes), so nobody reads "no processes" into it."""
         merged: dict[int, tuple[int | NaType, tuple[ProcessType, ...]]] = {}
         for kind, field, apis in _PROCESS_KINDS:
             rows = self._first(gpu, apis, gpu.handle, field=field)
             if rows is NA:
+                if kind is ProcessType.COMPUTE and field in gpu.na:
+                    return None
                 continue
             for pid, raw in rows:
                 used = _used(raw)
@@ -595,7 +603,7 @@ class NvmlBackend:
                 self._set_na(gpu, "reserved memory", "driver has only the v1 memory call")
             else:
                 reserved = int(reserved)
-        processes.extend(procs)
+        processes.extend(procs or ())
         return GpuSample(
             index=gpu.index,
             uuid=gpu.uuid,
@@ -615,10 +623,15 @@ class NvmlBackend:
             pstate=gpu.pstate,
             mig_mode=gpu.mig_mode,
             note=gpu.note,
+            processes_known=procs is not None,
         )
 
+    def _lost_note(self, gpu: _Gpu) -> str:
+        note = f"lost: NVML says {gpu.lost_reason}"
+        return note + (f"; retrying every {self._retry_interval:g} s" if self._retries else "")
+
     def _lost_sample(self, gpu: _Gpu) -> GpuSample:
-        note = f"lost: {gpu.lost_reason}; retrying every {self._retry_interval:g} s"
+        note = self._lost_note(gpu)
         return GpuSample(gpu.index, gpu.uuid, gpu.name, state=GpuState.LOST, note=note)
 
     def sample(self) -> Snapshot:

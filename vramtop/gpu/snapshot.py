@@ -53,6 +53,8 @@ class GpuSample:
     mig_mode: BoolNA = NA
     # Why the GPU is lost, or which fields are n/a and why; shown in the status line.
     note: str = ""
+    # False when the driver failed the process query: "no processes" would be a guess.
+    processes_known: bool = True
 
     @property
     def lost(self) -> bool:

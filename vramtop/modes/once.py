@@ -41,6 +41,7 @@ def run_once(
     from vramtop.export.document import to_document, to_table
     from vramtop.export.logfile import LogFileError
 
+    spec = dataclasses.replace(spec, once=True)
     if spec.kind == "simulated":
         spec = dataclasses.replace(spec, t0=time.time() - ONCE_WARMUP_S)
     backend = make_backend(spec)
