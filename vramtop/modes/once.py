@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
 import sys
 import time
 
@@ -38,8 +40,9 @@ def run_once(
     from vramtop.enrich.enricher import Enricher
     from vramtop.enrich.procinfo import ProcessTable, build_rows
     from vramtop.export.csvlog import CsvLog
-    from vramtop.export.document import to_document, to_table
+    from vramtop.export.document import to_document
     from vramtop.export.logfile import LogFileError
+    from vramtop.export.text import to_table
 
     spec = dataclasses.replace(spec, once=True)
     if spec.kind == "simulated":
@@ -89,7 +92,10 @@ def run_once(
     if as_json:
         emit(json.dumps(to_document(snapshot, rows, enrichments, analysis, others), indent=2))
     else:
-        emit(to_table(snapshot, rows, others))
+        tty = sys.stdout.isatty()
+        width = shutil.get_terminal_size().columns if tty else None
+        color = tty and not os.environ.get("NO_COLOR")
+        emit(to_table(snapshot, rows, others, width=width, color=color))
     if nothing := filters.no_match(len(rows)):
         # An answer, not an error: the output above is complete, it just lists no process.
         print(f"vramtop: {nothing}", file=sys.stderr)
