@@ -270,12 +270,23 @@ class Ui:
         if dialog is None:
             st.overlay = ""
             return True
-        if tok in ("y", "Y", "KEY_ENTER") and dialog.phase == "confirm" and not dialog.refusal:
-            self.kill.confirm()
-        elif tok in ("n", "N", "KEY_ESCAPE", "q"):
+        confirming = dialog.phase == "confirm" and not dialog.refusal
+        if tok in ("n", "N", "KEY_ESCAPE", "q"):
             self.kill.close()
             st.overlay = ""
             st.kill = self.kill.dialog
+        elif not confirming:
+            return False
+        elif dialog.risk and not dialog.risk_asked:
+            if tok not in ("y", "Y", "KEY_ENTER"):
+                return False
+            dialog.risk_asked = True  # the second question, naming the risk
+        elif dialog.risk:
+            if tok != "Y":
+                return False  # only an explicit shift-Y kills what is not the user's own job
+            self.kill.confirm()
+        elif tok in ("y", "Y", "KEY_ENTER"):
+            self.kill.confirm()
         else:
             return False
         return True

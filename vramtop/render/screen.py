@@ -172,9 +172,19 @@ def _kill_dialog(grid: Grid, state: ViewState) -> None:
         grid.put(x0 + 2, y, f"refused: {k.refusal}", Style(fg="crit", bg="panel", bold=True), w - 4)
         grid.put(x0 + 2, y + 2, "[Esc] close", Style(fg="accent", bg="panel", bold=True))
     elif k.phase == "confirm":
-        grid.put(x0 + 2, y, "Send SIGTERM now, SIGKILL after 5 s if it is still alive?", text)
-        grid.put(x0 + 2, y + 2, "[y / Enter] kill", Style(fg="crit", bg="panel", bold=True))
-        grid.put(x0 + 22, y + 2, "[n / Esc] cancel", Style(fg="accent", bg="panel", bold=True))
+        crit = Style(fg="crit", bg="panel", bold=True)
+        if k.risk:
+            grid.put(x0 + 2, y - 1, f"warning: {k.risk}", crit, w - 4)
+        if k.risk and k.risk_asked:
+            grid.put(
+                x0 + 2, y, "This is not your own job. Really send SIGTERM, then SIGKILL?", text
+            )
+            grid.put(x0 + 2, y + 2, "[Y] (shift-y) kill it anyway", crit)
+            grid.put(x0 + 34, y + 2, "[n / Esc] cancel", Style(fg="accent", bg="panel", bold=True))
+        else:
+            grid.put(x0 + 2, y, "Send SIGTERM now, SIGKILL after 5 s if it is still alive?", text)
+            grid.put(x0 + 2, y + 2, "[y / Enter] kill", crit)
+            grid.put(x0 + 22, y + 2, "[n / Esc] cancel", Style(fg="accent", bg="panel", bold=True))
     else:
         style = Style(fg="warn" if k.phase == "terminating" else "ok", bg="panel", bold=True)
         if k.phase in ("refused", "failed"):

@@ -28,6 +28,8 @@ class KillDialog:
     vram: str
     age: str
     refusal: str = ""  # non-empty: the kill is refused and only "close" is offered
+    risk: str = ""  # non-empty: not the user's own job; a second confirmation names this
+    risk_asked: bool = False  # the first "y" was given: now "Y" (shift) kills, nothing else
     phase: str = "confirm"  # confirm | terminating | killed | exited | refused | failed
     message: str = ""
     seconds_left: float = 0.0
