@@ -54,15 +54,15 @@ import psutil  # noqa: E402
 from vramtop.actors.base import ActorContext  # noqa: E402
 from vramtop.actors.mailbox import Mailbox, make_channels  # noqa: E402
 from vramtop.actors.routes import STATE_ROUTES  # noqa: E402
-from vramtop.actors.sampler import ROWS_READERS, SamplerCore  # noqa: E402
+from vramtop.actors.sampler import SamplerCore  # noqa: E402
 from vramtop.actors.supervisor import channel_capacity  # noqa: E402
-
-READERS = ROWS_READERS  # every reader; render and exporter also get the snapshot
 from vramtop.config import Config  # noqa: E402
 from vramtop.gpu.factory import BackendSpec  # noqa: E402
 from vramtop.gpu.scenario import load_scenario  # noqa: E402
 from vramtop.gpu.simulated import SimulatedBackend  # noqa: E402
 from vramtop.shm import ShmSegment  # noqa: E402
+
+READERS = ("render", "analyzer", "enricher", "exporter")  # the monitor's, with a file export
 
 GPU_NAME = "NVIDIA H100 80GB HBM3"
 GPU_MIB = 81559

@@ -150,6 +150,9 @@ allowed_ports = [9000, 1]
 algorithm = "pelt"
 min_sustained_samples = 25
 min_rate_mb_per_sec = 0.25
+
+[exporter]
+max_process_series = 50
 """
 
 
@@ -180,7 +183,7 @@ def test_to_dict_is_plain_and_replace_friendly() -> None:
     config = Config()
     data = config.to_dict()
     assert data["scraping"]["allowed_ports"] == [8000, 8080, 11434, 3000, 30000]
-    assert set(data) == {"general", "display", "alerts", "scraping", "oom_prediction"}
+    assert set(data) == {"general", "display", "alerts", "scraping", "oom_prediction", "exporter"}
     changed = dataclasses.replace(
         config, general=dataclasses.replace(config.general, refresh_rate=2.0)
     )
@@ -247,6 +250,7 @@ def test_wrong_type(text: str, expected: str, home: Path, env: dict[str, str]) -
         ("scraping", "timeout_ms", "5", "between 10 and 10000"),
         ("oom_prediction", "min_sustained_samples", "1", "between 2 and 100000"),
         ("oom_prediction", "min_rate_mb_per_sec", "-1", "at least 0"),
+        ("exporter", "max_process_series", "0", "between 1 and 100000"),
     ],
 )
 def test_out_of_range(

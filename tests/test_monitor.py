@@ -7,6 +7,7 @@ left in /dev/shm.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -272,19 +273,30 @@ def test_ctrl_z_gives_the_shell_a_normal_terminal_and_fg_takes_it_back(home: Pat
     try:
         tui.wait_for("python train_small.py")
         render = tui.actors()["vramtop: render"]
+        everyone = list(tui.actors().values())
+        supervisor = psutil.Process(render).ppid()
+        everyone.append(supervisor)
+        assert len(everyone) >= 5  # supervisor, sampler, render, analyzer, enricher
         mark = len(tui.raw)
         tui.send("\x1a")  # Ctrl-Z
-        tui.wait_for("SUSPENDED=148", timeout=10)  # 128 + SIGTSTP
+        # (On the bytes: pyte has no alternate screen, so the shell's line may wrap anywhere.)
+        tui.wait_for(lambda _: b"SUSPENDED=148" in tui.raw, timeout=10)  # 128 + SIGTSTP
         # (pyte keeps one buffer, so the check is on the bytes: alternate screen left, cursor
         # shown, mouse off, before the shell printed anything.)
         suspended = bytes(tui.raw[mark:])
         assert b"\x1b[?1049l" in suspended and b"\x1b[?25h" in suspended
         assert b"\x1b[?1000l" in suspended, "mouse reporting off while the shell has the tty"
-        assert psutil.Process(render).status() == psutil.STATUS_STOPPED
-        tui.wait_for("python train_small.py", timeout=10)  # after `fg`
+        # Every vramtop process is stopped, not only the ones that own the terminal: nothing
+        # keeps polling the driver while the job is suspended.
+        states = {pid: psutil.Process(pid).status() for pid in everyone}
+        assert set(states.values()) == {psutil.STATUS_STOPPED}, states
+        mark = len(tui.raw)
+        tui.wait_for(lambda _: b"train_small.py" in bytes(tui.raw[mark:]), timeout=10)  # `fg`
         assert tui.actors()["vramtop: render"] == render, "resumed, not restarted"
+        states = {pid: psutil.Process(pid).status() for pid in everyone}
+        assert psutil.STATUS_STOPPED not in states.values(), states
         tui.send("q")
-        tui.wait_for("EXIT=0", timeout=10)
+        tui.wait_for(lambda _: b"EXIT=0" in tui.raw, timeout=10)
     finally:
         tui.close()
 
@@ -366,5 +378,112 @@ def test_a_stalled_render_process_loses_no_command_and_wakes_to_the_newest_sampl
         tui.send("\x1b")
         tui.send("q")
         assert tui.wait_exit() == 0
+    finally:
+        tui.close()
+
+
+def test_driver_warnings_stay_off_the_screen_and_are_printed_after_the_exit(home: Path) -> None:
+    # A GPU falls off the bus and comes back: the sampler logs both. Nothing an actor writes
+    # may land on the frame; the status line shows the newest line, the exit prints them all.
+    tui = Tui(["--demo", "lost", "--speed", "4"], cols=160, rows=45, home=home)
+    try:
+        screen = tui.wait_for("GPU 1 is back", timeout=30)
+        body = screen.splitlines()[:-1]  # everything but the status line
+        assert not [ln for ln in body if "retrying" in ln or "is back" in ln], screen
+        assert "sampler: GPU 1 is back" in screen.splitlines()[-1]
+        tui.send("q")
+        assert tui.wait_exit() == 0
+        after = tui.text()
+        assert "the actors wrote" in after
+        assert "sampler: GPU 1 lost" in after and "sampler: GPU 1 is back" in after
+    finally:
+        tui.close()
+
+
+def test_closing_the_terminal_ends_everything_at_once_without_restarts(home: Path) -> None:
+    # The terminal goes away (tmux kill-session, a dropped ssh link): the pty master closes,
+    # the foreground group gets SIGHUP, reads see end-of-file and writes fail. That is the end
+    # of the program, not a config reload nor a render crash to restart.
+    tui = Tui(["--demo", "small"], home=home)
+    try:
+        tui.wait_for("python train_small.py")
+        actors = tui.actors()
+        everyone = [tui.pid, *actors.values()]
+        render = actors["vramtop: render"]
+        os.close(tui.child.child_fd)  # hang up
+        tui.child.child_fd = -1
+        seen_renders = {render}
+        deadline = time.monotonic() + 15  # generous: a 2-core machine under load
+        while time.monotonic() < deadline:
+            with contextlib.suppress(psutil.Error):
+                for proc in psutil.Process(tui.pid).children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        if " ".join(proc.cmdline()).strip() == "vramtop: render":
+                            seen_renders.add(proc.pid)
+            alive = [
+                p
+                for p in everyone
+                if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
+            ]
+            if not alive:
+                break
+            time.sleep(0.05)
+        assert not alive, f"still running after the hang-up: {alive}"
+        assert seen_renders == {render}, "the render process was restarted after the hang-up"
+        assert shm_segments(tui.pid) == []
+    finally:
+        with contextlib.suppress(Exception):
+            tui.child.close(force=True)
+
+
+def _blocked_in_write(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/syscall") as f:
+            fields = f.read().split()
+    except OSError:
+        return False
+    # x86-64 write is 1, aarch64 64; the first argument is fd 1 (the terminal).
+    return len(fields) > 1 and fields[0] in ("1", "64") and int(fields[1], 16) == 1
+
+
+def test_a_terminal_with_output_stopped_is_not_a_dead_render_process(home: Path) -> None:
+    # Ctrl-S (XOFF) stops the terminal's output: the render process blocks in write() and
+    # sends no heartbeat. Killing it would only block its successor the same way; Ctrl-Q
+    # must find the same process drawing again.
+    tui = Tui(["--demo", "small"], cols=120, rows=40, home=home)
+    try:
+        tui.wait_for("python train_small.py")
+        render = tui.actors()["vramtop: render"]
+        tui.send("\x13")  # Ctrl-S
+        for i in range(60):  # full redraws until the terminal's buffer is full
+            if _blocked_in_write(render):
+                break
+            tui.resize(120 + (i % 2) * 20, 40)
+            time.sleep(0.2)
+        assert _blocked_in_write(render), "the stall never happened"
+        # The heartbeat timeout is 15 s; stay stalled well past it.
+        stalled_until = time.monotonic() + 20
+        while time.monotonic() < stalled_until:
+            time.sleep(0.5)
+            assert tui.actors().get("vramtop: render") == render, "killed while stalled"
+        tui.send("\x11")  # Ctrl-Q
+        tui.resize(120, 40)
+        tui.wait_for("python train_small.py", timeout=15)
+        assert tui.actors().get("vramtop: render") == render
+        tui.send("q")
+        assert tui.wait_exit() == 0
+    finally:
+        tui.close()
+
+
+def test_a_sigkilled_supervisor_leaves_no_orphan_actor(home: Path) -> None:
+    tui = Tui(["--demo", "small"], home=home)
+    try:
+        tui.wait_for("python train_small.py")
+        actors = list(tui.actors().values())
+        assert len(actors) >= 4
+        os.kill(tui.pid, signal.SIGKILL)
+        for pid in actors:
+            _wait_gone(pid)
     finally:
         tui.close()

@@ -52,11 +52,30 @@ def _gone(pid: int) -> bool:
         return True
 
 
-def test_kill_sigterm_then_sigkill_with_countdown_and_audit(home: Path) -> None:
+def _killtest(home: Path) -> tuple[Tui, Path]:
+    """The killtest demo with its audit log under ``home``: (the terminal, the log)."""
     data = home / ".local" / "share"
     env = {"XDG_DATA_HOME": str(data)}
     args = ["--demo", "killtest", "--accessible", "--refresh-rate", "0.5"]
-    tui = Tui(args, cols=160, rows=45, home=home, env=env)
+    return Tui(args, cols=160, rows=45, home=home, env=env), data / "vramtop/kill-audit.jsonl"
+
+
+def _audit(path: Path) -> list[dict[str, object]]:
+    return [json.loads(ln) for ln in path.read_text().splitlines()]
+
+
+def _kill_stubborn(tui: Tui) -> int:
+    """Confirm a kill of the process that ignores SIGTERM; returns its PID mid-countdown."""
+    stubborn = _select(tui, "ignores_term.py")
+    tui.send("k")
+    tui.wait_for("kill process")
+    tui.send("\r")
+    tui.wait_for("SIGKILL in", timeout=5)
+    return stubborn
+
+
+def test_kill_sigterm_then_sigkill_with_countdown_and_audit(home: Path) -> None:
+    tui, audit = _killtest(home)
     try:
         tui.wait_for("ignores_term.py")
         polite = _select(tui, "exits_on_term.py")
@@ -71,11 +90,7 @@ def test_kill_sigterm_then_sigkill_with_countdown_and_audit(home: Path) -> None:
         tui.send("\x1b")
         tui.wait_for(lambda s: "exits_on_term.py" not in s, timeout=8)
 
-        stubborn = _select(tui, "ignores_term.py")
-        tui.send("k")
-        tui.wait_for("kill process")
-        tui.send("\r")
-        tui.wait_for("SIGKILL in", timeout=5)
+        stubborn = _kill_stubborn(tui)
         assert not _gone(stubborn), "SIGTERM is ignored: still alive during the countdown"
         tui.wait_for("KILLED: PID", timeout=12)
         assert _gone(stubborn)
@@ -84,9 +99,7 @@ def test_kill_sigterm_then_sigkill_with_countdown_and_audit(home: Path) -> None:
         assert tui.wait_exit() == 0
     finally:
         tui.close()
-    records = [
-        json.loads(ln) for ln in (data / "vramtop/kill-audit.jsonl").read_text().splitlines()
-    ]
+    records = _audit(audit)
     sent = [(r["pid"], r["signal"]) for r in records if r["result"] == "sent"]
     assert sent == [(polite, "SIGTERM"), (stubborn, "SIGTERM"), (stubborn, "SIGKILL")]
 
@@ -176,6 +189,32 @@ def test_no_kill_never_imports_the_signal_path() -> None:
     status, imported = out.stdout.splitlines()
     assert status.startswith("kill is disabled")
     assert imported == "False"
+
+
+def test_a_render_restart_during_the_countdown_does_not_lose_the_sigkill(home: Path) -> None:
+    import os
+
+    tui, audit = _killtest(home)
+    try:
+        tui.wait_for("ignores_term.py")
+        stubborn = _kill_stubborn(tui)
+        render = tui.actors()["vramtop: render"]
+        os.kill(render, signal.SIGKILL)  # the render process dies mid-countdown
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not _gone(stubborn):
+            tui.pump(0.2)
+        assert _gone(stubborn), "the SIGKILL that was due never came"
+        assert tui.actors()["vramtop: render"] != render, "a new render process took over"
+        tui.wait_for(lambda s: "KILLED: PID" in s or "kill killed: PID" in s, timeout=10)
+        tui.send("\x1b")
+        tui.send("q")
+        assert tui.wait_exit() == 0
+    finally:
+        tui.close()
+    records = _audit(audit)
+    story = [(r["signal"], r["result"]) for r in records if r["pid"] == stubborn]
+    assert story == [("SIGTERM", "sent"), (None, "resumed"), ("SIGKILL", "sent")], story
+    assert len({(r["monitor_pid"], r["monitor_start"]) for r in records}) == 1
 
 
 # -- a second, explicit confirmation for what is not the user's own job ----------------------

@@ -52,7 +52,9 @@ usage:
   vramtop replay FILE [--speed N|max] [--json]
                                   play a recording back in the monitor, or (--json) print each
                                   sample with vramtop's analysis of it as NDJSON
-  vramtop record --help, vramtop replay --help    their options
+  vramtop exporter [--listen 127.0.0.1:9400] [--demo [SCENARIO]]
+                                  serve vramtop's view as Prometheus metrics, without a UI
+  vramtop record --help, vramtop replay --help, vramtop exporter --help    their options
 
 config: $XDG_CONFIG_HOME/vramtop/config.toml (or --config PATH); kill -HUP reloads it, except
   general.history_length and general.process_slots, which take effect at the next start.
@@ -181,6 +183,36 @@ def build_record_parser() -> argparse.ArgumentParser:
     return p
 
 
+def build_exporter_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="vramtop exporter",
+        description="Run headless and serve vramtop's view (memory, processes, phases, OOM "
+        "ETAs, verdicts, restarts) as Prometheus metrics at http://LISTEN/metrics. Binds "
+        "loopback unless told otherwise.",
+    )
+    p.add_argument(
+        "--listen",
+        default="127.0.0.1:9400",
+        metavar="HOST:PORT",
+        help="where to serve /metrics (default 127.0.0.1:9400; 0.0.0.0:9400 for the network)",
+    )
+    p.add_argument(
+        "--hostname", metavar="NAME", help="the hostname label (default: this machine's name)"
+    )
+    p.add_argument(
+        "--demo",
+        nargs="?",
+        const="default",
+        metavar="SCENARIO",
+        help="export simulated GPUs (a shipped scenario name or a TOML file)",
+    )
+    p.add_argument(
+        "--speed", type=float, metavar="N", help="with --demo: simulated seconds per real second"
+    )
+    _common(p)
+    return p
+
+
 def build_replay_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="vramtop replay",
@@ -224,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, run = build_record_parser().parse_args(argv[1:]), _record
     elif argv and argv[0] == "replay":
         args, run = build_replay_parser().parse_args(argv[1:]), _replay
+    elif argv and argv[0] == "exporter":
+        args, run = build_exporter_parser().parse_args(argv[1:]), _exporter
     else:
         args = build_parser().parse_args(argv)
     from vramtop.export.logfile import LogWriteError
@@ -323,6 +357,16 @@ def _record(args: argparse.Namespace) -> int:
     if args.file != "-" and (problem := check_log(args.file, fmt)):
         return fail(problem, EXIT_USAGE)
     return run_record(spec, args.file, fmt, config, args.count)
+
+
+def _exporter(args: argparse.Namespace) -> int:
+    from vramtop.modes.exporter import run_exporter
+
+    spec, gpu_count = _source(args)
+    config = _load_config(args)
+    return run_exporter(
+        config, spec, gpu_count, args.listen, args.hostname, args.config, overrides_from(args)
+    )
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -49,6 +49,10 @@ Keys, defaults and accepted values:
   algorithm = "variance"        variance or pelt (pelt needs the ``pelt`` extra: ruptures)
   min_sustained_samples = 10    growth must last this many samples before a prediction, 2 to 100000
   min_rate_mb_per_sec = 1.0     slower growth than this is not a leak, >= 0
+
+[exporter]
+  max_process_series = 1000     ``vramtop exporter``: process series for the largest this many
+                                processes (the rest are counted), 1 to 100000
 """
 
 from __future__ import annotations
@@ -164,6 +168,11 @@ class OomPredictionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ExporterConfig:
+    max_process_series: int = _key(1000, _Rule(int, low=1, high=100000))
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; ``source`` is the file it came from, or "defaults"."""
 
@@ -172,6 +181,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     scraping: ScrapingConfig = field(default_factory=ScrapingConfig)
     oom_prediction: OomPredictionConfig = field(default_factory=OomPredictionConfig)
+    exporter: ExporterConfig = field(default_factory=ExporterConfig)
     source: str = ""
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
@@ -195,6 +205,7 @@ _SECTIONS: Final[dict[str, type[Any]]] = {
     "alerts": AlertsConfig,
     "scraping": ScrapingConfig,
     "oom_prediction": OomPredictionConfig,
+    "exporter": ExporterConfig,
 }
 
 
@@ -231,6 +242,9 @@ allowed_ports = [8000, 8080, 11434, 3000, 30000]  # the only ports contacted, 1 
 algorithm = "variance"      # variance or pelt (needs the "pelt" extra)
 min_sustained_samples = 10  # 2 to 100000
 min_rate_mb_per_sec = 1.0   # at least 0
+
+[exporter]
+max_process_series = 1000   # vramtop exporter: the largest processes get series, 1 to 100000
 """
 
 

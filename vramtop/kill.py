@@ -17,6 +17,11 @@ The security model (design.md, "Kill"):
 * every signal sent, every refused attempt and every failed send is appended to a JSON-lines
   audit log (:func:`default_audit_path`). A log that cannot be written never blocks the kill;
   the failure is shown in :attr:`KillState.message`.
+
+A kill outlives the render process that started it: each record names the monitor (the
+supervisor's PID and start time), and a restarted render process finds, with
+:func:`pending_kill`, a SIGTERM of its own monitor whose SIGKILL is still due, and resumes that
+countdown (:meth:`KillSession.resume`, logged as "resumed") instead of forgetting it.
 """
 
 from __future__ import annotations
@@ -203,8 +208,12 @@ class KillSession:
         audit_path: Path | None = None,
         grace_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        monitor: tuple[int, float] | None = None,
     ) -> None:
+        """``monitor``: (pid, start time) of the vramtop that runs this kill, written into
+        each record so that a restarted render process resumes its own kills only."""
         self._pidfd: int | None = None
+        self.monitor = monitor
         self.target = target
         self.my_uid = my_uid
         self.enabled = enabled
@@ -249,6 +258,26 @@ class KillSession:
         self._message = f"sent SIGTERM to PID {pid}; waiting for it to exit"
         self._audit(signal.SIGTERM, "sent", "confirmed by user")
         return None
+
+    def resume(self, pending: PendingKill) -> None:
+        """Continue the countdown of a SIGTERM that an earlier render process of the same
+        monitor sent (instead of ``start``): SIGKILL is due ``grace_s`` after that SIGTERM,
+        not after the restart."""
+        if self._phase != "idle":
+            return
+        if self.enabled:
+            self._pidfd = _open_pidfd(self.target.pid)
+        self._term_sent = True
+        self._phase = "terminating"
+        self._term_at = self._clock() - max(0.0, time.time() - pending.sent_at)
+        self._message = f"sent SIGTERM to PID {self.target.pid}; waiting for it to exit"
+        sigterm_at = datetime.fromtimestamp(pending.sent_at, timezone.utc)
+        self._audit(
+            None,
+            "resumed",
+            "countdown continued by a restarted render process",
+            sigterm_at=sigterm_at.isoformat(timespec="milliseconds"),
+        )
 
     def poll(self) -> KillState:
         """Where the kill stands now; may send the SIGKILL when the grace period is over."""
@@ -352,7 +381,7 @@ class KillSession:
         self._message = message
         self.close()
 
-    def _audit(self, sig: signal.Signals | None, result: str, reason: str) -> None:
+    def _audit(self, sig: signal.Signals | None, result: str, reason: str, **extra: object) -> None:
         """Append one record; a failure is kept in ``audit_error``, never raised."""
         t = self.target
         record = {
@@ -367,6 +396,9 @@ class KillSession:
             "reason": reason,
             "by_uid": os.geteuid(),
         }
+        record.update(extra)
+        if self.monitor is not None:
+            record["monitor_pid"], record["monitor_start"] = self.monitor
         line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
         try:
             _append(self.audit_path, line)
@@ -375,6 +407,69 @@ class KillSession:
 
 
 _WAITING = "; waiting for it to go"
+_AUDIT_TAIL = 64 * 1024  # the end of the log is where a pending kill can be
+
+
+@dataclass(frozen=True)
+class PendingKill:
+    """A SIGTERM whose SIGKILL may still be due, read back from the audit log."""
+
+    target: KillTarget
+    sent_at: float  # wall time of the SIGTERM
+
+
+def pending_kill(
+    audit_path: Path, monitor: tuple[int, float], grace_s: float = 5.0
+) -> PendingKill | None:
+    """The newest SIGTERM sent by ``monitor`` within the last ``grace_s`` + a margin that no
+    later record of the same process settles (SIGKILL sent, refused, failed); None if none.
+    A log that cannot be read or parsed is no pending kill."""
+    try:
+        with open(audit_path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - _AUDIT_TAIL))
+            tail = f.read(_AUDIT_TAIL)
+    except OSError:
+        return None
+    newest: dict[tuple[int, float], dict[str, object]] = {}
+    for line in tail.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        if (record.get("monitor_pid"), record.get("monitor_start")) != monitor:
+            continue
+        key = (record.get("pid"), record.get("start_time"))
+        if isinstance(key[0], int) and isinstance(key[1], int | float):
+            newest[(key[0], float(key[1]))] = record
+    now = time.time()
+    for (pid, start), record in sorted(newest.items(), key=lambda kv: str(kv[1].get("time"))):
+        if record.get("signal") == "SIGTERM" and record.get("result") == "sent":
+            when = record.get("time")
+        elif record.get("result") == "resumed":
+            when = record.get("sigterm_at")
+        else:
+            continue  # settled: SIGKILL sent, refused or failed
+        try:
+            sent_at = datetime.fromisoformat(str(when)).timestamp()
+        except ValueError:
+            continue
+        if not now - grace_s - KILL_WAIT_S <= sent_at <= now + 1.0:
+            continue
+        uid = record.get("uid")
+        target = KillTarget(
+            pid=pid,
+            start_time=start,
+            uid=uid if isinstance(uid, int) else -1,
+            user=str(record.get("user", "")),
+            command=str(record.get("command", "")),
+            vram_bytes=None,
+        )
+        return PendingKill(target, sent_at)
+    return None
 
 
 def _append(path: Path, line: bytes) -> None:

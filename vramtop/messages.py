@@ -113,6 +113,16 @@ class ConfigUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class LogLine:
+    """Supervisor -> render: the newest line the actors wrote to stderr or logged (the screen
+    belongs to the render process, so they never write to the terminal; the whole log is
+    printed after it is restored). ``total`` counts every line so far."""
+
+    text: str
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
 class Stop:
     """Supervisor -> actor: finish the current step and exit 0."""
 
@@ -161,10 +171,9 @@ class AnalysisMessage:
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """Actor -> render and supervisor: a standing line for the status bar, e.g. "recording
-    paused: disk full (3 samples skipped)". Repeatable: each carries the whole text for its
-    ``key``, and "" clears it. ``said``: an event worth keeping ("recording resumed ..."),
-    which the supervisor prints on stderr once the terminal is restored."""
+    """Actor -> render: a standing line for the status bar, e.g. "recording paused: disk full
+    (3 samples skipped)". Repeatable: each carries the whole text for its ``key``, and ""
+    clears it. ``said``: the event that changed it ("recording resumed ..."), shown briefly."""
 
     key: str
     text: str
@@ -179,6 +188,7 @@ Message = (
     | Heartbeat
     | ActorHealth
     | ConfigUpdate
+    | LogLine
     | Stop
     | Quit
     | ActorError

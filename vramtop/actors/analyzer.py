@@ -21,6 +21,7 @@ import math
 from collections.abc import Sequence
 
 from vramtop.actors.base import ActorContext, Out
+from vramtop.actors.routes import readers
 from vramtop.analysis.analyzer import AnalysisContext, Analyzer
 from vramtop.analysis.model import AnalysisResult
 from vramtop.analysis.spikes import SPIKE_WINDOW_S
@@ -89,7 +90,7 @@ class AnalyzerCore:
         if result is None:
             return []
         out = AnalysisMessage(rows.seq, result)
-        return [("render", out), ("exporter", out)]
+        return [(name, out) for name in readers("analysis")]
 
     def analyze(self, message: ProcessRows | SampleMessage) -> AnalysisResult | None:
         """Read and analyse; None when the read was torn (the tick is skipped)."""

@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import connection
-from typing import Protocol
+from typing import Any, Protocol
 
 from vramtop.actors.mailbox import Mailbox, Packed, StateChannel
 from vramtop.config import Config
@@ -45,6 +45,11 @@ class ActorContext:
     outboxes: Mapping[str, Mailbox]
     shm_name: str
     channels: Mapping[str, StateChannel] = field(default_factory=dict)
+    log_fd: int = -1  # the supervisor's log pipe: this actor's stderr (and stdout) go there
+    owns_terminal: bool = False  # keeps fd 1 (the render process draws on it)
+    # Shared with the supervisor: the monotonic time a blocking terminal write began, 0 when
+    # none is in progress (a render process stuck in write() is stalled, not hung).
+    writing_since: Any = None
     extra: dict[str, object] = field(default_factory=dict)
 
     def deliver(self, out: Out) -> None:
@@ -129,6 +134,8 @@ def run_actor(core: ActorCore, ctx: ActorContext) -> None:
         raise _StopRequested
 
     signal.signal(signal.SIGTERM, _term)
+    _die_with_parent()
+    _redirect_output(ctx)
     code = 0
     try:
         _injected_fault(ctx.name)
@@ -153,6 +160,40 @@ def run_actor(core: ActorCore, ctx: ActorContext) -> None:
     os._exit(code)
 
 
+def _die_with_parent() -> None:
+    """An actor never outlives its supervisor (a SIGKILLed supervisor leaves no orphans):
+    the kernel sends SIGTERM when the parent dies (Linux ``PR_SET_PDEATHSIG``); the loop also
+    checks its parent at every heartbeat, for where that is not available."""
+    import ctypes
+
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+
+
+def _redirect_output(ctx: ActorContext) -> None:
+    """While the render process owns the screen nothing else may write on it: stderr (and,
+    but for the render process, stdout) goes to the supervisor's log pipe, which shows the
+    newest line in the status line and prints them all once the terminal is restored.
+    Logging is configured here too: unconfigured, Python writes WARNING records to stderr
+    bare, and a driver's warning would be one more anonymous line."""
+    import logging
+
+    if ctx.log_fd >= 0:
+        with contextlib.suppress(OSError):
+            os.dup2(ctx.log_fd, 2)
+            if not ctx.owns_terminal:
+                os.dup2(ctx.log_fd, 1)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{ctx.name}: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+
+
 def _injected_fault(name: str) -> None:
     """``VRAMTOP_FAULT=sampler`` makes that actor crash at every start: how the supervisor's
     restart intensity is exercised end to end (tests, and anyone checking a deployment)."""
@@ -167,6 +208,7 @@ def _loop(core: ActorCore, ctx: ActorContext) -> None:
     next_tick = time.monotonic()
     next_beat = 0.0
     pid = os.getpid()
+    parent = os.getppid()
     # A (re)started actor begins with the newest state, whatever its predecessor left unread.
     first = ctx.inbox.resync()
     if first:
@@ -174,10 +216,16 @@ def _loop(core: ActorCore, ctx: ActorContext) -> None:
     while not core.done:
         now = time.monotonic()
         if now >= next_beat:
+            if os.getppid() != parent:
+                return  # the supervisor is gone: nobody would restart or read us
             ctx.supervisor.post(Heartbeat(ctx.name, pid, now))
             next_beat = now + HEARTBEAT_SECONDS
         if now >= next_tick:
-            next_tick, out = core.tick(now)
+            # What is already queued comes first: a tick must not draw (or send) what a
+            # waiting message has made stale, e.g. right after a SIGCONT.
+            if connection.wait([inbox_fd], 0) and not _take_batch(core, ctx):
+                return
+            next_tick, out = core.tick(time.monotonic())
             ctx.deliver(out)
             continue
         timeout = max(0.0, min(next_tick, next_beat) - now)

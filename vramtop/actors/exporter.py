@@ -15,13 +15,14 @@ and dropped for identities that left.
 Started by the supervisor only when an export is requested (``modes/monitor.py``); the files are
 opened for appending at every start, so a restarted exporter continues them. A full disk pauses
 a file (``export.logfile.PausedWrites``): samples are skipped and counted, the status line says
-so (a :class:`Notice` to the render process and the supervisor, which prints it on stderr after
-the terminal is restored) and writing resumes when space returns. Any other write error stops
+so (a :class:`Notice` to the render process, and a line on stderr, which the supervisor prints
+after the terminal is restored) and writing resumes when space returns. Any other write error stops
 that file alone, said the same way; the monitor goes on.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -106,8 +107,11 @@ class ExporterCore:
         return out
 
     def _notice(self, path: str, text: str, level: str = "warn", said: str = "") -> None:
-        notice = Notice(f"export {path}", text, level, said)
-        self.out += [("render", notice), ("supervisor", notice)]
+        if said:
+            # An actor's stderr goes to the supervisor, which prints it after the terminal is
+            # restored: the user finds the pause and the resume there too.
+            print(f"vramtop: {said}", file=sys.stderr, flush=True)
+        self.out.append(("render", Notice(f"export {path}", text, level, said)))
 
     def _take(self, message: object) -> None:
         if isinstance(message, SnapshotMessage | ProcessRows):

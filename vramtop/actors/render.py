@@ -120,10 +120,15 @@ class RenderCore:
     # -- actor protocol -------------------------------------------------------------------
     def start(self, ctx: ActorContext) -> Out:
         cfg = ctx.config
+        if ctx.writing_since is not None:
+            self.emit = _marked_writer(ctx.writing_since)
         history = ShmHistory(ctx.shm_name)
         # Kill is wired only when enabled: with --no-kill vramtop.kill is never imported.
         self.ui = Ui(cfg, no_color=self.no_color, filters=self.filters, history=history,
                      kill=KillFlow(cfg.display.enable_kill))  # fmt: skip
+        # A kill countdown outlives a render restart: take over the one left running.
+        if self.ui.kill.resume_pending(_monitor_identity()):
+            self.ui.state.say("a kill in progress was resumed after a restart", 8, "warn")
         self.attach(make_terminal(self.no_color))
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -262,13 +267,16 @@ class RenderCore:
     def _read_input(self) -> None:
         """Mouse reports are cut out of the raw input; the rest goes to blessed as keys."""
         try:
-            raw = os.read(0, 4096).decode("utf-8", "replace")
+            data = os.read(0, 4096)
         except (BlockingIOError, InterruptedError):
-            raw = ""
+            return  # nothing after all; not the end of the input
         except OSError:
-            # The terminal is gone (hang-up): nothing more to read or draw.
-            self._quit()
+            data = b""
+        if not data:
+            # End of input: the terminal is gone (hang-up). Nothing more to read or draw.
+            self._quit("hangup")
             return
+        raw = data.decode("utf-8", "replace")
         rest = SGR_MOUSE.sub(lambda m: self._mouse(m) or "", raw)
         if rest:
             self.term.ungetch(rest)
@@ -289,9 +297,10 @@ class RenderCore:
         if self.ui.quit:
             self._quit()
 
-    def _quit(self) -> None:
-        self.done = True
-        self._out.append(("supervisor", Quit()))
+    def _quit(self, reason: str = "user") -> None:
+        if not self.done:
+            self.done = True
+            self._out.append(("supervisor", Quit(reason)))
 
     def _on_winch(self, _signo: int, _frame: object) -> None:
         with contextlib.suppress(OSError):
@@ -318,7 +327,12 @@ class RenderCore:
         grid = self.ui.draw(width, height)
         out = self.writer.render(grid)
         if out:
-            self.emit(out)
+            try:
+                self.emit(out)
+            except OSError:
+                # EIO: the terminal hung up. Quit cleanly rather than crash into a restart.
+                self._quit("hangup")
+                return
         self.frames += 1
         self.frame_seqs = (self._shown_seq, self._analysis_seq)
         if self._frame_log:
@@ -337,6 +351,31 @@ class RenderCore:
         return self.ui.draw(width, height)
 
 
+def _monitor_identity() -> tuple[int, float]:
+    """(pid, start time) of the supervisor: the monitor a kill belongs to."""
+    import psutil
+
+    parent = os.getppid()
+    try:
+        return parent, float(psutil.Process(parent).create_time())
+    except psutil.Error:
+        return parent, 0.0
+
+
 def _stdout_write(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
+
+
+def _marked_writer(writing_since: Any) -> Callable[[str], None]:
+    """``_stdout_write`` that tells the supervisor when it is blocked in a write (a terminal
+    with its output stopped), so the heartbeat check does not take the stall for a hang."""
+
+    def write(text: str) -> None:
+        writing_since.value = time.monotonic()
+        try:
+            _stdout_write(text)
+        finally:
+            writing_since.value = 0.0
+
+    return write

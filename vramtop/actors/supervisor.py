@@ -42,11 +42,13 @@ from vramtop.messages import (
     ActorState,
     ConfigUpdate,
     Heartbeat,
-    Notice,
+    LogLine,
     Quit,
     Stop,
 )
 from vramtop.shm import ShmSegment, cleanup_stale
+
+LOG_LINES_KEPT = 2000  # printed after the terminal is restored; older ones are counted
 
 # Mouse reporting off, leave the alternate screen, show the cursor, reset attributes.
 ALT_SCREEN_OFF = "\x1b[?1006l\x1b[?1000l\x1b[?1049l\x1b[?25h\x1b[0m"
@@ -91,6 +93,8 @@ class _Child:
     last_error: str = ""
     start_at: float | None = 0.0  # monotonic time of the next (re)start; None = not scheduled
     last_beat: float = 0.0
+    writing_since: Any = field(default_factory=lambda: CONTEXT.RawValue("d", 0.0))
+    stalled: bool = False  # its terminal output is blocked (said once in the log)
 
 
 class Supervisor:
@@ -116,7 +120,11 @@ class Supervisor:
         self.shm_shape = shm
         self.segment: ShmSegment | None = None
         names = {s.name for s in specs}
-        routes = {k: [a for a in v if a in names] for k, v in (state_routes or {}).items()}
+        queued = {s.name for s in specs if s.every_state}
+        routes = {
+            k: [a for a in v if a in names and a not in queued]
+            for k, v in (state_routes or {}).items()
+        }
         self.channels = make_channels(routes, channel_capacity(config.general.process_slots))
         self.inbox = Mailbox(CONTEXT, "supervisor")
         self.children = {
@@ -124,9 +132,6 @@ class Supervisor:
             for s in specs
         }
         self.stopping = False
-        # Events actors reported while the terminal was the render process's (a recording
-        # paused on a full disk, resumed...): printed on stderr once it is restored.
-        self.said: deque[str] = deque(maxlen=32)
         self.exit_code = 0
         self.exit_message = ""
         self._signals: deque[int] = deque()
@@ -134,6 +139,12 @@ class Supervisor:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
+        # The actors' stderr: a pipe whose read end only this process holds open for reading.
+        self._log_r, self._log_w = os.pipe()
+        os.set_blocking(self._log_r, False)
+        self.log: deque[str] = deque(maxlen=LOG_LINES_KEPT)
+        self.logged = 0
+        self._log_partial = b""
 
     # -- lifecycle ------------------------------------------------------------------------
     def run(self) -> int:
@@ -146,6 +157,7 @@ class Supervisor:
                 self._start_due()
                 self._wait(0.5)
                 self._handle_signals()
+                self._read_log()
                 self._handle_inbox()
                 self._reap()
                 self._check_heartbeats()
@@ -182,16 +194,31 @@ class Supervisor:
             with contextlib.suppress(termios.error):
                 self._termios = termios.tcgetattr(0)
 
-    def restore_terminal(self) -> None:
-        """Put the terminal back as the user had it (the render process may have been killed)."""
+    def _terminal_gone(self) -> bool:
+        """Whether the terminal we were started on hung up (closed window, dropped link)."""
         if self._termios is None:
+            return False
+        import select
+
+        try:
+            poller = select.poll()
+            poller.register(0, select.POLLIN)
+            events = poller.poll(0)
+        except (OSError, ValueError):
+            return True
+        return any(ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, ev in events)
+
+    def restore_terminal(self) -> None:
+        """Put the terminal back as the user had it (the render process may have been killed).
+        Never blocks for long: with output stopped (Ctrl-S, a frozen link) a write would wait
+        forever, so it is given a second; TCSANOW, because draining would wait the same."""
+        if self._termios is None or self._terminal_gone():
             return
         import termios
 
         with contextlib.suppress(termios.error, OSError):
-            termios.tcsetattr(0, termios.TCSADRAIN, self._termios)
-        with contextlib.suppress(OSError):
-            os.write(1, ALT_SCREEN_OFF.encode())
+            termios.tcsetattr(0, termios.TCSANOW, self._termios)
+        _write_with_timeout(1, ALT_SCREEN_OFF.encode(), 1.0)
 
     # -- children -------------------------------------------------------------------------
     def _context_for(self, child: _Child) -> ActorContext:
@@ -203,6 +230,9 @@ class Supervisor:
             outboxes={name: c.inbox for name, c in self.children.items()},
             shm_name=self.shm_name,
             channels=self.channels,
+            log_fd=self._log_w,
+            owns_terminal=child.spec.owns_terminal,
+            writing_since=child.writing_since,
         )
 
     def _start(self, child: _Child) -> None:
@@ -230,7 +260,7 @@ class Supervisor:
         due = [c.start_at for c in self.children.values() if c.start_at is not None]
         if due:
             timeout = max(0.0, min(timeout, min(due) - now))
-        waitables: list[Any] = [self._wake_r, self.inbox.fileno()]
+        waitables: list[Any] = [self._wake_r, self._log_r, self.inbox.fileno()]
         waitables += [c.process.sentinel for c in self.children.values() if c.process is not None]
         with contextlib.suppress(InterruptedError):
             connection.wait(waitables, timeout)
@@ -241,7 +271,10 @@ class Supervisor:
         while self._signals:
             signo = self._signals.popleft()
             if signo == signal.SIGHUP:
-                self.reload_config()
+                if self._terminal_gone():
+                    self.stopping = True  # a hang-up of our terminal, not `kill -HUP`
+                else:
+                    self.reload_config()
             elif signo == signal.SIGTSTP:
                 self._suspend()
             elif signo == signal.SIGCONT:
@@ -286,6 +319,58 @@ class Supervisor:
         for child in self.children.values():
             child.inbox.post(message)
 
+    def _read_log(self, final: bool = False) -> None:
+        """Take what the actors wrote; tell the render process the newest line."""
+        data = b""
+        while True:
+            try:
+                chunk = os.read(self._log_r, 65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        if not data and not (final and self._log_partial):
+            return
+        data = self._log_partial + data
+        *lines, self._log_partial = data.split(b"\n")
+        if final and self._log_partial:
+            lines.append(self._log_partial)
+            self._log_partial = b""
+        texts = [ln.decode("utf-8", "replace").rstrip() for ln in lines]
+        texts = [t for t in texts if t]
+        if not texts:
+            return
+        self.logged += len(texts)
+        if not any(c.spec.owns_terminal for c in self.children.values()):
+            # Headless (the exporter): no screen to keep them off; say them as they come.
+            for text in texts:
+                print(text, file=sys.stderr, flush=True)
+            return
+        self.log.extend(texts)
+        if not final:
+            from vramtop.sanitize import clean
+
+            for child in self.children.values():
+                if child.spec.owns_terminal:
+                    child.inbox.post(LogLine(clean(texts[-1]), self.logged))
+
+    def _print_log(self) -> None:
+        """After the terminal is restored: everything the actors wrote meanwhile (htop's
+        dumpStderr)."""
+        self._read_log(final=True)
+        if not self.log or not any(c.spec.owns_terminal for c in self.children.values()):
+            for line in self.log:
+                print(line, file=sys.stderr)
+            return
+        kept = len(self.log)
+        more = f" (the last {kept} of {self.logged})" if self.logged > kept else ""
+        print(f"vramtop: the actors wrote{more}:", file=sys.stderr)
+        for line in self.log:
+            print(f"  {line}", file=sys.stderr)
+
     def _handle_inbox(self) -> None:
         for message in self.inbox.drain():
             if isinstance(message, Heartbeat):
@@ -298,8 +383,6 @@ class Supervisor:
                     child.last_error = message.error
             elif isinstance(message, Quit):
                 self.stopping = True
-            elif isinstance(message, Notice) and message.said:
-                self.said.append(message.said)
 
     def _reap(self) -> None:
         for child in self.children.values():
@@ -313,8 +396,8 @@ class Supervisor:
                 self.restore_terminal()
             if self.stopping:
                 continue
-            if code == 0 and child.spec.owns_terminal:
-                self.stopping = True  # the user quit
+            if child.spec.owns_terminal and (code == 0 or self._terminal_gone()):
+                self.stopping = True  # the user quit, or the terminal went away
                 continue
             if not child.last_error:
                 child.last_error = f"exited with {_describe_exit(code)}"
@@ -346,6 +429,12 @@ class Supervisor:
                 if _stopped(proc.pid or 0):
                     # Stopped (SIGSTOP, a debugger), not hung: it beats again once continued.
                     child.last_beat = now
+                    continue
+                if child.writing_since.value > 0.0:
+                    # Blocked writing to a terminal whose output is stopped (Ctrl-S, XOFF, a
+                    # frozen ssh link): killing it would only block its successor the same way.
+                    child.last_beat = now
+                    child.stalled = True
                     continue
                 child.last_error = f"no heartbeat for {child.spec.heartbeat_timeout:.0f} s"
                 with contextlib.suppress(ProcessLookupError):
@@ -390,6 +479,9 @@ class Supervisor:
             for proc in alive:
                 proc.join(grace)
         self.restore_terminal()
+        with contextlib.suppress(OSError):
+            os.close(self._log_w)  # every writer has exited: what is left can be read to EOF
+        self._print_log()
         for child in self.children.values():
             child.inbox.close()
         self.inbox.close()
@@ -397,10 +489,22 @@ class Supervisor:
             self.segment.close()
             self.segment.unlink()
             self.segment = None
-        for line in self.said:
-            print(f"vramtop: {line}", file=sys.stderr)
         if self.exit_message:
             print(self.exit_message, file=sys.stderr)
+
+
+def _write_with_timeout(fd: int, data: bytes, seconds: float) -> None:
+    """Write from a daemon thread and stop waiting after ``seconds`` (the thread is left to
+    finish, or to be dropped at exit, when the terminal never takes the bytes)."""
+    import threading
+
+    def write() -> None:
+        with contextlib.suppress(OSError):
+            os.write(fd, data)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    writer.join(seconds)
 
 
 def _stopped(pid: int) -> bool:

@@ -17,6 +17,7 @@ leaves the process list for good; the scripted OOM model does not notice the mem
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import signal
@@ -43,6 +44,8 @@ from vramtop.gpu.scenario import (
 )
 from vramtop.gpu.snapshot import GpuSample, GpuState, IntNA, ProcessSample, Snapshot
 from vramtop.na import NA
+
+log = logging.getLogger("vramtop.simulated")
 
 MIB = 1 << 20
 # Linux never hands out PIDs above 4194304 (PID_MAX_LIMIT), so synthetic PIDs can never name a
@@ -257,6 +260,7 @@ class SimulatedBackend:
         self._pool: ChildPool | None = None
         self._children: dict[str, _Child] = {}
         self._opened = False
+        self._lost: set[int] = set()  # GPUs last seen lost, to log each change once
 
     @property
     def pids(self) -> dict[str, int]:
@@ -337,6 +341,7 @@ class SimulatedBackend:
                         mem_util=NA if no_util else round(mem),
                     )
                 )
+        self._log_changes(t)
         return Snapshot(
             timestamp=now,
             backend=self.name,
@@ -346,6 +351,18 @@ class SimulatedBackend:
             cuda_version=CUDA_VERSION,
             nvml_version=DRIVER_VERSION,
         )
+
+    def _log_changes(self, t: float) -> None:
+        """Say when a GPU is lost or back, as the NVML backend does (a warning an operator
+        wants in a log, which the monitor must keep off its screen)."""
+        for g in self.scenario.gpus:
+            lost = g.lost(t)
+            if lost and g.index not in self._lost:
+                self._lost.add(g.index)
+                log.warning("GPU %d lost (simulated: fell off the bus); retrying", g.index)
+            elif not lost and g.index in self._lost:
+                self._lost.discard(g.index)
+                log.warning("GPU %d is back", g.index)
 
     def _pid_if_running(self, p: ProcessSpec, t: float) -> int | None:
         """The PID to report, or None when the process's real child is gone."""

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vramtop.gpu.backend import GpuBackend
+    from vramtop.gpu.factory import BackendSpec
 
 EXIT_OK, EXIT_GPU, EXIT_USAGE = 0, 1, 2
 
@@ -50,3 +55,18 @@ def silence_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
+
+
+def open_backend(spec: BackendSpec) -> GpuBackend | None:
+    """The backend ``spec`` names, opened; None after saying in one line why it cannot be
+    (the caller exits with :data:`EXIT_GPU`)."""
+    from vramtop.gpu.backend import BackendUnavailable
+    from vramtop.gpu.factory import make_backend
+
+    backend = make_backend(spec)
+    try:
+        backend.open()
+    except BackendUnavailable as exc:
+        fail(str(exc), EXIT_GPU)
+        return None
+    return backend

@@ -30,6 +30,27 @@ from vramtop.modes.exits import EXIT_GPU, fail
 from vramtop.render.filters import ProcessFilter
 
 
+def prepare_backend(
+    spec: BackendSpec, gpu_count: int | None
+) -> tuple[BackendSpec, int, ChildPool | None] | str:
+    """What the supervisor's sampler needs before any actor starts: the GPU count (probed in a
+    short-lived child for NVML: never initialise NVML before fork) and, for a demo, its child
+    processes (the caller closes the pool). A string says why the GPUs cannot be read."""
+    pool: ChildPool | None = None
+    if spec.kind == "nvml":
+        found = probe_gpu_count(spec)
+        if isinstance(found, str):
+            return found
+        gpu_count = found
+    elif spec.kind == "simulated":
+        scenario = load_scenario(spec.scenario)
+        pool = ChildPool()
+        pids = pool.start(scenario.child_specs())
+        spec = BackendSpec("simulated", spec.scenario, time.time(), spec.speed, pids)
+    # A replay's recording is the whole world: no driver, no child processes.
+    return spec, max(1, gpu_count or 0), pool
+
+
 def run_monitor(
     config: Config,
     spec: BackendSpec,
@@ -40,21 +61,10 @@ def run_monitor(
     export_ndjson: str | None = None,
     filters: ProcessFilter | None = None,
 ) -> int:
-    pool: ChildPool | None = None
-    if spec.kind == "nvml":
-        # NVML is initialised in a short-lived child, never in the supervisor (design trap).
-        found = probe_gpu_count(spec)
-        if isinstance(found, str):
-            return fail(found, EXIT_GPU)
-        gpu_count = found
-    elif spec.kind == "replay":
-        pass  # the recording is the whole world: no driver, no child processes
-    else:
-        scenario = load_scenario(spec.scenario)
-        pool = ChildPool()
-        pids = pool.start(scenario.child_specs())
-        spec = BackendSpec("simulated", spec.scenario, time.time(), spec.speed, pids)
-    assert gpu_count is not None
+    prepared = prepare_backend(spec, gpu_count)
+    if isinstance(prepared, str):
+        return fail(prepared, EXIT_GPU)
+    spec, gpu_count, pool = prepared
     general = config.general
     try:
         backend_spec = spec

@@ -18,9 +18,8 @@ import sys
 import time
 
 from vramtop.config import Config
-from vramtop.gpu.backend import BackendUnavailable
-from vramtop.gpu.factory import BackendSpec, make_backend
-from vramtop.modes.exits import EXIT_GPU, EXIT_OK, EXIT_USAGE, emit, fail
+from vramtop.gpu.factory import BackendSpec
+from vramtop.modes.exits import EXIT_GPU, EXIT_OK, EXIT_USAGE, emit, fail, open_backend
 from vramtop.render.filters import ProcessFilter, visible_rows
 
 # One sample of a scenario is most telling once it has settled (servers loaded).
@@ -47,11 +46,9 @@ def run_once(
     spec = dataclasses.replace(spec, once=True)
     if spec.kind == "simulated":
         spec = dataclasses.replace(spec, t0=time.time() - ONCE_WARMUP_S)
-    backend = make_backend(spec)
-    try:
-        backend.open()
-    except BackendUnavailable as exc:
-        return fail(str(exc), EXIT_GPU)
+    backend = open_backend(spec)
+    if backend is None:
+        return EXIT_GPU
     try:
         snapshot = backend.sample()
         facts = ProcessTable().update(p.pid for p in snapshot.processes)

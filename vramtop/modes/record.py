@@ -35,10 +35,10 @@ from vramtop.enrich.procinfo import ProcessTable, build_rows
 from vramtop.export.csvlog import CsvLog
 from vramtop.export.logfile import LogFileError, LogWriteError, PausedWrites
 from vramtop.export.ndjson import NdjsonLog
-from vramtop.gpu.backend import BackendUnavailable, GpuBackend
-from vramtop.gpu.factory import BackendSpec, make_backend
+from vramtop.gpu.backend import GpuBackend
+from vramtop.gpu.factory import BackendSpec
 from vramtop.messages import ProcessRow
-from vramtop.modes.exits import EXIT_GPU, EXIT_OK, EXIT_USAGE, fail
+from vramtop.modes.exits import EXIT_GPU, EXIT_OK, EXIT_USAGE, fail, open_backend
 
 FORMATS = ("csv", "ndjson")
 
@@ -70,11 +70,9 @@ def run_record(
 ) -> int:
     """The headless recorder: backend -> one whole sample per interval, with the enricher's
     and analyzer's results for it."""
-    backend = make_backend(spec)
-    try:
-        backend.open()
-    except BackendUnavailable as exc:
-        return fail(str(exc), EXIT_GPU)
+    backend = open_backend(spec)
+    if backend is None:
+        return EXIT_GPU
     try:
         try:
             log = open_log(path, fmt)

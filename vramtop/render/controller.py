@@ -16,6 +16,7 @@ from vramtop.messages import (
     AnalysisMessage,
     ConfigUpdate,
     EnrichmentMessage,
+    LogLine,
     Notice,
     SampleMessage,
 )
@@ -67,6 +68,10 @@ class Ui:
             return True
         if isinstance(message, ActorHealth):
             st.health = message.actors
+            return True
+        if isinstance(message, LogLine):
+            # What an actor wrote to stderr: shown here, printed in full after the exit.
+            st.say(message.text, 10, "warn")
             return True
         if isinstance(message, ConfigUpdate):
             if message.error:

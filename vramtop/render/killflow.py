@@ -41,6 +41,36 @@ class KillFlow:
         self.dialog: KillDialog | None = None
         self._target: Any = None
         self._session: Any = None
+        self.monitor: tuple[int, float] | None = None  # set by the render process
+
+    def resume_pending(self, monitor: tuple[int, float]) -> bool:
+        """At the render process's (re)start: take over a countdown its predecessor left
+        running (the SIGKILL is still due). True when one was resumed."""
+        self.monitor = monitor
+        if not self.enabled:
+            return False
+        from vramtop import kill
+
+        path = self.audit_path if self.audit_path is not None else kill.default_audit_path()
+        pending = kill.pending_kill(path, monitor, self.grace_s)
+        if pending is None:
+            return False
+        target = pending.target
+        self._target = target
+        self._session = kill.KillSession(
+            target, self.my_uid, self.enabled, path, self.grace_s, monitor=monitor
+        )
+        self._session.resume(pending)
+        self.dialog = KillDialog(
+            pid=target.pid,
+            user=target.user,
+            command=target.command,
+            vram="N/A",
+            age="unknown",
+            refusal="",
+        )
+        self.poll()
+        return True
 
     def open(self, view: ProcView) -> KillDialog | None:
         """The dialog for ``view``; None when kill is disabled (say :data:`DISABLED`)."""
@@ -100,7 +130,12 @@ class KillFlow:
         from vramtop import kill
 
         self._session = kill.KillSession(
-            self._target, self.my_uid, self.enabled, self.audit_path, grace_s=self.grace_s
+            self._target,
+            self.my_uid,
+            self.enabled,
+            self.audit_path,
+            grace_s=self.grace_s,
+            monitor=self.monitor,
         )
         reason = self._session.start()
         if reason is not None:
