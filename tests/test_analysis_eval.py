@@ -20,6 +20,7 @@ import pytest
 from traces import suite
 
 from vramtop.actors.analyzer import AnalyzerCore
+from vramtop.actors.routes import readers
 from vramtop.analysis.model import OOM_RISK
 from vramtop.config import Config
 from vramtop.enrich.model import Enrichment
@@ -165,7 +166,7 @@ def test_actor_reads_shm_and_posts_analysis(segment: ShmSegment) -> None:
         out = core.handle(
             [hint, ConfigUpdate(quiet), ProcessRows(writer.count, snap.timestamp, rows)], 0.0
         )
-        assert core.analyses == before + 1 and [d for d, _ in out] == ["render", "exporter"]
+        assert core.analyses == before + 1 and [d for d, _ in out] == list(readers("analysis"))
         latest = out[0][1]
         assert isinstance(latest, AnalysisMessage)
         assert latest.result.gpus[0].oom is None
@@ -202,7 +203,7 @@ def test_actor_skips_a_torn_tick(segment: ShmSegment) -> None:
     core = AnalyzerCore()
     core.start(ctx)
     try:
-        assert [d for d, _ in core.handle([rows], 0.0)] == ["render", "exporter"]
+        assert [d for d, _ in core.handle([rows], 0.0)] == list(readers("analysis"))
         seq = segment.arrays.seq
         seq[0] += 1  # what HistoryWriter.write does before its first store, and then stops
         assert core.handle([rows], 0.0) == []
@@ -210,6 +211,6 @@ def test_actor_skips_a_torn_tick(segment: ShmSegment) -> None:
         assert core.reader is not None and core.reader.retries > 0
         seq[0] += 1  # the sample is whole again
         out = core.handle([rows], 0.0)
-        assert [d for d, _ in out] == ["render", "exporter"] and core.analyses == 2
+        assert [d for d, _ in out] == list(readers("analysis")) and core.analyses == 2
     finally:
         core.stop()

@@ -393,7 +393,9 @@ def test_driver_warnings_stay_off_the_screen_and_are_printed_after_the_exit(home
         assert "sampler: GPU 1 is back" in screen.splitlines()[-1]
         tui.send("q")
         assert tui.wait_exit() == 0
-        after = tui.text()
+        # pyte keeps no alternate screen: the log lands where the last frame left the cursor
+        # and may wrap at the edge, so the words are compared, not the lines.
+        after = " ".join(tui.text().split())
         assert "the actors wrote" in after
         assert "sampler: GPU 1 lost" in after and "sampler: GPU 1 is back" in after
     finally:
