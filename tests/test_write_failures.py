@@ -212,3 +212,20 @@ def test_monitor_export_pauses_in_the_status_line_and_keeps_running(tmp_path: Pa
     assert "recording resumed" in after
     _assert_whole_csv(path)
     assert path.stat().st_size > full_at
+
+
+def test_a_reader_that_goes_away_ends_the_stream_quietly() -> None:
+    # `vramtop --json-stream | head -c 50`: a closed pipe is the end of the stream.
+    proc = subprocess.Popen(
+        [*VRAMTOP, "--demo", "--json-stream"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    proc.stdout.read(50)
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Broken pipe" not in err and "Traceback" not in err

@@ -117,6 +117,8 @@ class LogFile:
                 view = view[written:]
             if self.fsync and self._own:
                 os.fsync(self.fd)
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): the end of the stream, not a failure
         except OSError as exc:
             if self._regular and len(view) < len(block):
                 # If even this fails, the next open cuts the partial line.
