@@ -128,3 +128,13 @@ def test_footer_keeps_per_gpu_notes_of_a_backend_without_snapshot_notes() -> Non
     gpus = (sample.snapshot.gpus[0], dataclasses.replace(sample.snapshot.gpus[1], note=""))
     ui.handle(dataclasses.replace(sample, snapshot=dataclasses.replace(sample.snapshot, gpus=gpus)))
     assert "GPU 0: " + FAN in _footer(ui)
+
+
+def test_what_the_user_just_did_comes_before_restart_counts() -> None:
+    ui = Ui()
+    ui.handle(_sample(1))
+    restarts = tuple(ActorState(n, True, 1, False) for n in ("sampler", "render", "analyzer"))
+    ui.handle(ActorHealth(restarts))
+    ui.handle(ConfigUpdate(ui.state.config, source="/tmp/some/long/directory/vramtop.toml"))
+    footer = _footer(ui, 200)
+    assert footer.index("config reloaded from /tmp/some") < footer.index("restarted 1x"), footer

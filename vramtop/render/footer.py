@@ -6,8 +6,9 @@ pressed, a config reload), actors' notices (a recording paused on a full disk), 
 the sample (missing and lost GPUs, fields the driver cannot give, driver remarks) and the
 enricher. They are deduplicated (a remark the backend gives per GPU and per snapshot is one
 note, GPUs with the same remark share it: ``GPU 0-7: fan n/a``), ranked (errors, then what the
-user just did and warnings, then filters, then static driver remarks) and the last that does
-not fit is cut at a word with an ellipsis, with a pointer to ``?`` where every note is whole.
+user just did or a reload said, then warnings such as restart counts, then filters, then static
+driver remarks) and the last that does not fit is cut at a word with an ellipsis, with a
+pointer to ``?`` where every note is whole.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from vramtop.render.grid import Grid, Style
 from vramtop.render.state import ViewState
 
-ERROR, ACTION, FILTER, REMARK = range(4)
+ERROR, ACTION, WARN, FILTER, REMARK = range(5)
 MORE = "  (? lists all)"
 _PER_GPU = re.compile(r"GPU (\d+): (.+)")
 CRIT = Style(fg="crit", bold=True)
@@ -84,14 +85,14 @@ def notes(state: ViewState) -> list[Note]:
         if actor.failed:
             out.append(Note(f"{actor.name} FAILED: {actor.last_error}", CRIT, ERROR))
         elif actor.restarts:
-            out.append(Note(f"{actor.name} restarted {actor.restarts}x", Style(fg="warn"), ACTION))
+            out.append(Note(f"{actor.name} restarted {actor.restarts}x", Style(fg="warn"), WARN))
     if state.status and time.monotonic() < state.status_until:
         rank = ERROR if state.status_style == "crit" else ACTION
         out.append(Note(state.status, Style(fg=state.status_style, bold=True), rank))
     for text, level in state.notices.values():
         out.append(Note(text, Style(fg=level, bold=True), ERROR if level == "crit" else ACTION))
     for text in state.knowledge.enrich_notes:
-        out.append(Note(text, Style(fg="warn", bold=True), ACTION))
+        out.append(Note(text, Style(fg="warn", bold=True), WARN))
     if state.filters.active:
         out.append(Note(state.filters.describe(), Style(fg="accent"), FILTER))
     out += _driver_notes(state)
