@@ -53,6 +53,18 @@ print(f"{len(s.gpus)} GPUs, {len(s.processes)} processes; CPU per tick median "
       f"{times[len(times)//2]*1e3:.2f} ms, max {times[-1]*1e3:.2f} ms")
 for g in s.gpus:
     print(g)
+# What the simulated drivers can only assume: which process-record stride this driver writes
+# (measured from a marker-filled buffer) against what its exports imply and the binding's struct.
+import ctypes, pynvml
+from vramtop.gpu.nvml import ProcessGetter, expected_record_size
+binding = ctypes.sizeof(pynvml.c_nvmlProcessInfo_v3_t)
+for api, fn in sorted(b._api.items()):
+    if isinstance(fn, ProcessGetter):
+        print(f"{api}: measured {fn.record_size} bytes, exports imply "
+              f"{expected_record_size(api)}, binding's v3 struct {binding}")
+print("slowest NVML calls (mean ms, max ms, calls):")
+for c in b.call_stats()[:8]:
+    print(f"  {c.function}: {c.mean_ms:.3f} {c.max_ms:.3f} {c.calls}")
 b.close()
 PY
 
@@ -62,13 +74,20 @@ import sys, time
 import pexpect, pyte
 screen = pyte.Screen(160, 45); stream = pyte.ByteStream(screen)
 child = pexpect.spawn(sys.executable, ["-m", "vramtop"], dimensions=(45, 160))
-end = time.time() + 5
-while time.time() < end:
-    try:
-        stream.feed(child.read_nonblocking(65536, timeout=0.2))
-    except pexpect.TIMEOUT:
-        pass
-child.send("q"); child.expect(pexpect.EOF, timeout=10); child.close()
+def pump(seconds):
+    stop = time.time() + seconds
+    while time.time() < stop:
+        try:
+            data = child.read_nonblocking(65536, timeout=0.2)
+        except pexpect.TIMEOUT:
+            continue
+        except pexpect.EOF:
+            return
+        if b"\x1b[6n" in data:
+            child.send("\x1b[1;1R")  # answer the cursor query as a terminal does
+        stream.feed(data)
+pump(5)
+child.send("q"); pump(10); child.close()
 open(sys.argv[1], "w").write("\n".join(screen.display))
 print("exit status", child.exitstatus)
 PY

@@ -112,6 +112,7 @@ def segment() -> Iterator[ShmSegment]:
 
 def test_actor_reads_shm_and_posts_analysis(segment: ShmSegment) -> None:
     from vramtop.actors.base import ActorContext
+    from vramtop.actors.routes import readers
 
     writer = HistoryWriter(segment)
     sent: list[tuple[str, object]] = []

@@ -54,6 +54,8 @@ usage:
                                   sample with vramtop's analysis of it as NDJSON
   vramtop exporter [--listen 127.0.0.1:9400] [--demo [SCENARIO]]
                                   serve vramtop's view as Prometheus metrics, without a UI
+  vramtop --prometheus URL        the fleet view: every exporter's hosts, through Prometheus
+  vramtop --remote URL,...        the fleet view straight from exporters (read-only)
   vramtop record --help, vramtop replay --help, vramtop exporter --help    their options
 
 config: $XDG_CONFIG_HOME/vramtop/config.toml (or --config PATH); kill -HUP reloads it, except
@@ -116,6 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="one JSON document per sample (the --once --json schema), on stdout without a "
         "UI, or appended to FILE while the monitor runs",
     )
+    p.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="the fleet view: every host's vramtop exporter, read through this Prometheus "
+        "server (e.g. http://prometheus:9090); read-only",
+    )
+    p.add_argument(
+        "--remote",
+        metavar="URL,...",
+        help="the fleet view straight from vramtop exporters (http://node:9400/metrics,...); "
+        "read-only",
+    )
     add_filter_arguments(p)
     # `vramtop --demo --once leak`: a scenario name after other flags is still the scenario.
     p.add_argument("late_scenario", nargs="?", metavar="SCENARIO", help=argparse.SUPPRESS)
@@ -132,6 +146,15 @@ def _late_scenario(args: argparse.Namespace) -> None:
     if args.demo != "default":
         raise UsageError(f"two scenarios given: {args.demo!r} and {name!r}")
     args.demo = name
+
+
+def _url(text: str, flag: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UsageError(f"{flag} takes http:// or https:// URLs (got {text!r})")
+    return text.strip()
 
 
 def _speed(text: str) -> float:
@@ -290,6 +313,16 @@ def _source(args: argparse.Namespace) -> tuple[BackendSpec, int | None]:
 
     if args.speed is not None and (args.demo is None or not 0 < args.speed <= 1000):
         raise UsageError("--speed needs --demo and a value in (0, 1000]")
+    prometheus, remote = getattr(args, "prometheus", None), getattr(args, "remote", None)
+    if prometheus is not None or remote is not None:
+        if args.demo is not None or (prometheus is not None and remote is not None):
+            raise UsageError("--prometheus, --remote and --demo are three different sources")
+        if prometheus is not None:
+            return BackendSpec("fleet", prometheus=_url(prometheus, "--prometheus")), None
+        urls = tuple(_url(u, "--remote") for u in str(remote).split(",") if u.strip())
+        if not urls:
+            raise UsageError("--remote takes one or more URLs, separated by commas")
+        return BackendSpec("fleet", urls=urls), None
     if args.demo is None:
         return BackendSpec("nvml"), None
     try:
@@ -314,7 +347,14 @@ def _main(args: argparse.Namespace) -> int:
     if args.json_stream is not None and args.once:
         return fail("--json-stream streams every sample; --once --json prints one", EXIT_USAGE)
     spec, gpu_count = _source(args)
-    config = _load_config(args)
+    overrides = overrides_from(args)
+    if spec.kind == "fleet":
+        # Other machines' processes: every one listed as their node listed it, none to kill.
+        fleet = {"display.show_other_users": True, "display.enable_kill": False}
+        overrides.update(fleet)
+        config = _load_config(args, **fleet)
+    else:
+        config = _load_config(args)
     for path, fmt in ((args.export_csv, "csv"), (args.json_stream, "ndjson")):
         if path is not None and path != "-" and (problem := check_log(path, fmt)):
             return fail(problem, EXIT_USAGE)
@@ -339,7 +379,7 @@ def _main(args: argparse.Namespace) -> int:
         spec,
         gpu_count,
         args.config,
-        overrides_from(args),
+        overrides,
         export_csv=args.export_csv,
         export_ndjson=args.json_stream,
         filters=ProcessFilter.from_args(args),

@@ -185,6 +185,7 @@ def _gpu(
             "processes_sum_bytes": snap.process_memory_sum(gpu.index)
             if gpu.processes_known
             else None,
+            "source": gpu.memory_source,
         },
         "utilization": {
             "gpu_percent": to_json(gpu.util_gpu),
@@ -196,6 +197,10 @@ def _gpu(
         "fan_percent": to_json(gpu.fan_percent),
         "pstate": to_json(gpu.pstate),
         "mig_mode": to_json(gpu.mig_mode),
+        "mig_parent_index": gpu.parent_index,
+        "gpu_instance_id": gpu.gpu_instance_id,
+        "processes_note": gpu.processes_note,
+        "slow_nvml_calls": {api: ms for api, ms in gpu.slow_calls},
         # null, not []: the driver failed the query (the reason is in "note").
         "processes": procs if gpu.processes_known else None,
         "analysis": None if ga is None else gpu_analysis_json(ga),
@@ -229,10 +234,14 @@ def to_document(
     enrichments: Enrichments | None = None,
     analysis: AnalysisResult | None = None,
     others: Mapping[int, OtherUsers] | None = None,
+    *,
+    nvml_calls: bool = True,
 ) -> dict[str, Any]:
     """The document of one sample. ``enrichments`` (by identity) and ``analysis`` (computed at
     this sample) fill the per-process and per-GPU extras; without them those are null.
-    ``others``: per GPU, the other users' processes left out of ``snap`` (show_other_users)."""
+    ``others``: per GPU, the other users' processes left out of ``snap`` (show_other_users).
+    ``nvml_calls``: include the NVML call counters (``--once``; a stream leaves them out, or a
+    month of recording would carry them on every line)."""
     by_key = {(r.identity.pid, r.gpu_index): r for r in rows}
     enrichments = enrichments or {}
     proc_results, gpu_results = analysis_index(analysis)
@@ -252,7 +261,7 @@ def to_document(
             else {"processes": hidden.processes, "used_bytes": hidden.used_bytes}
         )
         gpus.append(entry)
-    return {
+    doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "vramtop_version": __version__,
         "timestamp": snap.timestamp,
@@ -264,3 +273,15 @@ def to_document(
         "gpus": gpus,
         "notes": list(snap.notes),
     }
+    if nvml_calls:
+        doc["nvml_calls"] = {
+            c.function: {
+                "calls": c.calls,
+                "errors": c.errors,
+                "mean_ms": c.mean_ms,
+                "max_ms": c.max_ms,
+                "last_ms": c.last_ms,
+            }
+            for c in snap.nvml_calls
+        }
+    return doc

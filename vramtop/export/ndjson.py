@@ -32,7 +32,7 @@ def format_line(
     analysis: AnalysisResult | None = None,
 ) -> bytes:
     """One sample as one line: its document with the per-process and per-GPU extras."""
-    return dump_line(to_document(snapshot, rows, enrichments, analysis))
+    return dump_line(to_document(snapshot, rows, enrichments, analysis, nvml_calls=False))
 
 
 def dump_line(doc: Mapping[str, Any]) -> bytes:
@@ -91,6 +91,11 @@ def _int(value: object) -> int | NaType:
     raise ValueError(f"expected an integer, got {value!r:.40}")
 
 
+def _optional_int(value: object) -> int | None:
+    number = _int(value)
+    return number if isinstance(number, int) else None
+
+
 def _float(value: object) -> float | NaType:
     if value is None:
         return NA
@@ -147,6 +152,11 @@ def from_document(doc: Mapping[str, Any], backend: str = "replay") -> Sample:
                 pstate=_int(g["pstate"]),
                 mig_mode=_bool(g["mig_mode"]),
                 note=_str(g["note"]),
+                # Absent in recordings made before these fields existed.
+                memory_source="host" if mem.get("source") == "host" else "device",
+                parent_index=_optional_int(g.get("mig_parent_index")),
+                gpu_instance_id=_optional_int(g.get("gpu_instance_id")),
+                processes_note=_str(g.get("processes_note") or ""),
             )
         )
         for p in g["processes"]:

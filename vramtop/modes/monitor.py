@@ -47,6 +47,24 @@ def prepare_backend(
         pool = ChildPool()
         pids = pool.start(scenario.child_specs())
         spec = BackendSpec("simulated", spec.scenario, time.time(), spec.speed, pids)
+    elif spec.kind == "fleet":
+        # Other machines' GPUs, read over HTTP here (no driver to keep out of this process);
+        # room for a few that join later, since the history is sized once.
+        from dataclasses import replace
+
+        from vramtop.gpu.backend import BackendUnavailable
+        from vramtop.gpu.factory import make_backend
+
+        probe = make_backend(spec)
+        try:
+            probe.open()
+            found = len(probe.sample().gpus)
+        except BackendUnavailable as exc:
+            return str(exc)
+        finally:
+            probe.close()
+        gpu_count = found + 8
+        spec = replace(spec, max_gpus=gpu_count)
     # A replay's recording is the whole world: no driver, no child processes.
     return spec, max(1, gpu_count or 0), pool
 
@@ -73,9 +91,10 @@ def run_monitor(
             ChildSpec(
                 "render", lambda: RenderCore(filters=filters), essential=True, owns_terminal=True
             ),
-            ChildSpec("analyzer", AnalyzerCore),
         ]
-        if spec.kind != "replay":  # recorded PIDs are not this machine's processes
+        if spec.kind != "fleet":  # the fleet view shows what each node judged itself
+            children.append(ChildSpec("analyzer", AnalyzerCore))
+        if spec.kind not in ("replay", "fleet"):  # their PIDs are not this machine's processes
             children.append(ChildSpec("enricher", EnricherCore))
         if export_csv is not None or export_ndjson is not None:
             exporter = ChildSpec(

@@ -16,11 +16,17 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from vramtop.config import Config
 from vramtop.gpu.factory import BackendSpec
 from vramtop.modes.exits import EXIT_GPU, EXIT_OK, EXIT_USAGE, emit, fail, open_backend
 from vramtop.render.filters import ProcessFilter, visible_rows
+
+if TYPE_CHECKING:
+    from vramtop.enrich.model import Enrichment
+    from vramtop.messages import ProcessIdentity
 
 # One sample of a scenario is most telling once it has settled (servers loaded).
 ONCE_WARMUP_S = 60.0
@@ -35,6 +41,7 @@ def run_once(
 ) -> int:
     """One sample, with what /proc tells about its processes and the analysis of that single
     sample."""
+    from vramtop.analysis.model import AnalysisResult
     from vramtop.analysis.stream import StreamAnalyzer
     from vramtop.enrich.enricher import Enricher
     from vramtop.enrich.procinfo import ProcessTable, build_rows
@@ -49,14 +56,24 @@ def run_once(
     backend = open_backend(spec)
     if backend is None:
         return EXIT_GPU
+    remote: AnalysisResult | None = None
     try:
         snapshot = backend.sample()
-        facts = ProcessTable().update(p.pid for p in snapshot.processes)
-        rows = list(build_rows(snapshot, facts, {}))
-        # Read /proc while the processes (a demo's children too) are still there.
-        enricher = Enricher()
-        enricher.update(rows)
-        enrichments = enricher.known
+        rows_for = getattr(backend, "rows_for", None)
+        recorded = rows_for(snapshot) if rows_for is not None else None
+        if recorded is not None:
+            # The fleet view: other machines' processes, as their own vramtop saw and judged
+            # them (no /proc here to read, no analysis to redo from one sample).
+            rows = list(recorded)
+            enrichments: Mapping[ProcessIdentity, Enrichment] = {}
+            remote = backend.analysis_for(snapshot)  # type: ignore[attr-defined]
+        else:
+            facts = ProcessTable().update(p.pid for p in snapshot.processes)
+            rows = list(build_rows(snapshot, facts, {}))
+            # Read /proc while the processes (a demo's children too) are still there.
+            enricher = Enricher()
+            enricher.update(rows)
+            enrichments = enricher.known
     finally:
         backend.close()
     config = config or Config()
@@ -79,7 +96,10 @@ def run_once(
         processes=tuple(p for p in snapshot.processes if (p.pid, p.gpu_index) in keys),
     )
     prealloc = {k: e.preallocates for k, e in enrichments.items()}
-    analysis = StreamAnalyzer(config, window=1).step(snapshot, tuple(rows), prealloc)
+    if remote is not None:
+        analysis = remote
+    else:
+        analysis = StreamAnalyzer(config, window=1).step(snapshot, tuple(rows), prealloc)
     if export_csv is not None:
         try:
             with CsvLog(export_csv) as log:

@@ -66,6 +66,6 @@ def analyze_stream(samples: Iterable[Sample], config: Config) -> Iterator[dict[s
     stream = StreamAnalyzer(config)
     for snapshot, rows in samples:
         result = stream.step(snapshot, rows)
-        doc = to_document(snapshot, rows, analysis=result)
+        doc = to_document(snapshot, rows, analysis=result, nvml_calls=False)
         doc["analysis"] = analysis_to_json(result)
         yield doc

@@ -260,7 +260,13 @@ class Ui:
     def _do_kill(self) -> None:
         st = self.state
         if not self.kill.enabled:
-            st.say(DISABLED, 8, "warn")
+            backend = st.sample.snapshot.backend if st.sample is not None else ""
+            if backend in ("fleet", "replay"):
+                # Read-only views: the processes are other machines' (or history).
+                where = "other machines" if backend == "fleet" else "a recording"
+                st.say(f"read-only: these processes are {where}'; nothing to kill", 8, "warn")
+            else:
+                st.say(DISABLED, 8, "warn")
             return
         view = st.selected_view()
         if view is None:

@@ -94,13 +94,15 @@ class ProcessFilter:
         return bool(self.gpus or self.users or self.pids or self.visible is not None)
 
     def gpu_shown(self, gpu: GpuSample) -> bool:
-        if self.gpus and gpu.index not in self.gpus:
+        # A MIG instance's card goes with its physical GPU's number.
+        number = gpu.index if gpu.parent_index is None else gpu.parent_index
+        if self.gpus and number not in self.gpus:
             return False
         if self.visible is not None:
             # CUDA stops at the first entry it cannot parse; "GPU-..." entries are UUID prefixes.
             for entry in self.visible:
                 if entry.isdigit():
-                    if int(entry) == gpu.index:
+                    if int(entry) == number:
                         return True
                 elif entry.startswith(("GPU-", "MIG-")):
                     if gpu.uuid.startswith(entry):

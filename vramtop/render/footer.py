@@ -121,7 +121,8 @@ def cut_at_word(text: str, width: int) -> str:
 def draw_footer(grid: Grid, state: ViewState) -> None:
     y = grid.height - 1
     parts = notes(state)
-    keys = " q quit  ? help  d detail  k kill  / filter "
+    kill = "  k kill" if state.config.display.enable_kill else ""
+    keys = f" q quit  ? help  d detail{kill}  / filter "
     if grid.width < 100 or (parts and len(parts[0].text) > grid.width - len(keys) - 2):
         keys = " q quit  ? help "  # the most important note needs the room more
     x = grid.put(0, y, keys, Style(fg="muted", reverse=True)) + 1

@@ -81,6 +81,14 @@ def _eta(v: ProcView, _a: bool) -> Cell:
     return duration(v.analysis.eta.eta_s), Style(fg="crit", bold=True)
 
 
+def _gpu_label(v: ProcView) -> str:
+    # A process in a MIG instance reads GPU:instance, as nvidia-smi's GI column pairs them.
+    g = v.gpu
+    if g is not None and g.parent_index is not None:
+        return f"{g.parent_index}:{g.gpu_instance_id}"
+    return str(v.row.gpu_index)
+
+
 def _framework(v: ProcView, _a: bool) -> Cell:
     e = v.enrichment
     return (e.framework, Style(fg="accent")) if e and e.framework else (NONE, MUTED)
@@ -94,7 +102,8 @@ def _container(v: ProcView, _a: bool) -> Cell:
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("GPU", 3, True, 0, lambda v, a: _plain(str(v.row.gpu_index)), help="GPU index"),
+    Column("GPU", 3, True, 0, lambda v, a: _plain(_gpu_label(v)),
+           help="GPU index (GPU:instance for a MIG instance)"),
     Column("PID", 7, True, 0, lambda v, a: _plain(str(v.pid)), help="process ID"),
     Column("USER", 9, False, 6, lambda v, a: _plain(v.user), help="who runs it"),
     Column("TYPE", 4, True, 7, lambda v, a: _plain(v.proc.type_label if v.proc else "?"),
