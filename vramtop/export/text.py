@@ -98,7 +98,8 @@ def to_table(
         out.append(line.rstrip())
         hidden = (others or {}).get(gpu.index)
         if not gpu.processes_known:
-            out.append("      processes: not known (the driver failed the query; see the note)")
+            why = gpu.processes_note or gpu.note or "the driver failed the query"
+            out.append(f"      processes: not known ({why})")
             continue
         procs = sorted(snap.processes_on(gpu.index), key=lambda p: p.pid)
         if procs:
