@@ -39,7 +39,15 @@ def _wait_gone(pid: int, timeout: float = 10.0) -> None:
 
 
 def test_demo_shows_gpus_and_processes_and_q_restores_the_terminal(home: Path) -> None:
-    tui = Tui([], home=home, shell="{vramtop} --demo small; echo EXIT=$?; stty -a; sleep 5")
+    # pyte keeps no alternate screen, so the last frame would stay under what the shell prints
+    # next (and the cursor where the frame left it): the shell clears it first, as leaving the
+    # alternate screen does on a real terminal.
+    tui = Tui(
+        [],
+        home=home,
+        shell="{vramtop} --demo small; s=$?; printf '\\033[2J\\033[H'; echo EXIT=$s; stty -a; "
+        "sleep 5",
+    )
     try:
         tui.wait_for("python train_small.py --epochs 3")
         tui.send("q")
