@@ -199,7 +199,7 @@ def test_a_call_that_hangs_on_one_gpu_does_not_stall_the_others(
     assert "nvmlDeviceGetMemoryInfo" in g1["note"]
     tui = Tui(["--refresh-rate", "0.5"], cols=140, rows=40, env=driver.env, home=driver.home)
     try:
-        screen = tui.wait_for(lambda s: "train_sim.py" in s and "not responding" in s, timeout=30)
+        tui.wait_for(lambda s: "train_sim.py" in s and "not responding" in s, timeout=30)
         sampler = tui.actors()["vramtop: sampler"]
         driver.write(two_gpus(train, serve, "30G", hang))
         tui.wait_for("30.0G", timeout=15)  # GPU 0 still follows the driver
