@@ -71,7 +71,7 @@ GPU_NAME = "NVIDIA H100 80GB HBM3"
 GPU_MIB = 81559
 ROWS, COLS = 45, 160
 REFRESH = "0.5"
-ACTORS = ("supervisor", "sampler", "render")
+ACTORS = ("supervisor", "sampler", "render", "scraper")
 FULL_CASES = ((1, 16), (1, 256), (1, 1024), (8, 16), (8, 256), (8, 1024))
 QUICK_CASES = ((1, 16), (8, 1024))
 CURSOR_QUERY, CURSOR_REPLY = b"\x1b[6n", b"\x1b[1;1R"
@@ -657,6 +657,7 @@ PARTS = (
     ("Terminal, 160x45 demo", "bench_ui", "ui_rows"),
     ("Analyzer, CPU per tick", "bench_analyzer", "analyzer_rows"),
     ("Enricher, CPU per update", "bench_enricher", "enricher_rows"),
+    ("Scraper, CPU per wall second at the default rate limit", "bench_scraper", "scraper_rows"),
     ("Replay --speed max --json, one hour at 1 Hz, 8 GPUs x 64 processes", "bench_replay",
      "replay_rows"),
     ("Exporter scrape and fleet view, CPU per refresh", "bench_fleet", "fleet_rows"),

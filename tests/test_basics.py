@@ -48,7 +48,7 @@ def test_formatting_helpers_show_n_a() -> None:
 
 def test_clean_strips_escapes_and_controls() -> None:
     hostile = "python \x1b[31mred\x1b[0m \x1b]0;title\x07x\x00y\x07\tz\n\x9b2J"
-    assert clean(hostile) == "python red xy z "
+    assert clean(hostile) == "python red xy z"  # the newline became a space, then trailing
 
 
 def test_clean_caps_length() -> None:

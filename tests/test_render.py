@@ -269,9 +269,8 @@ def test_detail_says_why_sections_are_empty() -> None:
     detail = "\n".join(ui.draw(160, 45).text())
     assert "enricher: not reported" in detail
     assert "analyzer: not reporting" in detail
-    # Nothing is promised that this version lacks: no deep mode, report() or wrap, and no
-    # "server metrics: none found" from a scraper that does not run yet.
-    for absent in ("deep mode", "vramtop.report()", "vramtop wrap", "server metrics"):
+    # Nothing is promised that this version lacks: no deep mode, report() or wrap.
+    for absent in ("deep mode", "vramtop.report()", "vramtop wrap"):
         assert absent not in detail, absent
     ui.key("KEY_ESCAPE")
     assert "analyzer: not reporting" not in "\n".join(ui.draw(160, 45).text())

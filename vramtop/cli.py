@@ -60,8 +60,6 @@ usage:
 
 config: $XDG_CONFIG_HOME/vramtop/config.toml (or --config PATH); kill -HUP reloads it, except
   general.history_length and general.process_slots, which take effect at the next start.
-  The [scraping] section (enable, rate_limit_seconds, timeout_ms, allowed_ports) is validated
-  but not active yet: this version reads no inference server's metrics.
 """
 
 

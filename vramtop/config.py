@@ -38,11 +38,11 @@ Keys, defaults and accepted values:
   temp_warning_celsius = 85     warn at or above this GPU temperature, 20 to 120
   oom_min_confidence = 0.3      hide OOM predictions less certain than this, 0 to 1
 
-[scraping]                      not active yet: validated, but no scraper runs in this version
+[scraping]
   enable = true                 read inference servers' metrics over localhost HTTP
   rate_limit_seconds = 5.0      at most one request per server per this many seconds, >= 0.1
   timeout_ms = 500              per-request timeout, 10 to 10000
-  allowed_ports = [8000, 8080, 11434, 3000, 30000]
+  allowed_ports = [8000, 8080, 9931, 11434, 3000, 30000]
                                 the only ports ever contacted, each 1 to 65535
 
 [oom_prediction]
@@ -58,6 +58,7 @@ Keys, defaults and accepted values:
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -156,7 +157,7 @@ class ScrapingConfig:
     rate_limit_seconds: float = _key(5.0, _Rule(float, low=0.1))
     timeout_ms: int = _key(500, _Rule(int, low=10, high=10000))
     allowed_ports: tuple[int, ...] = _key(
-        (8000, 8080, 11434, 3000, 30000), _Rule(tuple, low=1, high=65535)
+        (8000, 8080, 9931, 11434, 3000, 30000), _Rule(tuple, low=1, high=65535)
     )
 
 
@@ -232,11 +233,11 @@ oom_warning_seconds = 300   # warn when the predicted time to OOM is below this,
 temp_warning_celsius = 85   # warn at or above this temperature, 20 to 120
 oom_min_confidence = 0.3    # hide less certain OOM predictions, 0 to 1
 
-[scraping]                  # not active yet: validated, but no scraper runs in this version
+[scraping]
 enable = true               # read inference servers' metrics over localhost HTTP
 rate_limit_seconds = 5.0    # per server, at least 0.1
 timeout_ms = 500            # per request, 10 to 10000
-allowed_ports = [8000, 8080, 11434, 3000, 30000]  # the only ports contacted, 1 to 65535
+allowed_ports = [8000, 8080, 9931, 11434, 3000, 30000]  # the only ports contacted, 1 to 65535
 
 [oom_prediction]
 algorithm = "variance"      # variance or pelt (needs the "pelt" extra)
@@ -317,8 +318,8 @@ def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def _got(value: object) -> str:
-    """The offending value, TOML-style, safe to print."""
+def _got(value: object, depth: int = 0) -> str:
+    """The offending value, TOML-style, safe to print (nested lists shown three levels deep)."""
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, str):
@@ -327,8 +328,11 @@ def _got(value: object) -> str:
         text = repr(value)
     elif isinstance(value, Mapping):
         text = "a table"
+    elif isinstance(value, list | tuple) and depth >= 3:
+        text = "[...]"
     elif isinstance(value, list | tuple):
-        text = "[" + ", ".join(_got(v) for v in value[:8]) + (", ...]" if len(value) > 8 else "]")
+        items = ", ".join(_got(v, depth + 1) for v in value[:8])
+        text = "[" + items + (", ...]" if len(value) > 8 else "]")
     else:
         text = type(value).__name__
     return clean(text, limit=80)
@@ -444,37 +448,47 @@ def _from_overrides(config: Config, overrides: Mapping[str, object]) -> Config:
 # --- loading ---------------------------------------------------------------------------------
 
 
+def _read_capped(path: Path, where: str) -> bytes:
+    """At most ``_MAX_FILE_BYTES + 1`` bytes of ``path``, never blocking: only a regular file
+    (or ``/dev/null``) is read. A FIFO, a terminal or a device given as the config (or swapped
+    in before a SIGHUP) is refused in one line and must not freeze the supervisor."""
+    # O_NONBLOCK: opening a FIFO without a writer would otherwise wait forever.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory")
+        if not stat.S_ISREG(mode):
+            if os.path.realpath(path) == os.devnull:
+                return b""  # --config /dev/null: all defaults, as the shell idiom means
+            # A FIFO, a terminal or a device is a mistake, not a config: said, never waited on.
+            raise ConfigError(f"{where}: not a regular file (a config is a TOML file)")
+        chunks: list[bytes] = []
+        total = 0
+        while total <= _MAX_FILE_BYTES:
+            chunk = os.read(fd, min(1 << 16, _MAX_FILE_BYTES + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _read(path: Path, where: str, *, explicit: bool) -> str | None:
     """The file's text, None for a missing default file, ConfigError for anything else."""
     try:
-        # Opened without blocking and checked before reading: a FIFO or a terminal named by
-        # mistake would otherwise wait forever for a writer.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        data = _read_capped(path, where)
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"{where}: no such file") from None
         return None
+    except IsADirectoryError:
+        raise ConfigError(f"{where}: cannot read: is a directory") from None
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise ConfigError(f"{where}: cannot read: {reason}") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise ConfigError(f"{where}: cannot read: is a directory")
-        if not stat.S_ISREG(mode):
-            if os.path.realpath(path) == os.devnull:
-                return ""  # --config /dev/null: all defaults, as the shell idiom means
-            raise ConfigError(f"{where}: not a regular file (a config is a TOML file)")
-        os.set_blocking(fd, True)
-        with os.fdopen(fd, "rb") as fh:
-            fd = -1
-            data = fh.read(_MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ConfigError(f"{where}: cannot read: {reason}") from None
-    finally:
-        if fd >= 0:
-            os.close(fd)
     if len(data) > _MAX_FILE_BYTES:
         raise ConfigError(f"{where}: file is larger than {_MAX_FILE_BYTES} bytes")
     try:
@@ -506,6 +520,9 @@ def load_config(
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+        except RecursionError:
+            # The parser recurses per nesting level: `a = [[[[...` a few thousand deep.
+            raise ConfigError(f"{where}: invalid TOML: nested too deeply") from None
         config = _from_document(config, where, doc)
         config = dataclasses.replace(config, source=str(file_path))
     if overrides:

@@ -25,6 +25,7 @@ from vramtop.gpu.snapshot import Snapshot
 if TYPE_CHECKING:  # the model modules import ProcessIdentity from here
     from vramtop.analysis.model import AnalysisResult
     from vramtop.enrich.model import Enrichment
+    from vramtop.scrape.model import ServerMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +171,15 @@ class AnalysisMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class ScrapeMessage:
+    """Scraper -> render/analyzer/exporter (state: the newest replaces the older): what every
+    inference server found in the GPU processes' server trees reported, or why nothing."""
+
+    servers: tuple[ServerMetrics, ...]
+    at: float = 0.0  # time.time() of the scrape round
+
+
+@dataclass(frozen=True, slots=True)
 class Notice:
     """Actor -> render: a standing line for the status bar, e.g. "recording paused: disk full
     (3 samples skipped)". Repeatable: each carries the whole text for its ``key``, and ""
@@ -195,6 +205,7 @@ Message = (
     | EnrichmentMessage
     | AnalysisMessage
     | Selected
+    | ScrapeMessage
     | Notice
 )
 
@@ -204,6 +215,7 @@ STATE_KINDS: dict[type, str] = {
     SampleMessage: "sample",
     ProcessRows: "rows",
     AnalysisMessage: "analysis",
+    ScrapeMessage: "scrape",
 }
 """Message classes that are state (newest replaces older), by channel name."""
 

@@ -6,11 +6,12 @@ Where it sits: the sampler sends it every tick's :class:`SnapshotMessage` and
 Sample N is written together with the analysis whose ``seq`` is N, so a row's phase and verdict
 are those vramtop showed at that instant. The analysis of a sample normally arrives a few
 milliseconds after the sample; a sample waits for it at most :attr:`ExporterCore.wait_s` (one
-refresh interval), and is written without it after that, or at once when a later sample's
-analysis shows that this one was skipped. Samples are written in the order taken, none dropped,
-each in one append (``export/logfile.py``), so a ``kill -9`` loses at most the sample still
-waiting for its analysis. Enrichment is kept by identity (the latest facts about each process)
-and dropped for identities that left.
+refresh interval), or less when a later sample's analysis shows that this one was skipped; it is
+then written with the newest earlier analysis (what the screen showed beside it), at most
+:data:`STALE_ANALYSIS_SAMPLES` samples old, else without one. Samples are written in the order
+taken, none dropped, each in one append (``export/logfile.py``), so a ``kill -9`` loses at most
+the sample still waiting for its analysis. Enrichment is kept by identity (the latest facts
+about each process) and dropped for identities that left.
 
 Started by the supervisor only when an export is requested (``modes/monitor.py``); the files are
 opened for appending at every start, so a restarted exporter continues them. A full disk pauses
@@ -43,9 +44,14 @@ from vramtop.messages import (
     ProcessRows,
     SampleJoiner,
     SampleMessage,
+    ScrapeMessage,
     SnapshotMessage,
 )
+from vramtop.scrape.model import ServerMetrics
 
+# A sample whose own analysis never came is written with the newest earlier one (as the screen
+# showed it), if that is at most this many samples older; older still, without.
+STALE_ANALYSIS_SAMPLES = 3
 MAX_PENDING = 64  # samples waiting for their analysis: beyond this the oldest is written now
 IDLE_TICK_FRACTION = 0.25  # with nothing pending, look again after this share of an interval
 
@@ -77,7 +83,9 @@ class ExporterCore:
         self.pending: deque[_Pending] = deque()
         self.results: dict[int, AnalysisResult] = {}
         self.newest_result = -1  # highest seq an analysis arrived for
+        self._shown: tuple[int, AnalysisResult] | None = None  # the last analysis written
         self.enrichments: dict[ProcessIdentity, Enrichment] = {}
+        self.servers: dict[ProcessIdentity, ServerMetrics] = {}  # the scraper's newest word
         self.written = 0
         self._joiner = SampleJoiner()
         self.with_analysis = 0  # samples written with their analysis (for tests, diagnostics)
@@ -127,6 +135,8 @@ class ExporterCore:
         elif isinstance(message, EnrichmentMessage):
             for item in message.items:
                 self.enrichments[item.identity] = item
+        elif isinstance(message, ScrapeMessage):
+            self.servers = {i: s for s in message.servers for i in s.processes}
         elif isinstance(message, ConfigUpdate) and not message.error:
             self._configure(message.config.general.refresh_rate)
 
@@ -149,6 +159,14 @@ class ExporterCore:
     def _write(self, item: _Pending) -> None:
         message = item.message
         result = self.results.pop(message.seq, None)
+        if result is None and self._shown is not None:
+            # The analyzer skipped this sample (busy: its input is newest-wins) or is late.
+            # The newest earlier analysis is what the screen showed beside it at that moment.
+            seq, shown = self._shown
+            if message.seq - seq <= STALE_ANALYSIS_SAMPLES:
+                result = shown
+        elif result is not None:
+            self._shown = (message.seq, result)
         # Results for samples already written can no longer be used.
         for seq in [s for s in self.results if s < message.seq]:
             del self.results[seq]
@@ -163,6 +181,7 @@ class ExporterCore:
                     message.rows,
                     enrichments=self.enrichments,
                     analysis=result,
+                    servers=self.servers,
                 )
             except LogWriteError as exc:
                 # Not a full disk (an I/O error, a device gone): this file stops, the rest goes on.

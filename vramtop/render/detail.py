@@ -2,9 +2,9 @@
 
 Where it sits: ``screen.py`` draws it as an overlay from the selected :class:`ProcView`, the
 render process's :class:`Knowledge` and the shm history. Sections whose data comes from actors
-that have not reported (enricher, analyzer) say why they are empty, instead of silently showing
-nothing. The panel names only sources vramtop has: allocator statistics and server metrics get
-their sections with the actors that collect them.
+that have not reported (enricher, analyzer, scraper) say why they are empty, instead of
+silently showing nothing. The panel names only sources vramtop has: allocator statistics (deep
+mode) get their section with the actor that collects them.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import time
 from vramtop.analysis.model import UNKNOWN
 from vramtop.config import Config
 from vramtop.fmt import size
-from vramtop.render.grid import Grid, Style
+from vramtop.render.grid import Grid, Style, wrap
 from vramtop.render.history import History
 from vramtop.render.model import Knowledge, ProcView
 from vramtop.render.widgets import box, chart, duration, phase_badge, rate, verdict_style
+from vramtop.scrape.model import ServerMetrics
 
 LABEL = Style(fg="muted", bg="panel")
 TEXT = Style(fg="text", bg="panel")
@@ -29,8 +30,7 @@ Line = tuple[str, Style]
 
 
 def _wrap(text: str, width: int) -> list[str]:
-    width = max(10, width)
-    return [text[i : i + width] for i in range(0, len(text), width)] or [""]
+    return wrap(text, max(10, width))  # in cells: a CJK path takes two per glyph
 
 
 def _field(label: str, value: str) -> Line:
@@ -134,6 +134,46 @@ def detail_lines(
             # found a change point in this process's history yet.
             note = a.segments_note or "none found yet"
             out.append(_field("segments", f"PELT change points: {note}"))
+    out.append(("", TEXT))
+    out.append(("inference server", HEAD))
+    if not config.scraping.enable:
+        out.append(("server metrics: scraping is off (scraping.enable = false)", NOTE))
+    elif view.server is not None:
+        out.extend(server_lines(view.server))
+    else:
+        ports = ", ".join(str(p) for p in config.scraping.allowed_ports)
+        out.append(
+            (f"server metrics: none found (inference servers on localhost ports {ports})", NOTE)
+        )
+    return out
+
+
+def _count(n: int | None) -> str:
+    return "n/a" if n is None else str(n)
+
+
+def server_lines(s: ServerMetrics, now: float | None = None) -> list[Line]:
+    """What the scraper read from this process's inference server, or why nothing."""
+    out: list[Line] = [_field("server", f"{s.kind}   model {s.model or 'not reported'}")]
+    if not s.url:
+        out.append(_field("metrics", f"not read: {s.note}"))
+        return out
+    if s.read_at:
+        kv = "n/a" if s.kv_cache_usage is None else f"{s.kv_cache_usage:.0%} used"
+        if s.tokens_total:
+            kv += f" of {s.tokens_total:,} tokens"
+        if s.shared:
+            kv += f"   (the server's figure, for its {len(s.processes)} GPU processes)"
+        out.append(_field("KV cache", kv))
+        out.append(_field("requests", f"{_count(s.running)} running, {_count(s.waiting)} waiting"))
+        rate = "n/a" if s.preemptions_per_s is None else f"{s.preemptions_per_s:.2f}/s"
+        out.append(_field("preemptions", rate))
+        age = duration(max(0.0, (now or time.time()) - s.read_at))
+        out.append(_field("read from", f"{s.url}   {age} ago   (PID {s.server_pid})"))
+    else:
+        out.append(_field("read from", f"{s.url}   no figures"))
+    if s.note:
+        out.append(_field("note", s.note))
     return out
 
 

@@ -2,8 +2,9 @@
 
 Where it sits: ``screen.py`` hands it the rows built by ``model.py`` (already filtered, sorted
 and, in tree view, nested). Columns whose data comes from other actors (PHASE, RATE, VERDICT,
-ETA from the analyzer; FRAMEWORK, CONTAINER from the enricher) show ``—`` until that data
-arrives. Narrow terminals drop the least important columns first; COMMAND always stays.
+ETA from the analyzer; FRAMEWORK, CONTAINER from the enricher; KV from the scraper, shown only
+while it reports a server) show ``—`` until that data arrives. Narrow terminals drop the least
+important columns first; COMMAND always stays.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vramtop.analysis.model import OK, UNKNOWN
+from vramtop.analysis.verdict import KV_TIGHT
 from vramtop.fmt import size
-from vramtop.render.grid import Grid, Style
+from vramtop.render.grid import Grid, Style, fit
 from vramtop.render.model import GroupLine, ProcView
 from vramtop.render.state import ViewState, resolve_selection
 from vramtop.render.widgets import MUTED, NONE, duration, phase_badge, rate, verdict_style
@@ -94,6 +96,27 @@ def _framework(v: ProcView, _a: bool) -> Cell:
     return (e.framework, Style(fg="accent")) if e and e.framework else (NONE, MUTED)
 
 
+def kv_text(kv: float | None, waiting: int | None) -> str:
+    """ "42%", or "97% q12" when 12 requests wait (the detail panel spells it out)."""
+    text = "?" if kv is None else f"{kv:.0%}"
+    return f"{text} q{waiting}" if waiting else text
+
+
+def _kv(v: ProcView, _a: bool) -> Cell:
+    s = v.server
+    if s is None or (s.kv_cache_usage is None and not s.waiting):
+        return NONE, MUTED
+    kv = s.kv_cache_usage
+    style = (
+        Style(fg="crit", bold=True)
+        if kv is not None and kv >= KV_TIGHT
+        else Style(fg="warn")
+        if kv is not None and kv >= KV_WARN
+        else Style()
+    )
+    return kv_text(kv, s.waiting), style
+
+
 def _container(v: ProcView, _a: bool) -> Cell:
     c = v.enrichment.container if v.enrichment else None
     if c is None:
@@ -119,9 +142,11 @@ COLUMNS: tuple[Column, ...] = (
     Column("VERDICT", 8, False, 2, _verdict, help="OK, TIGHT or OOM risk, and why in d"),
     Column("ETA", 6, True, 1, _eta,
            help="predicted time until the GPU runs out of memory (processes at risk)"),
-    Column("FRAMEWORK", 9, False, 9, _framework, help="PyTorch, vLLM, ... from /proc"),
-    Column("CONTAINER", 12, False, 10, _container, help="container ID (docker, k8s pod...)"),
+    Column("KV", 8, True, 9, _kv, help="an inference server's KV cache in use (scraped)"),
+    Column("FRAMEWORK", 9, False, 10, _framework, help="PyTorch, vLLM, ... from /proc"),
+    Column("CONTAINER", 12, False, 11, _container, help="container ID (docker, k8s pod...)"),
 )  # fmt: skip
+KV_WARN = 0.8
 COMMAND_HELP = "the command line"
 
 
@@ -133,12 +158,17 @@ def column_help() -> list[tuple[str, str]]:
 MIN_COMMAND = 40  # enough for "python train.py --flag value" at 120 columns
 
 
-def columns_for(width: int, full: bool, phases: bool = True) -> list[Column]:
+def columns_for(width: int, full: bool, kv: bool = False, phases: bool = True) -> list[Column]:
     """The columns that fit ``width`` with room for COMMAND, least important dropped first.
 
+    KV (an inference server's cache use) is there only while the scraper reports a server.
     ``phases`` is ``display.phase_indicator``: false leaves the PHASE column out.
     """
-    cols = [c for c in COLUMNS if (full or not c.full_only) and (phases or c.name != "PHASE")]
+    cols = [
+        c
+        for c in COLUMNS
+        if (full or not c.full_only) and (kv or c.name != "KV") and (phases or c.name != "PHASE")
+    ]
     for drop in sorted({c.drop for c in cols if c.drop}, reverse=True):
         if sum(c.width + 1 for c in cols) + 1 + MIN_COMMAND <= width:
             break
@@ -147,9 +177,7 @@ def columns_for(width: int, full: bool, phases: bool = True) -> list[Column]:
 
 
 def _fit(text: str, width: int, right: bool) -> str:
-    if len(text) > width:
-        text = text[: width - 1] + "…" if width > 1 else text[:width]
-    return text.rjust(width) if right else text.ljust(width)
+    return fit(text, width, right)  # in cells: a CJK user or container name keeps its column
 
 
 def sort_label(state: ViewState) -> str:
@@ -161,7 +189,8 @@ def sort_label(state: ViewState) -> str:
 def draw_table(grid: Grid, y: int, bottom: int, state: ViewState, full: bool) -> None:
     """Header on line ``y``, rows until ``bottom`` (exclusive)."""
     w = grid.width
-    cols = columns_for(w, full, state.config.display.phase_indicator)
+    kv = any(v.server is not None for v in state.views)
+    cols = columns_for(w, full, kv, state.config.display.phase_indicator)
     # What the sort keys may cycle through: the columns this frame shows.
     state.sortable = [c.name for c in cols] + ["COMMAND"]
     x = 1
