@@ -108,7 +108,9 @@ def test_states_other_than_data_are_said_not_zeroed(tmp_path: Path) -> None:
         assert "torch not installed" in detail_of(ui, no_torch.pid)
         detail = detail_of(ui, not_initialised.pid)
         assert "CUDA not initialised yet" in detail and "torch 2.3.1+fake" in detail
-        assert "allocated" not in detail.split("allocator and server")[1]
+        assert (
+            "allocated" not in detail.split("allocator (deep mode)")[1].split("inference server")[0]
+        )
     finally:
         for r in (no_torch, not_imported, not_initialised):
             r.stop()
@@ -364,7 +366,8 @@ def test_json_document_and_csv_carry_the_deep_figures(tmp_path: Path) -> None:
 
     from vramtop.deep.attribution import index
     from vramtop.export.csvlog import HEADER_LINE, format_sample
-    from vramtop.export.document import schema_text, to_document, to_table
+    from vramtop.export.document import schema_text, to_document
+    from vramtop.export.text import to_table
 
     env = make_env(tmp_path)
     state = write_state(tmp_path / "t.json", [

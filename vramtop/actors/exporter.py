@@ -15,11 +15,16 @@ the sample still waiting for its analysis. Enrichment is kept by identity (the l
 about each process) and dropped for identities that left.
 
 Started by the supervisor only when an export is requested (``modes/monitor.py``); the files are
-opened for appending at every start, so a restarted exporter continues them.
+opened for appending at every start, so a restarted exporter continues them. A full disk pauses
+a file (``export.logfile.PausedWrites``): samples are skipped and counted, the status line says
+so (a :class:`Notice` to the render process, and a line on stderr, which the supervisor prints
+after the terminal is restored) and writing resumes when space returns. Any other write error stops
+that file alone, said the same way; the monitor goes on.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -30,6 +35,7 @@ from vramtop.analysis.model import AnalysisResult
 from vramtop.deep import attribution
 from vramtop.enrich.model import Enrichment
 from vramtop.export.csvlog import CsvLog
+from vramtop.export.logfile import LogWriteError, PausedWrites
 from vramtop.export.ndjson import NdjsonLog
 from vramtop.messages import (
     AnalysisMessage,
@@ -37,6 +43,7 @@ from vramtop.messages import (
     DeepProcess,
     DeepStateMessage,
     EnrichmentMessage,
+    Notice,
     ProcessIdentity,
     ProcessRows,
     SampleJoiner,
@@ -75,6 +82,8 @@ class ExporterCore:
         self.wait_s = 1.0 if wait_s is None else wait_s
         self.clock = clock
         self.logs: list[CsvLog | NdjsonLog] = []
+        self.pauses: dict[str, PausedWrites] = {}  # by path
+        self.out: Out = []  # notices to send with the next return
         self.pending: deque[_Pending] = deque()
         self.results: dict[int, AnalysisResult] = {}
         self.newest_result = -1  # highest seq an analysis arrived for
@@ -93,6 +102,7 @@ class ExporterCore:
             self.logs.append(CsvLog(self.export_csv))
         if self.export_ndjson is not None:
             self.logs.append(NdjsonLog(self.export_ndjson))
+        self.pauses = {log.log.path: PausedWrites(log.log.path) for log in self.logs}
         return []
 
     def _configure(self, refresh_rate: float) -> None:
@@ -103,7 +113,18 @@ class ExporterCore:
         for message in batch:
             self._take(message)
         self.flush(self.clock())
-        return []
+        return self._sent()
+
+    def _sent(self) -> Out:
+        out, self.out = self.out, []
+        return out
+
+    def _notice(self, path: str, text: str, level: str = "warn", said: str = "") -> None:
+        if said:
+            # An actor's stderr goes to the supervisor, which prints it after the terminal is
+            # restored: the user finds the pause and the resume there too.
+            print(f"vramtop: {said}", file=sys.stderr, flush=True)
+        self.out.append(("render", Notice(f"export {path}", text, level, said)))
 
     def _take(self, message: object) -> None:
         if isinstance(message, SnapshotMessage | ProcessRows):
@@ -157,15 +178,30 @@ class ExporterCore:
         for seq in [s for s in self.results if s < message.seq]:
             del self.results[seq]
         self._forget_departed(message)
-        for log in self.logs:
-            log.write(
-                message.snapshot,
-                message.rows,
-                enrichments=self.enrichments,
-                analysis=result,
-                servers=self.servers,
-                deep=self.deep,
-            )
+        for log in list(self.logs):
+            path = log.log.path
+            pause = self.pauses[path]
+            try:
+                said = pause.write(
+                    log.write,
+                    message.snapshot,
+                    message.rows,
+                    enrichments=self.enrichments,
+                    analysis=result,
+                    servers=self.servers,
+                    deep=self.deep,
+                )
+            except LogWriteError as exc:
+                # Not a full disk (an I/O error, a device gone): this file stops, the rest goes on.
+                log.close()
+                self.logs.remove(log)
+                line = f"recording stopped: {exc}"
+                self._notice(path, line, "crit", line)
+                continue
+            if pause.paused:
+                self._notice(path, pause.status(), "warn", said)
+            elif said:
+                self._notice(path, "", said=said)  # resumed: the standing line goes
         self.written += 1
         self.with_analysis += result is not None
 
@@ -182,8 +218,8 @@ class ExporterCore:
     def tick(self, now: float) -> tuple[float, Out]:
         self.flush(now)
         if self.pending:
-            return max(now, self.pending[0].deadline), []
-        return now + max(0.05, self.wait_s * IDLE_TICK_FRACTION), []
+            return max(now, self.pending[0].deadline), self._sent()
+        return now + max(0.05, self.wait_s * IDLE_TICK_FRACTION), self._sent()
 
     def stop(self) -> None:
         # Stopping (quit, SIGTERM, restart): nothing taken is left unwritten.
