@@ -76,7 +76,7 @@ def test_missing_default_file_gives_defaults(env: dict[str, str]) -> None:
     assert config.scraping.enable is True
     assert config.scraping.rate_limit_seconds == 5.0
     assert config.scraping.timeout_ms == 500
-    assert config.scraping.allowed_ports == (8000, 8080, 11434, 3000, 30000)
+    assert config.scraping.allowed_ports == (8000, 8080, 9931, 11434, 3000, 30000)
     assert config.oom_prediction.algorithm == "variance"
     assert config.oom_prediction.min_sustained_samples == 10
     assert config.oom_prediction.min_rate_mb_per_sec == 1.0
@@ -182,7 +182,7 @@ def test_partial_file_keeps_other_defaults(tmp_path: Path, env: dict[str, str]) 
 def test_to_dict_is_plain_and_replace_friendly() -> None:
     config = Config()
     data = config.to_dict()
-    assert data["scraping"]["allowed_ports"] == [8000, 8080, 11434, 3000, 30000]
+    assert data["scraping"]["allowed_ports"] == [8000, 8080, 9931, 11434, 3000, 30000]
     assert set(data) == {"general", "display", "alerts", "scraping", "oom_prediction", "exporter"}
     changed = dataclasses.replace(
         config, general=dataclasses.replace(config.general, refresh_rate=2.0)

@@ -157,7 +157,7 @@ class ScrapingConfig:
     rate_limit_seconds: float = _key(5.0, _Rule(float, low=0.1))
     timeout_ms: int = _key(500, _Rule(int, low=10, high=10000))
     allowed_ports: tuple[int, ...] = _key(
-        (8000, 8080, 11434, 3000, 30000), _Rule(tuple, low=1, high=65535)
+        (8000, 8080, 9931, 11434, 3000, 30000), _Rule(tuple, low=1, high=65535)
     )
 
 

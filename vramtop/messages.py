@@ -25,6 +25,7 @@ from vramtop.gpu.snapshot import Snapshot
 if TYPE_CHECKING:  # the model modules import ProcessIdentity from here
     from vramtop.analysis.model import AnalysisResult
     from vramtop.enrich.model import Enrichment
+    from vramtop.scrape.model import ServerMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +168,15 @@ class AnalysisMessage:
     result: AnalysisResult
 
 
+@dataclass(frozen=True, slots=True)
+class ScrapeMessage:
+    """Scraper -> render/analyzer/exporter (state: the newest replaces the older): what every
+    inference server found in the GPU processes' server trees reported, or why nothing."""
+
+    servers: tuple[ServerMetrics, ...]
+    at: float = 0.0  # time.time() of the scrape round
+
+
 Message = (
     SampleMessage
     | SnapshotMessage
@@ -181,6 +191,7 @@ Message = (
     | EnrichmentMessage
     | AnalysisMessage
     | Selected
+    | ScrapeMessage
 )
 
 

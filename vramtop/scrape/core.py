@@ -1,0 +1,303 @@
+"""The scraper's functional core: GPU processes in, per-server KV cache and queue figures out.
+
+Where it sits (design.md: ``vramtop: scraper``): the sampler's :class:`SampleMessage` says which
+processes hold GPU memory, the enricher's :class:`EnrichmentMessage` which of them run an
+inference server; once per ``scraping.rate_limit_seconds`` this core finds each server's
+listening socket (``scrape/discovery.py``), reads it (``scrape/fetch.py``), parses the answer
+(``scrape/parsers.py``) and sends one :class:`ScrapeMessage` to "render", "analyzer" and
+"exporter". Tests, ``--once`` and the benchmark call it directly; the actor shell only delivers
+its messages.
+
+Attribution: the figures of one server belong to every GPU process of its server tree that reads
+from the same listener (each TP rank of one vLLM server shows the same KV figure, marked as the
+server's); an Ollama server's figures are split per runner by the model digest in the runner's
+``--model``. Two servers never share a listener, so their figures never mix.
+
+``scraping.enable = false``: no /proc socket table is read and no socket is ever opened.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from vramtop.config import Config
+from vramtop.enrich import framework as fw
+from vramtop.enrich.procfs import ProcFS
+from vramtop.messages import (
+    ConfigUpdate,
+    EnrichmentMessage,
+    ProcessIdentity,
+    ProcessRow,
+    SampleMessage,
+    ScrapeMessage,
+)
+from vramtop.sanitize import clean
+from vramtop.scrape import parsers
+from vramtop.scrape.discovery import Candidate, Discovery
+from vramtop.scrape.fetch import FetchResult, fetch, url_of
+from vramtop.scrape.model import ServerMetrics
+
+Out = list[tuple[str, object]]
+Fetcher = Callable[[str, int, str, float], FetchResult]
+
+DESTINATIONS = ("render", "analyzer", "exporter")
+MAX_CANDIDATES = 3  # listeners tried per server and round
+TARGETS_MAX = 256  # remembered listeners (bounded memory)
+
+
+@dataclass
+class _Target:
+    """What the last read of one listener gave."""
+
+    kind: str
+    url: str
+    at: float = -1e18  # monotonic time of the last read
+    read_at: float = 0.0  # wall time of the last good read
+    reading: parsers.Reading | None = None
+    note: str = ""
+    counter: tuple[float, float] | None = None  # (preemptions, monotonic time)
+    rate: float | None = None
+    model: str = ""  # TGI's /info, read once
+
+
+def _failure_note(result: FetchResult) -> str:
+    if result.error:
+        return result.error
+    return f"HTTP {result.status}"
+
+
+class ScraperCore:
+    name = "scraper"
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        procfs: ProcFS | None = None,
+        my_uid: int | None = None,
+        fetcher: Fetcher = fetch,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config or Config()
+        self.procfs = procfs or ProcFS()
+        self.my_uid = my_uid
+        self.fetcher = fetcher
+        self.wall = wall
+        self.done = False
+        self.rows: tuple[ProcessRow, ...] = ()
+        self.hints: dict[ProcessIdentity, str] = {}  # the enricher's framework per process
+        self.kinds: dict[ProcessIdentity, str] = {}  # own argv detection, cached by identity
+        self.targets: dict[tuple[str, int], _Target] = {}
+        self.next_round = 0.0
+        self.last: ScrapeMessage | None = None
+        self.fetches = 0  # requests made (diagnostics, benchmark)
+
+    # -- the actor protocol ----------------------------------------------------------------------
+
+    def start(self, ctx: object) -> Out:
+        config = getattr(ctx, "config", None)
+        if isinstance(config, Config):
+            self.config = config
+        return []
+
+    def handle(self, batch: Sequence[object], now: float) -> Out:
+        for message in batch:
+            if isinstance(message, SampleMessage):
+                known = {r.identity for r in self.rows}
+                self.rows = message.rows
+                if any(r.identity not in known for r in message.rows):
+                    self.next_round = min(self.next_round, now)  # a new process: look soon
+            elif isinstance(message, EnrichmentMessage):
+                for item in message.items:
+                    if item.framework in fw.SERVING:
+                        if self.hints.get(item.identity) != item.framework:
+                            self.next_round = min(self.next_round, now)
+                        self.hints[item.identity] = item.framework
+            elif isinstance(message, ConfigUpdate) and not message.error:
+                self.config = message.config
+                self.next_round = min(self.next_round, now)
+        return []
+
+    def tick(self, now: float) -> tuple[float, Out]:
+        cfg = self.config.scraping
+        if not cfg.enable:
+            self.targets.clear()
+            return now + 1.0, []
+        if now < self.next_round:
+            return self.next_round, []
+        message = self.scrape(now)
+        self.next_round = now + cfg.rate_limit_seconds
+        return self.next_round, [(d, message) for d in DESTINATIONS]
+
+    def stop(self) -> None:
+        self.targets.clear()
+
+    # -- one round -------------------------------------------------------------------------------
+
+    def serving(self, discovery: Discovery) -> list[tuple[ProcessIdentity, str]]:
+        """(identity, kind hint) of the GPU processes that run an inference server."""
+        out: list[tuple[ProcessIdentity, str]] = []
+        seen: set[ProcessIdentity] = set()
+        alive = set()
+        for row in self.rows:
+            ident = row.identity
+            alive.add(ident)
+            if ident in seen or not row.same_user:
+                continue
+            seen.add(ident)
+            kind = self.hints.get(ident, "")
+            if not kind:
+                if ident not in self.kinds:
+                    self.kinds[ident] = discovery.kind_of(ident.pid)
+                kind = self.kinds[ident]
+            if kind in fw.SERVING:
+                out.append((ident, kind))
+        # Processes that left the GPUs are forgotten (bounded memory).
+        for store in (self.hints, self.kinds):
+            for gone in [i for i in store if i not in alive]:
+                del store[gone]
+        return out
+
+    def scrape(self, now: float) -> ScrapeMessage:
+        """Find, read and attribute every server once (each listener at most once per rate
+        limit period); the message for the other actors."""
+        cfg = self.config.scraping
+        discovery = Discovery(self.procfs, self.my_uid)
+        groups: dict[tuple[str, int], list[ProcessIdentity]] = {}
+        owners: dict[tuple[str, int], int] = {}
+        servers: list[ServerMetrics] = []
+        for ident, hint in self.serving(discovery):
+            found = discovery.targets(ident.pid, cfg.allowed_ports, hint)
+            tree = found.tree
+            kind = tree.kind if tree is not None and tree.kind else hint
+            if not found.candidates:
+                servers.append(ServerMetrics(kind, "", (ident,), note=clean(found.note, 160)))
+                continue
+            chosen = self._choose(kind, found.candidates[:MAX_CANDIDATES], now)
+            key = (chosen.host, chosen.port)
+            groups.setdefault(key, []).append(ident)
+            owners[key] = chosen.owner_pid
+        for key, idents in groups.items():
+            servers.extend(self._attribute(self.targets[key], idents, owners[key], discovery))
+        if len(self.targets) > TARGETS_MAX:
+            for stale in sorted(self.targets, key=lambda k: self.targets[k].at)[:-TARGETS_MAX]:
+                del self.targets[stale]
+        self.last = ScrapeMessage(tuple(servers), self.wall())
+        return self.last
+
+    def _choose(self, kind: str, candidates: Sequence[Candidate], now: float) -> Candidate:
+        """The first candidate that answers as ``kind`` does (the best one when none does)."""
+        for cand in candidates:
+            target = self._read(kind, cand, now)
+            if target.reading is not None:
+                return cand
+        return candidates[0]
+
+    def _read(self, kind: str, cand: Candidate, now: float) -> _Target:
+        key = (cand.host, cand.port)
+        target = self.targets.get(key)
+        if target is None or target.kind != kind:
+            target = _Target(kind, url_of(cand.host, cand.port, parsers.ENDPOINTS[kind][0]))
+            self.targets[key] = target
+        if now - target.at < self.config.scraping.rate_limit_seconds:
+            return target  # per-target rate limit: the last answer stands
+        target.at = now
+        timeout = self.config.scraping.timeout_ms / 1000.0
+        bodies: dict[str, str | None] = {}
+        first_failure = ""
+        for path in parsers.ENDPOINTS[kind]:
+            if path == "/info" and target.model:
+                continue
+            self.fetches += 1
+            result = self.fetcher(cand.host, cand.port, path, timeout)
+            if result.ok:
+                bodies[path] = result.body.decode("utf-8", "replace")
+            else:
+                bodies[path] = None
+                first_failure = first_failure or f"{path}: {_failure_note(result)}"
+                if result.error and "timed out" in result.error:
+                    break  # a server that stalls one request gets no second one this round
+        try:
+            reading = parsers.parse(kind, bodies)
+        except parsers.Unexpected as exc:
+            target.reading = None
+            target.counter = None
+            target.rate = None
+            required = parsers.ENDPOINTS[kind][0]
+            no_answer = all(b is None for b in bodies.values()) or (
+                bodies.get(required) is None and kind != fw.LLAMA_CPP
+            )
+            target.note = clean(first_failure if no_answer else str(exc), 160)
+            return target
+        if kind == fw.TGI:
+            target.model = reading.model or target.model
+            reading = replace(reading, model=target.model)
+        self._rate(target, reading, now)
+        target.reading = reading
+        target.read_at = self.wall()
+        target.note = reading.note
+        return target
+
+    @staticmethod
+    def _rate(target: _Target, reading: parsers.Reading, now: float) -> None:
+        total = reading.preemptions_total
+        if total is None:
+            target.counter, target.rate = None, None
+            return
+        previous = target.counter
+        target.counter = (total, now)
+        if previous is None or now <= previous[1] or total < previous[0]:
+            target.rate = None  # first read, or the counter was reset (server restart)
+        else:
+            target.rate = (total - previous[0]) / (now - previous[1])
+
+    def _attribute(
+        self,
+        target: _Target,
+        idents: list[ProcessIdentity],
+        owner: int,
+        discovery: Discovery,
+    ) -> list[ServerMetrics]:
+        r = target.reading
+        base = ServerMetrics(
+            target.kind, target.url, tuple(idents), server_pid=owner, note=target.note
+        )
+        if r is None:
+            return [base]
+        if target.kind != fw.OLLAMA:
+            return [
+                replace(
+                    base,
+                    model=r.model,
+                    kv_cache_usage=r.kv_cache_usage,
+                    running=r.running,
+                    waiting=r.waiting,
+                    preemptions_per_s=target.rate,
+                    tokens_total=r.tokens_total,
+                    read_at=target.read_at,
+                )
+            ]
+        out = []
+        for ident in idents:
+            info = discovery.info(ident.pid)
+            argv = fw.tokens(info[2]) if info is not None else []
+            matches = list(parsers.ollama_for_runner(r.models, argv))
+            if not matches and len(r.models) == 1 and len(idents) == 1:
+                matches = list(r.models)  # one runner, one model: they are each other's
+            if not matches:
+                note = r.note or "no /api/ps entry matches this runner's model"
+                out.append(replace(base, processes=(ident,), read_at=target.read_at, note=note))
+                continue
+            m = matches[0]
+            out.append(
+                replace(
+                    base,
+                    processes=(ident,),
+                    model=m.name,
+                    tokens_total=m.context_length,
+                    read_at=target.read_at,
+                    note=target.note,
+                )
+            )
+        return out
