@@ -40,7 +40,7 @@ Keys, defaults and accepted values:
   enable = true                 read inference servers' metrics over localhost HTTP
   rate_limit_seconds = 5.0      at most one request per server per this many seconds, >= 0.1
   timeout_ms = 500              per-request timeout, 10 to 10000
-  allowed_ports = [8000, 8080, 11434, 3000, 30000]
+  allowed_ports = [8000, 8080, 9931, 11434, 3000, 30000]
                                 the only ports ever contacted, each 1 to 65535
 
 [oom_prediction]
@@ -237,7 +237,7 @@ oom_min_confidence = 0.3    # hide less certain OOM predictions, 0 to 1
 enable = true               # read inference servers' metrics over localhost HTTP
 rate_limit_seconds = 5.0    # per server, at least 0.1
 timeout_ms = 500            # per request, 10 to 10000
-allowed_ports = [8000, 8080, 11434, 3000, 30000]  # the only ports contacted, 1 to 65535
+allowed_ports = [8000, 8080, 9931, 11434, 3000, 30000]  # the only ports contacted, 1 to 65535
 
 [oom_prediction]
 algorithm = "variance"      # variance or pelt (needs the "pelt" extra)
