@@ -32,6 +32,19 @@ from vramtop.sanitize import clean
 MAX_BODY = 64 * 1024
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1"})
 _CHUNK = 8192
+_HEADERS = {
+    "Accept": "text/plain, application/json",
+    "Accept-Encoding": "identity",
+    "Connection": "close",
+    "User-Agent": "vramtop",
+}
+# urllib3 2 reads the whole body inside getresponse() unless told not to; 1.26 (which requests
+# still allows) never does and takes no such argument.
+_STREAM: dict[str, bool] = (
+    {}
+    if urllib3.__version__.startswith("1.")
+    else {"preload_content": False, "decode_content": False}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,16 +123,7 @@ def fetch(
         conn.connect()
         # The connect had its own timeout; what is left of the budget covers the rest.
         deadline.arm(conn.sock, timeout_s - (time.monotonic() - started))
-        conn.request(
-            "GET",
-            path,
-            headers={
-                "Accept": "text/plain, application/json",
-                "Accept-Encoding": "identity",
-                "Connection": "close",
-                "User-Agent": "vramtop",
-            },
-        )
+        conn.request("GET", path, headers=_HEADERS, **_STREAM)
         resp = conn.getresponse()
         status = int(resp.status)
         ctype = clean(str(resp.headers.get("Content-Type", "")), 80)
@@ -149,10 +153,21 @@ def fetch(
         # them run into.
         if deadline.fired or isinstance(exc, (TimeoutError, socket.timeout)):
             return done(status, b"", ctype, f"timed out after {budget_ms} ms")
-        if isinstance(exc, ConnectionRefusedError):
+        if _caused_by(exc, ConnectionRefusedError):
             return done(0, b"", "", "connection refused")
         return done(status, b"", ctype, clean(f"{type(exc).__name__}: {exc}", 120))
     finally:
         deadline.cancel()
         with contextlib.suppress(Exception):
             conn.close()
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
