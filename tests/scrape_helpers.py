@@ -148,7 +148,7 @@ class ThreadServer:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 owner.requests.append(self.path)
                 mode = owner.routes.get(self.path, ("ok", 404, "text/plain", "not found"))
                 with contextlib.suppress(OSError):
@@ -211,9 +211,9 @@ class ThreadServer:
 
 
 @contextlib.contextmanager
-def thread_server(routes: dict[str, tuple[Any, ...]], host: str = "127.0.0.1") -> Iterator[
-    ThreadServer
-]:
+def thread_server(
+    routes: dict[str, tuple[Any, ...]], host: str = "127.0.0.1"
+) -> Iterator[ThreadServer]:
     server = ThreadServer(routes, host)
     try:
         yield server

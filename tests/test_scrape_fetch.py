@@ -11,8 +11,8 @@ import socket
 import time
 
 import pytest
-
 from scrape_helpers import VLLM_NEW, thread_server
+
 from vramtop.scrape.fetch import MAX_BODY, fetch
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from scrape_helpers import (
     DIGEST,
     LLAMA_METRICS,
@@ -19,6 +18,7 @@ from scrape_helpers import (
     VLLM_OLD,
     ollama_ps,
 )
+
 from vramtop.scrape import parsers
 from vramtop.scrape.parsers import Unexpected
 

@@ -40,9 +40,7 @@ _HEADERS = {
 }
 # urllib3 2 reads the whole body inside getresponse() unless told not to; 1.26 (which requests
 # still allows) never does and takes no such argument.
-_STREAM: dict[str, bool] = (
-    {}
-    if urllib3.__version__.startswith("1.")
+_URLLIB3_1 = str(getattr(urllib3, "__version__", "2")).startswith("1.")
     else {"preload_content": False, "decode_content": False}
 )
 
@@ -123,7 +121,10 @@ def fetch(
         conn.connect()
         # The connect had its own timeout; what is left of the budget covers the rest.
         deadline.arm(conn.sock, timeout_s - (time.monotonic() - started))
-        conn.request("GET", path, headers=_HEADERS, **_STREAM)
+        if _URLLIB3_1:
+            conn.request("GET", path, headers=_HEADERS)
+        else:
+            conn.request("GET", path, headers=_HEADERS, preload_content=False, decode_content=False)
         resp = conn.getresponse()
         status = int(resp.status)
         ctype = clean(str(resp.headers.get("Content-Type", "")), 80)
