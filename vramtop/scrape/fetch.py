@@ -41,8 +41,6 @@ _HEADERS = {
 # urllib3 2 reads the whole body inside getresponse() unless told not to; 1.26 (which requests
 # still allows) never does and takes no such argument.
 _URLLIB3_1 = str(getattr(urllib3, "__version__", "2")).startswith("1.")
-    else {"preload_content": False, "decode_content": False}
-)
 
 
 @dataclass(frozen=True, slots=True)
