@@ -240,17 +240,31 @@ class Tree:
 
 @contextlib.contextmanager
 def process_tree(spec: dict[str, Any], timeout: float = 30.0) -> Iterator[Tree]:
-    """Start the tree, wait for every node's report line, stop it all at the end."""
+    """Start the fakeserver tree, wait for every node's report line, stop it all at the end."""
     spec = {"max_seconds": 120, **spec}
+    argv = [sys.executable, "-m", "vramtop.gpu.fakeserver", json.dumps(spec)]
+    with _reporting(argv, count_nodes(spec), timeout) as tree:
+        yield tree
+
+
+@contextlib.contextmanager
+def hostile_tree(mode: str, count_file: str) -> Iterator[Tree]:
+    """A vLLM-shaped tree ("api" listens and misbehaves, "engine" is the GPU process)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hostile_tree.py")
+    with _reporting([sys.executable, script, mode, count_file], 2, 30.0) as tree:
+        yield tree
+
+
+@contextlib.contextmanager
+def _reporting(argv: list[str], want: int, timeout: float) -> Iterator[Tree]:
     popen = subprocess.Popen(
-        [sys.executable, "-m", "vramtop.gpu.fakeserver", json.dumps(spec)],
+        argv,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         env=dict(os.environ, VRAMTOP_FAKESERVER_PARENT=str(os.getpid())),
     )
     assert popen.stdout is not None
     procs: dict[str, tuple[int, int | None]] = {}
-    want = count_nodes(spec)
     deadline = time.monotonic() + timeout
     try:
         while len(procs) < want and time.monotonic() < deadline:
@@ -261,7 +275,7 @@ def process_tree(spec: dict[str, Any], timeout: float = 30.0) -> Iterator[Tree]:
             assert "error" not in got, got
             procs[got["name"]] = (got["pid"], got["port"])
         assert len(procs) == want, f"tree came up with {sorted(procs)} of {want} nodes"
-        # Titles are set before the report line; the listeners are bound before it too.
+        # Titles are set and listeners bound before each report line.
         yield Tree(procs, popen)
     finally:
         for pid, _ in procs.values():

@@ -125,6 +125,9 @@ def run(spec: dict[str, Any], parent: int) -> None:
     signal.signal(signal.SIGALRM, lambda *_: os._exit(0))
     signal.alarm(int(spec.get("max_seconds", 600)))
     if spec.get("uid") is not None:
+        # Loaded while the files are still readable: the socket code looks the codec up lazily.
+        import encodings.idna  # noqa: F401
+
         os.setgroups([])
         os.setgid(int(spec["uid"]))
         os.setuid(int(spec["uid"]))
