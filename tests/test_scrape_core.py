@@ -37,7 +37,6 @@ from vramtop.messages import EnrichmentMessage, ScrapeMessage
 from vramtop.scrape.core import ScraperCore
 from vramtop.scrape.model import ServerMetrics
 
-
 JSON = "application/json"
 
 
