@@ -18,6 +18,7 @@ from vramtop.messages import (
     EnrichmentMessage,
     LogLine,
     SampleMessage,
+    ScrapeMessage,
 )
 from vramtop.render.filters import ProcessFilter, visible_rows
 from vramtop.render.grid import Grid
@@ -85,6 +86,10 @@ class Ui:
             return True
         if isinstance(message, AnalysisMessage):
             st.knowledge.set_analysis(message.result)
+            self.rebuild()
+            return True
+        if isinstance(message, ScrapeMessage):
+            st.knowledge.set_servers(message.servers)
             self.rebuild()
             return True
         return False

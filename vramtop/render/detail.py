@@ -18,6 +18,7 @@ from vramtop.render.grid import Grid, Style, wrap
 from vramtop.render.history import History
 from vramtop.render.model import Knowledge, ProcView
 from vramtop.render.widgets import box, chart, duration, phase_badge, rate, verdict_style
+from vramtop.scrape.model import ServerMetrics
 
 LABEL = Style(fg="muted", bg="panel")
 TEXT = Style(fg="text", bg="panel")
@@ -143,11 +144,42 @@ def detail_lines(
     out.append((DEEP_HINT, NOTE))
     if not config.scraping.enable:
         out.append(("server metrics: scraping is off (scraping.enable = false)", NOTE))
+    elif view.server is not None:
+        out.extend(server_lines(view.server))
     else:
         ports = ", ".join(str(p) for p in config.scraping.allowed_ports)
         out.append(
             (f"server metrics: none found (inference servers on localhost ports {ports})", NOTE)
         )
+    return out
+
+
+def _count(n: int | None) -> str:
+    return "n/a" if n is None else str(n)
+
+
+def server_lines(s: ServerMetrics, now: float | None = None) -> list[Line]:
+    """What the scraper read from this process's inference server, or why nothing."""
+    out: list[Line] = [_field("server", f"{s.kind}   model {s.model or 'not reported'}")]
+    if not s.url:
+        out.append(_field("metrics", f"not read: {s.note}"))
+        return out
+    if s.read_at:
+        kv = "n/a" if s.kv_cache_usage is None else f"{s.kv_cache_usage:.0%} used"
+        if s.tokens_total:
+            kv += f" of {s.tokens_total:,} tokens"
+        if s.shared:
+            kv += f"   (the server's figure, for its {len(s.processes)} GPU processes)"
+        out.append(_field("KV cache", kv))
+        out.append(_field("requests", f"{_count(s.running)} running, {_count(s.waiting)} waiting"))
+        rate = "n/a" if s.preemptions_per_s is None else f"{s.preemptions_per_s:.2f}/s"
+        out.append(_field("preemptions", rate))
+        age = duration(max(0.0, (now or time.time()) - s.read_at))
+        out.append(_field("read from", f"{s.url}   {age} ago   (PID {s.server_pid})"))
+    else:
+        out.append(_field("read from", f"{s.url}   no figures"))
+    if s.note:
+        out.append(_field("note", s.note))
     return out
 
 

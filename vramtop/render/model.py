@@ -19,6 +19,7 @@ from vramtop.enrich.model import Enrichment
 from vramtop.gpu.snapshot import GpuSample, ProcessSample
 from vramtop.identity import same_process
 from vramtop.messages import ProcessIdentity, ProcessRow, SampleMessage
+from vramtop.scrape.model import ServerMetrics
 
 RowKey = tuple[int, float, int]  # (pid, start time, gpu index): one row per process per GPU
 
@@ -38,6 +39,13 @@ class Knowledge:
     enrichment_at: float = 0.0
     enrich_notes: tuple[str, ...] = ()
     parents: dict[ProcessIdentity, tuple[int, str]] = field(default_factory=dict)
+    servers: dict[ProcessIdentity, ServerMetrics] = field(default_factory=dict)
+    scrape_at: float = 0.0  # time.monotonic() of the last ScrapeMessage, 0 = never
+
+    def set_servers(self, servers: Iterable[ServerMetrics]) -> None:
+        """The scraper's newest word replaces the older one (a server that went away is gone)."""
+        self.servers = {ident: s for s in servers for ident in s.processes}
+        self.scrape_at = time.monotonic()
 
     def add_enrichment(self, items: Iterable[Enrichment], notes: Iterable[str] = ()) -> None:
         for item in items:
@@ -52,7 +60,7 @@ class Knowledge:
 
     def forget_except(self, alive: set[ProcessIdentity]) -> None:
         """Drop facts about processes no longer on any GPU (memory stays bounded)."""
-        for store in (self.enrichment, self.parents):
+        for store in (self.enrichment, self.parents, self.servers):
             for ident in [i for i in store if i not in alive]:
                 del store[ident]
 
@@ -94,6 +102,7 @@ class ProcView:
     analysis: ProcessAnalysis | None
     depth: int = 0  # tree view indentation
     tree_prefix: str = ""
+    server: ServerMetrics | None = None  # the scraper's figures of this process's server
 
     @property
     def key(self) -> RowKey:
@@ -191,6 +200,7 @@ def build_views(
             gpu=gpus.get(row.gpu_index),
             enrichment=knowledge.enrichment.get(row.identity),
             analysis=knowledge.processes.get((row.identity, row.gpu_index)),
+            server=knowledge.servers.get(row.identity),
         )
         if needle and needle not in _haystack(view):
             continue
@@ -242,7 +252,9 @@ def tree_items(views: list[ProcView], knowledge: Knowledge) -> list[TableItem]:
 
     def emit(v: ProcView, depth: int, last: bool) -> None:
         prefix = ("  " * (depth - 1) + ("└─" if last else "├─")) if depth else ""
-        out.append(ProcView(v.row, v.proc, v.gpu, v.enrichment, v.analysis, depth, prefix))
+        out.append(
+            ProcView(v.row, v.proc, v.gpu, v.enrichment, v.analysis, depth, prefix, v.server)
+        )
         if v.pid in placed:
             return  # the same process on a second GPU: its children are listed once
         placed.add(v.pid)

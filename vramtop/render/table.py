@@ -2,8 +2,9 @@
 
 Where it sits: ``screen.py`` hands it the rows built by ``model.py`` (already filtered, sorted
 and, in tree view, nested). Columns whose data comes from other actors (PHASE, RATE, VERDICT,
-ETA from the analyzer; FRAMEWORK, CONTAINER from the enricher) show ``—`` until that data
-arrives. Narrow terminals drop the least important columns first; COMMAND always stays.
+ETA from the analyzer; FRAMEWORK, CONTAINER from the enricher; KV from the scraper, shown only
+while it reports a server) show ``—`` until that data arrives. Narrow terminals drop the least
+important columns first; COMMAND always stays.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vramtop.analysis.model import OK, UNKNOWN
+from vramtop.analysis.verdict import KV_TIGHT
 from vramtop.fmt import size
 from vramtop.render.grid import Grid, Style, fit
 from vramtop.render.model import GroupLine, ProcView
@@ -93,6 +95,27 @@ def _framework(v: ProcView, _a: bool) -> Cell:
     return (e.framework, Style(fg="accent")) if e and e.framework else (NONE, MUTED)
 
 
+def kv_text(kv: float | None, waiting: int | None) -> str:
+    """ "42%", or "97% q12" when 12 requests wait (the detail panel spells it out)."""
+    text = "?" if kv is None else f"{kv:.0%}"
+    return f"{text} q{waiting}" if waiting else text
+
+
+def _kv(v: ProcView, _a: bool) -> Cell:
+    s = v.server
+    if s is None or (s.kv_cache_usage is None and not s.waiting):
+        return NONE, MUTED
+    kv = s.kv_cache_usage
+    style = (
+        Style(fg="crit", bold=True)
+        if kv is not None and kv >= KV_TIGHT
+        else Style(fg="warn")
+        if kv is not None and kv >= KV_WARN
+        else Style()
+    )
+    return kv_text(kv, s.waiting), style
+
+
 def _container(v: ProcView, _a: bool) -> Cell:
     c = v.enrichment.container if v.enrichment else None
     if c is None:
@@ -112,15 +135,20 @@ COLUMNS: tuple[Column, ...] = (
     Column("RATE", 8, True, 3, _rate, True),
     Column("VERDICT", 8, False, 2, _verdict),
     Column("ETA", 6, True, 1, _eta),
-    Column("FRAMEWORK", 9, False, 9, _framework),
-    Column("CONTAINER", 12, False, 10, _container),
+    Column("KV", 8, True, 9, _kv),
+    Column("FRAMEWORK", 9, False, 10, _framework),
+    Column("CONTAINER", 12, False, 11, _container),
 )
+KV_WARN = 0.8
 MIN_COMMAND = 40  # enough for "python train.py --flag value" at 120 columns
 
 
-def columns_for(width: int, full: bool) -> list[Column]:
-    """The columns that fit ``width`` with room for COMMAND, least important dropped first."""
-    cols = [c for c in COLUMNS if full or not c.full_only]
+def columns_for(width: int, full: bool, kv: bool = False) -> list[Column]:
+    """The columns that fit ``width`` with room for COMMAND, least important dropped first.
+
+    KV (an inference server's cache use) is there only while the scraper reports a server.
+    """
+    cols = [c for c in COLUMNS if (full or not c.full_only) and (kv or c.name != "KV")]
     for drop in sorted({c.drop for c in cols if c.drop}, reverse=True):
         if sum(c.width + 1 for c in cols) + 1 + MIN_COMMAND <= width:
             break
@@ -141,7 +169,7 @@ def sort_label(state: ViewState) -> str:
 def draw_table(grid: Grid, y: int, bottom: int, state: ViewState, full: bool) -> None:
     """Header on line ``y``, rows until ``bottom`` (exclusive)."""
     w = grid.width
-    cols = columns_for(w, full)
+    cols = columns_for(w, full, any(v.server is not None for v in state.views))
     x = 1
     grid.put(0, y, " " * w, HEAD)
     for c in cols:

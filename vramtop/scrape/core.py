@@ -45,6 +45,7 @@ Fetcher = Callable[[str, int, str, float], FetchResult]
 DESTINATIONS = ("render", "analyzer", "exporter")
 MAX_CANDIDATES = 3  # listeners tried per server and round
 TARGETS_MAX = 256  # remembered listeners (bounded memory)
+ROUND_MIN_S = 1.0  # a scrape round may take at least this long, else 4 x timeout_ms
 
 
 @dataclass
@@ -56,7 +57,7 @@ class _Target:
     at: float = -1e18  # monotonic time of the last read
     read_at: float = 0.0  # wall time of the last good read
     reading: parsers.Reading | None = None
-    note: str = ""
+    note: str = "not read yet"
     counter: tuple[float, float] | None = None  # (preemptions, monotonic time)
     rate: float | None = None
     model: str = ""  # TGI's /info, read once
@@ -92,6 +93,7 @@ class ScraperCore:
         self.next_round = 0.0
         self.last: ScrapeMessage | None = None
         self.fetches = 0  # requests made (diagnostics, benchmark)
+        self._round_deadline = 0.0
 
     # -- the actor protocol ----------------------------------------------------------------------
 
@@ -163,6 +165,9 @@ class ScraperCore:
         """Find, read and attribute every server once (each listener at most once per rate
         limit period); the message for the other actors."""
         cfg = self.config.scraping
+        # However many servers stall, a round ends in bounded time, so the actor keeps answering
+        # its inbox (a stop, a new config) and its heartbeat.
+        self._round_deadline = time.monotonic() + max(ROUND_MIN_S, 4 * cfg.timeout_ms / 1000.0)
         discovery = Discovery(self.procfs, self.my_uid)
         groups: dict[tuple[str, int], list[ProcessIdentity]] = {}
         owners: dict[tuple[str, int], int] = {}
@@ -202,6 +207,8 @@ class ScraperCore:
             self.targets[key] = target
         if now - target.at < self.config.scraping.rate_limit_seconds:
             return target  # per-target rate limit: the last answer stands
+        if time.monotonic() > self._round_deadline:
+            return target  # this round is spent (stalling servers): read it first next round
         target.at = now
         timeout = self.config.scraping.timeout_ms / 1000.0
         bodies: dict[str, str | None] = {}
