@@ -43,7 +43,9 @@ def test_kv_column_appears_with_a_server_and_shows_the_queue() -> None:
     assert "KV" in header.split()
     # Both TP ranks of one server show its figure; the other server its own.
     assert "97% q12" in _row(screen, "job0.py") and "97% q12" in _row(screen, "job1.py")
-    assert "20%" in _row(screen, "job2.py") and "q" not in _row(screen, "job2.py").split("20%")[1][:3]
+    assert (
+        "20%" in _row(screen, "job2.py") and "q" not in _row(screen, "job2.py").split("20%")[1][:3]
+    )
 
 
 def test_kv_column_is_dropped_before_the_verdict_on_narrow_terminals() -> None:

@@ -11,6 +11,7 @@ to "render" (state) and "exporter" (which writes each sample with the analysis o
 showing the previous analysis.
 
 Other inputs: :class:`EnrichmentMessage` (which processes pre-allocate by design),
+:class:`ScrapeMessage` (inference servers' KV cache use and queues, for their verdicts),
 :class:`ConfigUpdate` (new thresholds), and :class:`Selected` (the process selected
 in the UI: PELT segments are computed for it alone).
 """
@@ -34,6 +35,7 @@ from vramtop.messages import (
     ProcessIdentity,
     ProcessRows,
     SampleMessage,
+    ScrapeMessage,
     Selected,
 )
 from vramtop.shm import HistoryReader, ShmSegment, TornReadError, read_histories
@@ -57,6 +59,8 @@ class AnalyzerCore:
         self.analyzer = Analyzer(Config())
         self.preallocates: dict[ProcessIdentity, bool] = {}
         self.kv_cache_usage: dict[ProcessIdentity, float | None] = {}
+        self.waiting: dict[ProcessIdentity, int | None] = {}
+        self.queue_growing: dict[ProcessIdentity, bool] = {}
         self.selected: ProcessIdentity | None = None
         self.latest: ProcessRows | None = None
         self.last_result: AnalysisResult | None = None
@@ -83,6 +87,8 @@ class AnalyzerCore:
                     self.analyzer.configure(message.config)
             elif isinstance(message, Selected):
                 self.selected = message.identity
+            elif isinstance(message, ScrapeMessage):
+                self.take_servers(message)
         if rows is None:
             return []
         self.latest = rows
@@ -91,6 +97,13 @@ class AnalyzerCore:
             return []
         out = AnalysisMessage(rows.seq, result)
         return [(name, out) for name in readers("analysis")]
+
+    def take_servers(self, message: ScrapeMessage) -> None:
+        """The scraper's newest figures replace the older ones (by identity)."""
+        servers = [(i, s) for s in message.servers if s.read_at for i in s.processes]
+        self.kv_cache_usage = {i: s.kv_cache_usage for i, s in servers}
+        self.waiting = {i: s.waiting for i, s in servers}
+        self.queue_growing = {i: s.queue_growing for i, s in servers}
 
     def analyze(self, message: ProcessRows | SampleMessage) -> AnalysisResult | None:
         """Read and analyse; None when the read was torn (the tick is skipped)."""
@@ -112,6 +125,8 @@ class AnalyzerCore:
             timestamp=stamp if math.isfinite(stamp) else None,
             preallocates=self.preallocates,
             kv_cache_usage=self.kv_cache_usage,
+            waiting=self.waiting,
+            queue_growing=self.queue_growing,
             selected=self.selected,
         )
         result = self.analyzer.step(gpus, procs, context)

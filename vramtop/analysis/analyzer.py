@@ -108,6 +108,9 @@ class AnalysisContext:
     timestamp: float | None = None
     preallocates: Mapping[ProcessIdentity, bool] = field(default_factory=dict)
     kv_cache_usage: Mapping[ProcessIdentity, float | None] = field(default_factory=dict)
+    # From the scraper: requests an inference server has queued, and whether the queue grew.
+    waiting: Mapping[ProcessIdentity, int | None] = field(default_factory=dict)
+    queue_growing: Mapping[ProcessIdentity, bool] = field(default_factory=dict)
     selected: ProcessIdentity | None = None  # PELT segments are computed for this one
 
 
@@ -276,6 +279,8 @@ class Analyzer:
                     spike_need_mib=float(spikes.need_mib[i]),
                     preallocates=bool(prealloc.get(identity, False)) if prealloc else False,
                     kv_cache_usage=kv.get(identity) if kv else None,
+                    waiting=context.waiting.get(identity) if context.waiting else None,
+                    queue_growing=bool(context.queue_growing.get(identity, False)),
                     eta=eta,
                     alerting=eta is not None
                     and oom_mod.alert_passes(eta, alerts, intervals.get(g_index, 0.0)),

@@ -67,6 +67,8 @@ class VerdictInput:
     spike_need_mib: float = 0.0
     preallocates: bool = False
     kv_cache_usage: float | None = None  # 0..1
+    waiting: int | None = None  # requests the server has queued (None: it does not say)
+    queue_growing: bool = False  # ... and more than at its previous read
     eta: OomPrediction | None = None  # the GPU's raw prediction when this process drives it
     alerting: bool = False  # ... and it passed the alert thresholds
     warning_s: float = 300.0
@@ -111,9 +113,16 @@ def judge(v: VerdictInput) -> tuple[str, str]:
         kv = v.kv_cache_usage
         if kv is None or not math.isfinite(kv):
             return OK, "pre-allocates its pool by design; KV cache usage n/a"
-        if kv >= KV_TIGHT:
-            return TIGHT, f"pre-allocated pool, KV cache {kv:.0%} full"
-        return OK, f"pre-allocated pool, KV cache {kv:.0%} used"
+        # A full cache is the pool doing its job; it is tight when requests queue up behind it
+        # (or when the server does not say whether they do).
+        if kv >= KV_TIGHT and v.waiting is None:
+            return TIGHT, f"pre-allocated pool, KV {kv:.0%} full"
+        if kv >= KV_TIGHT and (v.queue_growing or v.waiting):
+            growing = " and growing" if v.queue_growing else ""
+            return TIGHT, f"pre-allocated pool, KV {kv:.0%} full, {v.waiting} waiting{growing}"
+        if v.waiting:
+            return OK, f"pre-allocated pool, KV {kv:.0%}, {v.waiting} waiting"
+        return OK, f"pre-allocated pool, KV {kv:.0%}"
     if v.eta is not None and v.eta.eta_s <= TIGHT_HORIZON * v.warning_s:
         return TIGHT, f"grows {v.rate_mib_s:+.1f} MiB/s: GPU full in {eta_range(v.eta)}"
     if v.phase == STABLE:  # the common case first: one format call

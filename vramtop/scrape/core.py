@@ -61,6 +61,7 @@ class _Target:
     counter: tuple[float, float] | None = None  # (preemptions, monotonic time)
     rate: float | None = None
     model: str = ""  # TGI's /info, read once
+    growing: bool = False  # more requests waiting than at the read before
 
 
 def _failure_note(result: FetchResult) -> str:
@@ -241,6 +242,10 @@ class ScraperCore:
             target.model = reading.model or target.model
             reading = replace(reading, model=target.model)
         self._rate(target, reading, now)
+        before = target.reading.waiting if target.reading is not None else None
+        target.growing = (
+            reading.waiting is not None and before is not None and reading.waiting > before
+        )
         target.reading = reading
         target.read_at = self.wall()
         target.note = reading.note
@@ -282,6 +287,7 @@ class ScraperCore:
                     waiting=r.waiting,
                     preemptions_per_s=target.rate,
                     tokens_total=r.tokens_total,
+                    queue_growing=target.growing,
                     read_at=target.read_at,
                 )
             ]

@@ -24,6 +24,7 @@ class ServerMetrics:
     waiting: int | None = None
     preemptions_per_s: float | None = None
     tokens_total: int | None = None  # KV pool / context capacity in tokens
+    queue_growing: bool = False  # more requests waiting than at the previous read
     read_at: float = 0.0  # time.time() of the read these figures come from, 0 = none
     note: str = ""  # why figures are missing, or what is odd ("" = all well)
 
