@@ -200,6 +200,7 @@ STATE_KINDS: dict[type, str] = {
     SampleMessage: "sample",
     ProcessRows: "rows",
     AnalysisMessage: "analysis",
+    ScrapeMessage: "scrape",
 }
 """Message classes that are state (newest replaces older), by channel name."""
 

@@ -36,8 +36,10 @@ from vramtop.messages import (
     ProcessRows,
     SampleJoiner,
     SampleMessage,
+    ScrapeMessage,
     SnapshotMessage,
 )
+from vramtop.scrape.model import ServerMetrics
 
 MAX_PENDING = 64  # samples waiting for their analysis: beyond this the oldest is written now
 IDLE_TICK_FRACTION = 0.25  # with nothing pending, look again after this share of an interval
@@ -69,6 +71,7 @@ class ExporterCore:
         self.results: dict[int, AnalysisResult] = {}
         self.newest_result = -1  # highest seq an analysis arrived for
         self.enrichments: dict[ProcessIdentity, Enrichment] = {}
+        self.servers: dict[ProcessIdentity, ServerMetrics] = {}  # the scraper's newest word
         self.written = 0
         self._joiner = SampleJoiner()
         self.with_analysis = 0  # samples written with their analysis (for tests, diagnostics)
@@ -106,6 +109,8 @@ class ExporterCore:
         elif isinstance(message, EnrichmentMessage):
             for item in message.items:
                 self.enrichments[item.identity] = item
+        elif isinstance(message, ScrapeMessage):
+            self.servers = {i: s for s in message.servers for i in s.processes}
         elif isinstance(message, ConfigUpdate) and not message.error:
             self._configure(message.config.general.refresh_rate)
 
@@ -133,7 +138,13 @@ class ExporterCore:
             del self.results[seq]
         self._forget_departed(message)
         for log in self.logs:
-            log.write(message.snapshot, message.rows, enrichments=self.enrichments, analysis=result)
+            log.write(
+                message.snapshot,
+                message.rows,
+                enrichments=self.enrichments,
+                analysis=result,
+                servers=self.servers,
+            )
         self.written += 1
         self.with_analysis += result is not None
 

@@ -26,7 +26,13 @@ from enum import Enum
 from typing import Final
 
 from vramtop.analysis.model import AnalysisResult
-from vramtop.export.document import Enrichments, analysis_index, gpu_extras, process_extras
+from vramtop.export.document import (
+    Enrichments,
+    Servers,
+    analysis_index,
+    gpu_extras,
+    process_extras,
+)
 from vramtop.export.logfile import LogFile
 from vramtop.gpu.snapshot import GpuSample, GpuState, ProcessSample, ProcessType, Snapshot
 from vramtop.messages import ProcessIdentity, ProcessRow
@@ -64,7 +70,16 @@ PROCESS_COLUMNS: Final = (
     "mem_util_percent",
 )
 # Filled from the extras the caller passes (enricher / analyzer results); empty otherwise.
-EXTRA_COLUMNS: Final = ("framework", "container", "phase", "rate_mib_s", "verdict", "oom_eta_s")
+EXTRA_COLUMNS: Final = (
+    "framework",
+    "container",
+    "phase",
+    "rate_mib_s",
+    "verdict",
+    "oom_eta_s",
+    "kv_cache_usage",
+    "requests_waiting",
+)
 COLUMNS: Final = (
     "time",
     "timestamp",
@@ -122,6 +137,7 @@ def derived_extras(
     rows: Iterable[ProcessRow],
     enrichments: Enrichments | None = None,
     analysis: AnalysisResult | None = None,
+    servers: Servers | None = None,
 ) -> tuple[dict[ExtrasKey, dict[str, object]], dict[int, dict[str, object]]]:
     """The extra columns (framework ... oom_eta_s) of every process and GPU row of a sample:
     by ``(pid, gpu_index)`` for processes, by GPU index for GPUs."""
@@ -133,8 +149,9 @@ def derived_extras(
         seen.add(key)
         e = enrichments.get(r.identity) if enrichments else None
         pa = proc_results.get(key)
-        if e is not None or pa is not None:
-            extras[(r.identity.pid, r.gpu_index)] = process_extras(e, pa)
+        server = servers.get(r.identity) if servers else None
+        if e is not None or pa is not None or server is not None:
+            extras[(r.identity.pid, r.gpu_index)] = process_extras(e, pa, server)
     for key, pa in proc_results.items():
         if key not in seen:  # a process without a row: known by PID alone
             extras.setdefault((pa.identity.pid, pa.gpu_index), process_extras(None, pa))
@@ -180,14 +197,15 @@ def format_sample(
     gpu_extras: Mapping[int, Mapping[str, object]] | None = None,
     enrichments: Enrichments | None = None,
     analysis: AnalysisResult | None = None,
+    servers: Servers | None = None,
 ) -> bytes:
     """The whole sample as CSV lines (GPU rows, then process rows by GPU and PID). The extra
     columns come from ``enrichments`` / ``analysis``, or as given in ``extras`` /
     ``gpu_extras`` (which win)."""
     rows = tuple(rows)
     by_key = {(r.identity.pid, r.gpu_index): r for r in rows}
-    if enrichments or analysis is not None:
-        derived, derived_gpu = derived_extras(rows, enrichments, analysis)
+    if enrichments or analysis is not None or servers:
+        derived, derived_gpu = derived_extras(rows, enrichments, analysis, servers)
         extras = {**derived, **(extras or {})}
         gpu_extras = {**derived_gpu, **(gpu_extras or {})}
     extras = extras or {}
@@ -257,9 +275,12 @@ class CsvLog:
         *,
         enrichments: Enrichments | None = None,
         analysis: AnalysisResult | None = None,
+        servers: Servers | None = None,
     ) -> None:
         """Append one whole sample; see :func:`format_sample` for the extra columns."""
-        self.log.write(format_sample(snapshot, rows, extras, gpu_extras, enrichments, analysis))
+        self.log.write(
+            format_sample(snapshot, rows, extras, gpu_extras, enrichments, analysis, servers)
+        )
 
     def close(self) -> None:
         self.log.close()

@@ -29,6 +29,7 @@ from vramtop.fmt import pct, size, temp, watts
 from vramtop.gpu.snapshot import GpuSample, ProcessSample, Snapshot
 from vramtop.messages import ProcessIdentity, ProcessRow
 from vramtop.na import to_json
+from vramtop.scrape.model import ServerMetrics
 
 SCHEMA_VERSION = 1
 
@@ -124,9 +125,18 @@ def container_label(c: Container | None) -> str:
     return f"{c.runtime}:pod/{c.pod_uid}" if c.pod_uid else c.runtime
 
 
-def process_extras(e: Enrichment | None, pa: ProcessAnalysis | None) -> dict[str, object]:
+Servers = Mapping[ProcessIdentity, ServerMetrics]
+"""The scraper's figures by the GPU process they belong to."""
+
+
+def process_extras(
+    e: Enrichment | None, pa: ProcessAnalysis | None, server: ServerMetrics | None = None
+) -> dict[str, object]:
     """The CSV's extra columns of a process row, from the same serialisation as the JSON."""
     out: dict[str, object] = {}
+    if server is not None:
+        out["kv_cache_usage"] = server.kv_cache_usage
+        out["requests_waiting"] = server.waiting
     if e is not None:
         out["framework"] = e.framework
         out["container"] = container_label(e.container)
@@ -209,6 +219,7 @@ def _process(
     row: ProcessRow | None,
     e: Enrichment | None,
     pa: ProcessAnalysis | None,
+    server: ServerMetrics | None = None,
 ) -> dict[str, Any]:
     return {
         "pid": proc.pid,
@@ -222,6 +233,7 @@ def _process(
         "mem_util_percent": to_json(proc.mem_util),
         **enrichment_json(e),
         "analysis": None if pa is None else process_analysis_json(pa),
+        "server": None if server is None else server.to_dict(),
     }
 
 
@@ -231,6 +243,7 @@ def to_document(
     enrichments: Enrichments | None = None,
     analysis: AnalysisResult | None = None,
     others: Mapping[int, OtherUsers] | None = None,
+    servers: Servers | None = None,
     *,
     nvml_calls: bool = True,
 ) -> dict[str, Any]:
@@ -249,7 +262,8 @@ def to_document(
             row = by_key.get((p.pid, p.gpu_index))
             ident = row_identity(p, row)
             pa = proc_results.get((ident, p.gpu_index))
-            procs.append(_process(p, row, enrichments.get(ident), pa))
+            server = servers.get(ident) if servers else None
+            procs.append(_process(p, row, enrichments.get(ident), pa, server))
         entry = _gpu(gpu, snap, procs, gpu_results.get(gpu.index))
         hidden = (others or {}).get(gpu.index)
         entry["other_users"] = (

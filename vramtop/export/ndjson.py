@@ -17,7 +17,7 @@ from typing import Any
 
 from vramtop.analysis.model import AnalysisResult
 from vramtop.export.csvlog import MAX_WARNINGS, Sample
-from vramtop.export.document import Enrichments, to_document
+from vramtop.export.document import Enrichments, Servers, to_document
 from vramtop.export.logfile import LogFile
 from vramtop.gpu.snapshot import GpuSample, GpuState, ProcessSample, ProcessType, Snapshot
 from vramtop.messages import ProcessIdentity, ProcessRow
@@ -30,9 +30,11 @@ def format_line(
     rows: Iterable[ProcessRow] = (),
     enrichments: Enrichments | None = None,
     analysis: AnalysisResult | None = None,
+    servers: Servers | None = None,
 ) -> bytes:
     """One sample as one line: its document with the per-process and per-GPU extras."""
-    return dump_line(to_document(snapshot, rows, enrichments, analysis, nvml_calls=False))
+    doc = to_document(snapshot, rows, enrichments, analysis, servers=servers, nvml_calls=False)
+    return dump_line(doc)
 
 
 def dump_line(doc: Mapping[str, Any]) -> bytes:
@@ -64,8 +66,9 @@ class NdjsonLog:
         *,
         enrichments: Enrichments | None = None,
         analysis: AnalysisResult | None = None,
+        servers: Servers | None = None,
     ) -> None:
-        self.log.write(format_line(snapshot, rows, enrichments, analysis))
+        self.log.write(format_line(snapshot, rows, enrichments, analysis, servers))
 
     def write_document(self, doc: Mapping[str, Any]) -> None:
         self.log.write(dump_line(doc))

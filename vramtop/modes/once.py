@@ -1,7 +1,8 @@
 """``vramtop --once [--json]``: one sample as a table or a JSON document, then exit.
 
 Data flow: backend -> one ``Snapshot`` -> process rows (``enrich.procinfo``) -> the enricher's
-core (read while the processes are still there) -> the command-line filters and the
+core and one scrape round of the inference servers (``scrape.core``; read while the processes
+are still there) -> the command-line filters and the
 other-users rule (``render.filters.visible_rows``, the same helper the monitor uses) -> the
 stream analyzer over that single sample (no history: every phase is "unknown", only the
 temperature warning can fire) -> ``export.document`` (table or JSON) on stdout, and the CSV
@@ -18,12 +19,14 @@ from typing import TYPE_CHECKING
 
 from vramtop.config import Config
 from vramtop.gpu.factory import BackendSpec
+from vramtop.gpu.snapshot import Snapshot
+from vramtop.messages import ProcessIdentity, ProcessRow
 from vramtop.modes.exits import EXIT_GPU, EXIT_OK, EXIT_USAGE, fail, open_backend
 from vramtop.render.filters import ProcessFilter, visible_rows
 
 if TYPE_CHECKING:
     from vramtop.enrich.model import Enrichment
-    from vramtop.messages import ProcessIdentity
+    from vramtop.scrape.model import ServerMetrics
 
 # One sample of a scenario is most telling once it has settled (servers loaded).
 ONCE_WARMUP_S = 60.0
@@ -62,6 +65,7 @@ def run_once(
             rows = list(recorded)
             enrichments: Mapping[ProcessIdentity, Enrichment] = {}
             remote = backend.analysis_for(snapshot)  # type: ignore[attr-defined]
+            servers: dict[ProcessIdentity, ServerMetrics] = {}
         else:
             facts = ProcessTable().update(p.pid for p in snapshot.processes)
             rows = list(build_rows(snapshot, facts, {}))
@@ -69,6 +73,7 @@ def run_once(
             enricher = Enricher()
             enricher.update(rows)
             enrichments = enricher.known
+            servers = scrape_once(snapshot, rows, enrichments, config or Config())
     finally:
         backend.close()
     config = config or Config()
@@ -95,11 +100,32 @@ def run_once(
     if export_csv is not None:
         try:
             with CsvLog(export_csv) as log:
-                log.write(snapshot, rows, enrichments=enrichments, analysis=analysis)
+                log.write(
+                    snapshot, rows, enrichments=enrichments, analysis=analysis, servers=servers
+                )
         except LogFileError as exc:
             return fail(str(exc), EXIT_USAGE)
     if as_json:
-        print(json.dumps(to_document(snapshot, rows, enrichments, analysis, others), indent=2))
+        doc = to_document(snapshot, rows, enrichments, analysis, others, servers)
+        print(json.dumps(doc, indent=2))
     else:
         print(to_table(snapshot, rows, others))
     return EXIT_OK
+
+
+def scrape_once(
+    snapshot: Snapshot,
+    rows: list[ProcessRow],
+    enrichments: Mapping[ProcessIdentity, Enrichment],
+    config: Config,
+) -> dict[ProcessIdentity, ServerMetrics]:
+    """One scrape round for ``--once`` (none at all with ``scraping.enable = false``)."""
+    if not config.scraping.enable:
+        return {}
+    from vramtop.messages import EnrichmentMessage, ProcessRows
+    from vramtop.scrape.core import ScraperCore
+
+    core = ScraperCore(config)
+    found = EnrichmentMessage(tuple(enrichments.values()))
+    core.handle([ProcessRows(0, snapshot.timestamp, tuple(rows)), found], 0.0)
+    return {i: s for s in core.scrape(0.0).servers for i in s.processes}
