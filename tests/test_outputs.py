@@ -77,9 +77,15 @@ def test_demo_once_json_names_the_framework_and_has_no_invented_history() -> Non
     doc = json.loads(out.stdout)
     jsonschema.validate(doc, SCHEMA)
     procs = {p["command"]: p for g in doc["gpus"] for p in g["processes"] if p["command"]}
-    vllm = next(p for c, p in procs.items() if c.startswith("vllm serve"))
+    vllm = procs["VLLM::EngineCore"]
     assert vllm["framework"] == "vLLM"
     assert vllm["preallocates"] is True  # a vLLM server reserves its pool by design
+    # Its parent, the demo's API server, was asked over loopback HTTP for its KV cache.
+    server = vllm["server"]
+    assert server["kind"] == "vLLM" and server["url"].startswith("http://127.0.0.1:")
+    assert server["model"] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert 0.0 <= server["kv_cache_usage"] <= 1.0 and server["note"] == ""
+    assert all(p["server"] is None for c, p in procs.items() if c.startswith("python train"))
     assert next(p for c, p in procs.items() if c == "ollama serve")["framework"] == "Ollama"
     # One sample: no trend can be known yet, and none is made up.
     for gpu in doc["gpus"]:

@@ -27,6 +27,7 @@ started from a long-lived thread (the main thread of the supervisor), never from
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import selectors
 import signal
@@ -101,6 +102,11 @@ class ChildSpec:
     name: str
     argv: tuple[str, ...]
     ignore_sigterm: bool = False
+    # "vllm": the child is started under a fake inference server (``gpu/fakeserver.py``): the
+    # PID reported is the GPU process's, whose parent answers HTTP on one of ``serve_ports``.
+    serve: str = ""
+    serve_argv: tuple[str, ...] = ()
+    serve_ports: tuple[int, ...] = ()
 
 
 def read_start_ticks(pid: int) -> int | None:
@@ -132,6 +138,7 @@ class ChildPool:
     def __init__(self, ready_timeout: float = READY_TIMEOUT_S) -> None:
         self._ready_timeout = ready_timeout
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._served: set[str] = set()
 
     @property
     def pids(self) -> dict[str, int]:
@@ -151,25 +158,20 @@ class ChildPool:
             if not spec.argv:
                 raise ValueError(f"child {spec.name!r} has an empty argv")
         env = dict(os.environ, SPT_NOENV="1")  # keep /proc/PID/environ intact
+        env["VRAMTOP_FAKESERVER_PARENT"] = str(os.getpid())
         started: dict[str, subprocess.Popen[bytes]] = {}
+        self._served = {s.name for s in specs if s.serve}
         try:
             for spec in specs:
                 started[spec.name] = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-c",
-                        _CHILD_CODE,
-                        str(os.getpid()),
-                        "1" if spec.ignore_sigterm else "0",
-                        *spec.argv,
-                    ],
+                    self._command(spec),
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL,
                     env=env,
                     start_new_session=True,
                 )
-            failures = self._await_ready(started)
+            failures, gpu_pids = self._await_ready(started)
         except BaseException:
             self._procs.update(started)
             for name in started:
@@ -182,10 +184,30 @@ class ChildPool:
                 self.terminate(name, signal.SIGKILL)
             self.reap()
             raise ChildStartError("demo child processes failed to start: " + "; ".join(failures))
-        return {name: p.pid for name, p in started.items()}
+        return {name: gpu_pids.get(name, p.pid) for name, p in started.items()}
 
-    def _await_ready(self, procs: dict[str, subprocess.Popen[bytes]]) -> list[str]:
-        """Read every child's report in parallel; the failures as 'name: reason'."""
+    @staticmethod
+    def _command(spec: ChildSpec) -> list[str]:
+        if spec.serve:
+            from vramtop.gpu.fakeserver import demo_tree
+
+            tree = demo_tree(spec.serve, spec.name, spec.argv, spec.serve_argv, spec.serve_ports)
+            return [sys.executable, "-m", "vramtop.gpu.fakeserver", json.dumps(tree)]
+        return [
+            sys.executable,
+            "-c",
+            _CHILD_CODE,
+            str(os.getpid()),
+            "1" if spec.ignore_sigterm else "0",
+            *spec.argv,
+        ]
+
+    def _await_ready(
+        self, procs: dict[str, subprocess.Popen[bytes]]
+    ) -> tuple[list[str], dict[str, int]]:
+        """Read every child's report in parallel: the failures as 'name: reason', and the GPU
+        process's PID of each served child (a fake server reports one JSON line per process)."""
+        lines = {name: 2 if name in self._served else 1 for name in procs}
         replies: dict[str, bytes] = {name: b"" for name in procs}
         sel = selectors.DefaultSelector()
         try:
@@ -201,7 +223,7 @@ class ChildPool:
                     name = key.data
                     chunk = os.read(key.fd, 512)
                     replies[name] += chunk
-                    if not chunk or b"\n" in replies[name]:
+                    if not chunk or replies[name].count(b"\n") >= lines[name]:
                         sel.unregister(key.fileobj)
         finally:
             sel.close()
@@ -209,11 +231,18 @@ class ChildPool:
                 if proc.stdout is not None:
                     proc.stdout.close()
         failures = []
+        gpu_pids: dict[str, int] = {}
         for name, reply in replies.items():
-            line = reply.decode("utf-8", "replace").strip()
-            if line != "ok":
-                failures.append(f"{name}: {line or 'no answer'}")
-        return failures
+            text = reply.decode("utf-8", "replace").strip()
+            if name in self._served:
+                pid = _served_pid(name, text)
+                if pid is None:
+                    failures.append(f"{name}: {text[:200] or 'no answer'}")
+                else:
+                    gpu_pids[name] = pid
+            elif text != "ok":
+                failures.append(f"{name}: {text or 'no answer'}")
+        return failures, gpu_pids
 
     def pid(self, name: str) -> int | None:
         proc = self._procs.get(name)
@@ -262,3 +291,15 @@ class ChildPool:
         for proc in self._procs.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
+
+
+def _served_pid(name: str, text: str) -> int | None:
+    """The PID of the node called ``name`` in a fake server's report lines, or None."""
+    for line in text.splitlines():
+        try:
+            got = json.loads(line)
+        except ValueError:
+            return None
+        if isinstance(got, dict) and got.get("name") == name and isinstance(got.get("pid"), int):
+            return int(got["pid"])
+    return None

@@ -37,7 +37,7 @@ from typing import Any
 STARTED = time.monotonic()
 
 
-def vllm_metrics(t: float, model: str = "demo/Llama-3-8B") -> str:
+def vllm_metrics(t: float, model: str = "demo-model") -> str:
     """vLLM's /metrics at ``t`` seconds: the KV cache fills and drains over two minutes, and a
     queue builds while it is nearly full."""
     kv = 0.3 + 0.68 * (0.5 - 0.5 * math.cos(2 * math.pi * t / 120.0))
@@ -71,7 +71,8 @@ def _handler(routes: dict[str, Any]) -> type[BaseHTTPRequestHandler]:
                 self.send_error(404)
                 return
             if "dynamic" in route:
-                body = DYNAMIC[route["dynamic"]](time.monotonic() - STARTED).encode()
+                t = time.monotonic() - STARTED
+                body = DYNAMIC[route["dynamic"]](t, str(route.get("model", "demo"))).encode()
             else:
                 body = str(route.get("body", "")).encode()
             self.send_response(int(route.get("status", 200)))
@@ -156,6 +157,32 @@ def run(spec: dict[str, Any], parent: int) -> None:
     signal.signal(signal.SIGCHLD, lambda *_: [p.poll() for p in children])
     while True:
         signal.pause()
+
+
+def demo_tree(
+    kind: str,
+    name: str,
+    argv: tuple[str, ...],
+    api_argv: tuple[str, ...],
+    ports: tuple[int, ...],
+) -> dict[str, Any]:
+    """The spec of a demo server: the API process (``api_argv``, on the first free port of
+    ``ports``) whose child ``name`` (titled ``argv``) is the GPU process."""
+    if kind != "vllm":
+        raise ValueError(f"no fake server of kind {kind!r}")
+    return {
+        "name": f"{name}:api",
+        "title": " ".join(api_argv),
+        "port": list(ports),
+        "routes": {"/metrics": {"dynamic": "vllm", "model": _model(api_argv)}},
+        "children": [{"name": name, "title": " ".join(argv), "port": None}],
+        "max_seconds": 7 * 24 * 3600,
+    }
+
+
+def _model(argv: tuple[str, ...]) -> str:
+    words = [w for w in argv if not w.startswith("-") and "{" not in w]
+    return words[2] if len(words) > 2 and words[1] == "serve" else "demo-model"
 
 
 def count_nodes(spec: dict[str, Any]) -> int:
