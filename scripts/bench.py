@@ -657,6 +657,7 @@ PARTS = (
     ("Terminal, 160x45 demo", "bench_ui", "ui_rows"),
     ("Analyzer, CPU per tick", "bench_analyzer", "analyzer_rows"),
     ("Enricher, CPU per update", "bench_enricher", "enricher_rows"),
+    ("Scraper, CPU per wall second at the default rate limit", "bench_scraper", "scraper_rows"),
     ("Replay --speed max --json, one hour at 1 Hz, 8 GPUs x 64 processes", "bench_replay",
      "replay_rows"),
     ("Exporter scrape and fleet view, CPU per refresh", "bench_fleet", "fleet_rows"),
