@@ -35,8 +35,7 @@ import psutil
 
 from vramtop.config import Config, ScrapingConfig
 from vramtop.gpu.fakeserver import demo_tree
-from vramtop.gpu.snapshot import Snapshot
-from vramtop.messages import ProcessIdentity, ProcessRow, SampleMessage
+from vramtop.messages import ProcessIdentity, ProcessRow, ProcessRows
 from vramtop.scrape.core import ScraperCore
 
 SERVERS = 8
@@ -79,12 +78,12 @@ def servers(n: int) -> Iterator[list[tuple[int, int]]]:
                 p.stdout.close()
 
 
-def _sample(pids: list[int]) -> SampleMessage:
+def _sample(pids: list[int]) -> ProcessRows:
     rows = tuple(
         ProcessRow(ProcessIdentity(pid, psutil.Process(pid).create_time()), i, i, "u", "", True)
         for i, pid in enumerate(pids)
     )
-    return SampleMessage(1, Snapshot(time.time(), "simulated", ()), rows)
+    return ProcessRows(1, time.time(), rows)
 
 
 def _round_ms(core: ScraperCore, rounds: int) -> tuple[list[float], float]:

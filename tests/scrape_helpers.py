@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from vramtop.gpu.fakeserver import count_nodes
-from vramtop.messages import ProcessIdentity, ProcessRow, SampleMessage
+from vramtop.messages import ProcessIdentity, ProcessRow, ProcessRows
 
 VLLM_NEW = """\
 # HELP vllm:num_requests_running Number of requests in model execution batches.
@@ -308,15 +308,13 @@ def identity(pid: int) -> ProcessIdentity:
     return ProcessIdentity(pid, psutil.Process(pid).create_time())
 
 
-def sample(*pids_on_gpus: tuple[int, int]) -> SampleMessage:
-    """A sample message whose rows are the given (pid, gpu index) GPU processes."""
-    from vramtop.gpu.snapshot import Snapshot
-
+def sample(*pids_on_gpus: tuple[int, int]) -> ProcessRows:
+    """The sampler's rows message for the given (pid, gpu index) GPU processes."""
     rows = tuple(
         ProcessRow(identity(pid), gpu, slot, "root", "", True)
         for slot, (pid, gpu) in enumerate(pids_on_gpus)
     )
-    return SampleMessage(1, Snapshot(timestamp=time.time(), backend="simulated", gpus=()), rows)
+    return ProcessRows(1, time.time(), rows)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:

@@ -27,12 +27,12 @@ from scrape_helpers import (
     route,
 )
 
-from vramtop.cli import _scrape_once
 from vramtop.config import Config, ScrapingConfig
 from vramtop.enrich.enricher import Enricher
 from vramtop.export.document import schema_text, to_document
 from vramtop.gpu.snapshot import GpuSample, ProcessSample, Snapshot
 from vramtop.messages import ProcessRow
+from vramtop.modes.once import scrape_once
 
 SCHEMA = json.loads(schema_text())
 GiB = 1 << 30
@@ -50,7 +50,7 @@ def once_document(gpu_pids: list[int], ports: list[int], enable: bool = True) ->
     enricher.update(rows)
     scraping = ScrapingConfig(enable=enable, allowed_ports=tuple(ports), timeout_ms=2000)
     config = dataclasses.replace(Config(), scraping=scraping)
-    servers = _scrape_once(snap, rows, enricher.known, config)
+    servers = scrape_once(snap, rows, enricher.known, config)
     doc = to_document(snap, rows, enricher.known, None, None, servers)
     jsonschema.validate(doc, SCHEMA)
     return doc

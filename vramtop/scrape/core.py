@@ -1,6 +1,6 @@
 """The scraper's functional core: GPU processes in, per-server KV cache and queue figures out.
 
-Where it sits (design.md: ``vramtop: scraper``): the sampler's :class:`SampleMessage` says which
+Where it sits (design.md: ``vramtop: scraper``): the sampler's :class:`ProcessRows` say which
 processes hold GPU memory, the enricher's :class:`EnrichmentMessage` which of them run an
 inference server; once per ``scraping.rate_limit_seconds`` this core finds each server's
 listening socket (``scrape/discovery.py``), reads it (``scrape/fetch.py``), parses the answer
@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from vramtop.actors.base import ActorContext, Out
 from vramtop.config import Config
 from vramtop.enrich import framework as fw
 from vramtop.enrich.procfs import ProcFS
@@ -30,6 +31,7 @@ from vramtop.messages import (
     EnrichmentMessage,
     ProcessIdentity,
     ProcessRow,
+    ProcessRows,
     SampleMessage,
     ScrapeMessage,
 )
@@ -39,7 +41,6 @@ from vramtop.scrape.discovery import Candidate, Discovery
 from vramtop.scrape.fetch import FetchResult, fetch, url_of
 from vramtop.scrape.model import ServerMetrics
 
-Out = list[tuple[str, object]]
 Fetcher = Callable[[str, int, str, float], FetchResult]
 
 DESTINATIONS = ("render", "analyzer", "exporter")
@@ -98,15 +99,13 @@ class ScraperCore:
 
     # -- the actor protocol ----------------------------------------------------------------------
 
-    def start(self, ctx: object) -> Out:
-        config = getattr(ctx, "config", None)
-        if isinstance(config, Config):
-            self.config = config
+    def start(self, ctx: ActorContext) -> Out:
+        self.config = ctx.config
         return []
 
     def handle(self, batch: Sequence[object], now: float) -> Out:
         for message in batch:
-            if isinstance(message, SampleMessage):
+            if isinstance(message, ProcessRows | SampleMessage):
                 known = {r.identity for r in self.rows}
                 self.rows = message.rows
                 if any(r.identity not in known for r in message.rows):
