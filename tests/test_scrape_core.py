@@ -48,7 +48,7 @@ def core_for(ports: list[int], **kw: object) -> ScraperCore:
 def one_round(core: ScraperCore, *gpu_pids: tuple[int, int]) -> ScrapeMessage:
     core.handle([sample(*gpu_pids)], 0.0)
     _next, out = core.tick(0.0)
-    assert {dest for dest, _ in out} == {"render", "analyzer", "exporter"}
+    assert {dest for dest, _ in out} == {"render", "analyzer", "exporter", "metrics"}
     message = out[0][1]
     assert isinstance(message, ScrapeMessage)
     return message

@@ -32,8 +32,10 @@ from vramtop.messages import (
     ProcessRows,
     SampleJoiner,
     SampleMessage,
+    ScrapeMessage,
     SnapshotMessage,
 )
+from vramtop.scrape.model import ServerMetrics
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class Frame:
     sample: SampleMessage
     analysis: AnalysisResult | None
     enrichments: dict[ProcessIdentity, Enrichment] = field(default_factory=dict)
+    servers: dict[ProcessIdentity, ServerMetrics] = field(default_factory=dict)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -68,6 +71,7 @@ class MetricsCore:
         self._joiner = SampleJoiner()
         self._analyses: dict[int, AnalysisResult] = {}
         self._enrichments: dict[ProcessIdentity, Enrichment] = {}
+        self._servers: dict[ProcessIdentity, ServerMetrics] = {}  # the scraper's newest word
         self._server: Any = None
         self.scrapes = 0
 
@@ -104,6 +108,9 @@ class MetricsCore:
                     fresh[item.identity] = item
                 self._enrichments = fresh
                 changed = True
+            elif isinstance(message, ScrapeMessage):
+                self._servers = {i: s for s in message.servers for i in s.processes}
+                changed = True
             elif isinstance(message, ConfigUpdate) and not message.error:
                 self.config = message.config
         if changed:
@@ -122,7 +129,7 @@ class MetricsCore:
         live = {r.identity for r in sample.rows}
         if len(self._enrichments) > 2 * len(live) + 64:
             self._enrichments = {k: v for k, v in self._enrichments.items() if k in live}
-        self.frame = Frame(sample, analysis, self._enrichments)
+        self.frame = Frame(sample, analysis, self._enrichments, self._servers)
 
     def collect(self) -> list[Any]:
         """prometheus_client's collector protocol: called in the HTTP thread at each scrape."""
@@ -134,7 +141,9 @@ class MetricsCore:
         if frame is None:
             return []
         sample = frame.sample
-        doc = to_document(sample.snapshot, sample.rows, frame.enrichments, frame.analysis)
+        doc = to_document(
+            sample.snapshot, sample.rows, frame.enrichments, frame.analysis, servers=frame.servers
+        )
         return families(doc, self.hostname, self.config.exporter.max_process_series)
 
     def tick(self, now: float) -> tuple[float, Out]:

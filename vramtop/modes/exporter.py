@@ -21,6 +21,7 @@ from vramtop.config import Config
 from vramtop.gpu.factory import BackendSpec
 from vramtop.modes.exits import EXIT_GPU, EXIT_USAGE, fail
 from vramtop.modes.monitor import prepare_backend
+from vramtop.scrape.core import ScraperCore
 
 
 def check_listen(listen: str) -> str:
@@ -75,6 +76,7 @@ def run_exporter(
         ]
         if spec.kind != "replay":
             children.append(ChildSpec("enricher", EnricherCore))
+            children.append(ChildSpec("scraper", ScraperCore))
         supervisor = Supervisor(
             config,
             children,

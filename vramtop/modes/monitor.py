@@ -5,7 +5,8 @@ Data flow: the backend spec (NVML, simulated GPUs with their child processes, or
 -> :class:`vramtop.actors.supervisor.Supervisor`, which owns the shared-memory segment (sized
 from ``history_length``, the GPU count and ``process_slots``; created before the first actor,
 unlinked on every way out) and the state channels of ``actors/routes.py``, with the sampler,
-render, analyzer, enricher (not for a replay: recorded PIDs are not this machine's processes)
+render, analyzer, enricher and scraper (not for a replay: recorded PIDs are not this machine's
+processes)
 and, when a file export is asked for, exporter actors. The demo's child processes are stopped
 whatever way the supervisor returns.
 """
@@ -28,6 +29,7 @@ from vramtop.gpu.probe import probe_gpu_count
 from vramtop.gpu.scenario import load_scenario
 from vramtop.modes.exits import EXIT_GPU, fail
 from vramtop.render.filters import ProcessFilter
+from vramtop.scrape.core import ScraperCore
 
 
 def prepare_backend(
@@ -96,6 +98,7 @@ def run_monitor(
             children.append(ChildSpec("analyzer", AnalyzerCore))
         if spec.kind not in ("replay", "fleet"):  # their PIDs are not this machine's processes
             children.append(ChildSpec("enricher", EnricherCore))
+            children.append(ChildSpec("scraper", ScraperCore))
         if export_csv is not None or export_ndjson is not None:
             exporter = ChildSpec(
                 "exporter", lambda: ExporterCore(export_csv, export_ndjson), every_state=True

@@ -43,7 +43,8 @@ from vramtop.scrape.model import ServerMetrics
 
 Fetcher = Callable[[str, int, str, float], FetchResult]
 
-DESTINATIONS = ("render", "analyzer", "exporter")
+# As actors/routes.py's "scrape" readers (not imported: --once runs this core without actors).
+DESTINATIONS = ("render", "analyzer", "exporter", "metrics")
 MAX_CANDIDATES = 3  # listeners tried per server and round
 TARGETS_MAX = 256  # remembered listeners (bounded memory)
 ROUND_MIN_S = 1.0  # a scrape round may take at least this long, else 4 x timeout_ms
