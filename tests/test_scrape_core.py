@@ -8,8 +8,10 @@ serve``; a llama.cpp router whose per-model child listens on a random port.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -278,3 +280,26 @@ def test_figures_follow_identity_not_pid() -> None:
     with process_tree(vllm_tree()) as tree:
         msg = one_round(core_for([tree.port("api")]), (tree.pid("tp0"), 0))
     assert for_pid(msg, tree.pid("tp0")).processes[0] == identity(tree.pid("tp0"))
+
+
+def test_a_round_among_stalling_servers_ends_in_bounded_time(tmp_path: Path) -> None:
+    """Five servers that trickle: a round stops reading after 4 x timeout_ms (at least 1 s), so
+    the actor keeps answering its inbox; the server left out is read first next round."""
+    with contextlib.ExitStack() as stack:
+        trees = [
+            stack.enter_context(hostile_tree("trickle", str(tmp_path / f"c{i}"))) for i in range(5)
+        ]
+        scraping = ScrapingConfig(allowed_ports=tuple(t.port("api") for t in trees), timeout_ms=250)
+        core = ScraperCore(dataclasses.replace(Config(), scraping=scraping))
+        core.handle([sample(*((t.pid("engine"), i) for i, t in enumerate(trees)))], 0.0)
+        started = time.monotonic()
+        _next, out = core.tick(0.0)
+        took = time.monotonic() - started
+        notes = [s.note for s in out[0][1].servers]  # type: ignore[attr-defined]
+        assert notes.count("not read yet") >= 1
+        assert sum(n.endswith("timed out after 250 ms") for n in notes) >= 3
+        # 1 s of budget, the request under way when it ran out, and slack for a busy machine.
+        assert took < 3.0
+        _next, out = core.tick(5.0)
+        notes = [s.note for s in out[0][1].servers]  # type: ignore[attr-defined]
+        assert "not read yet" not in notes

@@ -18,6 +18,7 @@ server's); an Ollama server's figures are split per runner by the model digest i
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -173,6 +174,7 @@ class ScraperCore:
         groups: dict[tuple[str, int], list[ProcessIdentity]] = {}
         owners: dict[tuple[str, int], int] = {}
         servers: list[ServerMetrics] = []
+        todo: list[tuple[ProcessIdentity, str, list[Candidate]]] = []
         for ident, hint in self.serving(discovery):
             found = discovery.targets(ident.pid, cfg.allowed_ports, hint)
             tree = found.tree
@@ -180,7 +182,12 @@ class ScraperCore:
             if not found.candidates:
                 servers.append(ServerMetrics(kind, "", (ident,), note=clean(found.note, 160)))
                 continue
-            chosen = self._choose(kind, found.candidates[:MAX_CANDIDATES], now)
+            todo.append((ident, kind, found.candidates[:MAX_CANDIDATES]))
+        # The least recently read first: when stalling servers spend a round's budget, the ones
+        # left out are the first read in the next round.
+        todo.sort(key=lambda item: self._last_read(item[2][0]))
+        for ident, kind, candidates in todo:
+            chosen = self._choose(kind, candidates, now)
             key = (chosen.host, chosen.port)
             groups.setdefault(key, []).append(ident)
             owners[key] = chosen.owner_pid
@@ -191,6 +198,10 @@ class ScraperCore:
                 del self.targets[stale]
         self.last = ScrapeMessage(tuple(servers), self.wall())
         return self.last
+
+    def _last_read(self, cand: Candidate) -> float:
+        target = self.targets.get((cand.host, cand.port))
+        return target.at if target is not None else -math.inf
 
     def _choose(self, kind: str, candidates: Sequence[Candidate], now: float) -> Candidate:
         """The first candidate that answers as ``kind`` does (the best one when none does)."""
