@@ -22,11 +22,18 @@ from scrape_helpers import VLLM_NEW, ThreadServer
 
 from vramtop.gpu.fakeserver import _title
 
+# A long-running server's page: its gauges, then ~100 KB of latency histograms.
+BUCKETS = "# TYPE vllm:e2e_request_latency_seconds histogram\n" + "".join(
+    f'vllm:e2e_request_latency_seconds_bucket{{engine="0",le="{i}.0",model_name="m"}} {i}\n'
+    for i in range(1500)
+)
+
 MODES = {
     "ok": ("ok", 200, "text/plain", VLLM_NEW.replace("PREEMPT", "0")),
     "redirect": ("redirect", "http://example.com/metrics"),
     "huge": ("endless",),
     "trickle": ("trickle", 0.25),
+    "big": ("ok", 200, "text/plain", VLLM_NEW.replace("PREEMPT", "0") + BUCKETS),
     "html": ("ok", 200, "text/html", "<html><body><h1>It works!</h1></body></html>"),
     "malformed": ("ok", 200, "text/plain", 'vllm:kv_cache_usage_perc{model_name="x 0.5\n'),
 }

@@ -181,8 +181,8 @@ class ThreadServer:
             h.send_response(200)
             h.send_header("Content-Type", "text/plain")
             h.end_headers()
-            chunk = b"vllm:num_requests_running 1\n" * 2000
-            for _ in range(10 * 1024 * 1024 // len(chunk) + 1):  # 10 MB, if anyone reads it
+            chunk = b"x" * 8192  # one 10 MB line of junk, if anyone reads it all
+            for _ in range(10 * 1024 * 1024 // len(chunk) + 1):
                 if self.stopped.is_set():
                     return
                 h.wfile.write(chunk)

@@ -303,3 +303,13 @@ def test_a_round_among_stalling_servers_ends_in_bounded_time(tmp_path: Path) -> 
         _next, out = core.tick(5.0)
         notes = [s.note for s in out[0][1].servers]  # type: ignore[attr-defined]
         assert "not read yet" not in notes
+
+
+def test_a_metrics_page_over_64_kib_is_read_from_its_first_part(tmp_path: Path) -> None:
+    with hostile_tree("big", str(tmp_path / "c")) as tree:
+        msg = one_round(core_for([tree.port("api")]), (tree.pid("engine"), 0))
+    server = for_pid(msg, tree.pid("engine"))
+    assert server.kv_cache_usage == pytest.approx(0.42) and server.waiting == 3
+    assert server.note == (
+        "/metrics: body over 64 KiB: connection dropped; figures from the first part"
+    )

@@ -56,15 +56,19 @@ def test_a_redirect_is_reported_not_followed() -> None:
 def test_a_10_mb_body_is_cut_off_after_64_kib() -> None:
     with thread_server({"/metrics": ("endless",)}) as srv:
         r = fetch("127.0.0.1", srv.port, "/metrics", 5.0)
-    assert not r.ok and r.body == b""
+    assert not r.ok and r.truncated
+    assert r.body == b""  # not one complete line in the first 64 KiB
     assert r.error == f"body over {MAX_BODY // 1024} KiB: connection dropped"
 
 
-def test_a_declared_huge_body_is_not_read_at_all() -> None:
-    body = "x" * (MAX_BODY + 10)
-    with thread_server({"/metrics": ("ok", 200, "text/plain", body)}) as srv:
+def test_a_big_page_keeps_its_first_complete_lines_only() -> None:
+    lines = "".join(f'vllm:bucket{{le="{i}"}} {i}\n' for i in range(8000))  # ~190 KB
+    assert len(lines) > 2 * MAX_BODY
+    with thread_server({"/metrics": ("ok", 200, "text/plain", lines)}) as srv:
         r = fetch("127.0.0.1", srv.port, "/metrics", 2.0)
-    assert r.error == "body over 64 KiB: not read"
+    assert r.truncated and r.error == "body over 64 KiB: connection dropped"
+    assert 0 < len(r.body) <= MAX_BODY and r.body.endswith(b"\n")
+    assert lines.encode().startswith(r.body)
 
 
 def test_a_trickling_server_is_cut_off_at_the_whole_request_budget() -> None:

@@ -225,6 +225,7 @@ class ScraperCore:
         timeout = self.config.scraping.timeout_ms / 1000.0
         bodies: dict[str, str | None] = {}
         first_failure = ""
+        cut_note = ""
         for path in parsers.ENDPOINTS[kind]:
             if path == "/info" and target.model:
                 continue
@@ -232,6 +233,11 @@ class ScraperCore:
             result = self.fetcher(cand.host, cand.port, path, timeout)
             if result.ok:
                 bodies[path] = result.body.decode("utf-8", "replace")
+            elif result.truncated and path == "/metrics" and result.body:
+                # A big metrics page (histograms of a long-running server): its gauges come
+                # first, and Prometheus text is read line by line, so the first 64 KiB will do.
+                bodies[path] = result.body.decode("utf-8", "replace")
+                cut_note = f"{path}: {result.error}; figures from the first part"
             else:
                 bodies[path] = None
                 first_failure = first_failure or f"{path}: {_failure_note(result)}"
@@ -247,7 +253,8 @@ class ScraperCore:
             no_answer = all(b is None for b in bodies.values()) or (
                 bodies.get(required) is None and kind != fw.LLAMA_CPP
             )
-            target.note = clean(first_failure if no_answer else str(exc), 160)
+            why = first_failure if no_answer else "; ".join(n for n in (cut_note, str(exc)) if n)
+            target.note = clean(why, 160)
             return target
         if kind == fw.TGI:
             target.model = reading.model or target.model
@@ -259,7 +266,7 @@ class ScraperCore:
         )
         target.reading = reading
         target.read_at = self.wall()
-        target.note = reading.note
+        target.note = clean("; ".join(n for n in (cut_note, reading.note) if n), 160)
         return target
 
     @staticmethod

@@ -12,8 +12,8 @@ The guards, each one a rule of the security model (design.md):
   followed (a redirect could point anywhere);
 * ``timeout_s`` bounds the whole request, not each read: a timer shuts the socket down when the
   time is up, so a server that trickles one byte a second is cut off on time;
-* at most :data:`MAX_BODY` bytes are read; a longer body (or a ``Content-Length`` that says so)
-  drops the connection at once.
+* at most :data:`MAX_BODY` bytes are read; a longer body (whatever its ``Content-Length``
+  says) drops the connection at once; its first complete lines are kept, marked ``truncated``.
 """
 
 from __future__ import annotations
@@ -53,6 +53,10 @@ class FetchResult:
     content_type: str = ""
     error: str = ""
     elapsed_s: float = 0.0
+    # The body went past the cap: ``body`` holds its first complete lines within the cap (a
+    # line-oriented format such as Prometheus text can still be read from them), ``error`` says
+    # the connection was dropped.
+    truncated: bool = False
 
     @property
     def ok(self) -> bool:
@@ -106,8 +110,10 @@ def fetch(
     started = time.monotonic()
     budget_ms = round(timeout_s * 1000)
 
-    def done(status: int, body: bytes, ctype: str = "", error: str = "") -> FetchResult:
-        return FetchResult(url, status, body, ctype, error, time.monotonic() - started)
+    def done(
+        status: int, body: bytes, ctype: str = "", error: str = "", cut: bool = False
+    ) -> FetchResult:
+        return FetchResult(url, status, body, ctype, error, time.monotonic() - started, cut)
 
     conn = HTTPConnection(host, port, timeout=max(timeout_s, 0.001))
     deadline = _Deadline()
@@ -129,9 +135,6 @@ def fetch(
         if 300 <= status < 400:
             where = clean(str(resp.headers.get("Location", "")), 80)
             return done(status, b"", ctype, f"redirect refused ({status} to {where or '?'})")
-        length = resp.headers.get("Content-Length")
-        if length is not None and length.strip().isdigit() and int(length) > max_bytes:
-            return done(status, b"", ctype, f"body over {max_bytes // 1024} KiB: not read")
         while True:
             chunk = resp.read(min(_CHUNK, max_bytes + 1 - got))
             if not chunk:
@@ -139,9 +142,10 @@ def fetch(
             chunks.append(chunk)
             got += len(chunk)
             if got > max_bytes:
-                return done(
-                    status, b"", ctype, f"body over {max_bytes // 1024} KiB: connection dropped"
-                )
+                head = b"".join(chunks)[:max_bytes]
+                head = head[: head.rfind(b"\n") + 1]
+                note = f"body over {max_bytes // 1024} KiB: connection dropped"
+                return done(status, head, ctype, note, cut=status == 200)
             if deadline.fired:
                 break
         if deadline.fired:
