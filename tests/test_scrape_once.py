@@ -29,9 +29,10 @@ from scrape_helpers import (
 
 from vramtop.config import Config, ScrapingConfig
 from vramtop.enrich.enricher import Enricher
+from vramtop.export.csvlog import HEADER_LINE as HEADER
 from vramtop.export.document import schema_text, to_document
 from vramtop.gpu.snapshot import GpuSample, ProcessSample, Snapshot
-from vramtop.messages import ProcessRow
+from vramtop.messages import ProcessIdentity, ProcessRow
 from vramtop.modes.once import scrape_once
 
 SCHEMA = json.loads(schema_text())
@@ -160,3 +161,23 @@ def test_scraping_off_gives_null_servers() -> None:
     with process_tree(spec) as tree:
         doc = once_document([tree.pid("server")], [tree.port("server")], enable=False)
     assert by_pid(doc)[tree.pid("server")]["server"] is None
+
+
+def test_csv_row_carries_kv_cache_usage_and_waiting() -> None:
+    import csv
+    import io
+
+    from vramtop.export.csvlog import format_sample
+    from vramtop.scrape.model import ServerMetrics
+
+    ident = ProcessIdentity(4321, 1000.0)
+    snap = Snapshot(time.time(), "simulated", (GpuSample(0, "GPU-0", "H100"),),
+                    (ProcessSample(4321, 0, used_bytes=GiB), ProcessSample(4322, 0)))  # fmt: skip
+    rows = [ProcessRow(ident, 0, 0, "u", "VLLM::EngineCore", True),
+            ProcessRow(ProcessIdentity(4322, 1.0), 0, 1, "u", "python x.py", True)]  # fmt: skip
+    server = ServerMetrics("vLLM", "http://127.0.0.1:8000/metrics", (ident,),
+                           kv_cache_usage=0.5, waiting=4, read_at=1.0)  # fmt: skip
+    text = format_sample(snap, rows, servers={ident: server}).decode()
+    got = {r["pid"]: r for r in csv.DictReader(io.StringIO(HEADER + "\n" + text))}
+    assert (got["4321"]["kv_cache_usage"], got["4321"]["requests_waiting"]) == ("0.5", "4")
+    assert (got["4322"]["kv_cache_usage"], got["4322"]["requests_waiting"]) == ("", "")
