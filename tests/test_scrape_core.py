@@ -35,7 +35,13 @@ from scrape_helpers import (
 from vramtop.config import Config, ScrapingConfig
 from vramtop.enrich.model import Enrichment
 from vramtop.enrich.procfs import RecordingProcFS
-from vramtop.messages import EnrichmentMessage, ScrapeMessage
+from vramtop.messages import (
+    EnrichmentMessage,
+    ProcessIdentity,
+    ProcessRow,
+    ProcessRows,
+    ScrapeMessage,
+)
 from vramtop.scrape.core import ScraperCore
 from vramtop.scrape.model import ServerMetrics
 
@@ -313,3 +319,13 @@ def test_a_metrics_page_over_64_kib_is_read_from_its_first_part(tmp_path: Path) 
     assert server.note == (
         "/metrics: body over 64 KiB: connection dropped; figures from the first part"
     )
+
+
+def test_a_reused_pid_is_not_given_the_new_processes_server() -> None:
+    with process_tree(vllm_tree()) as tree:
+        core = core_for([tree.port("api")])
+        real = identity(tree.pid("tp0"))
+        stale = ProcessIdentity(real.pid, real.start_time - 3600.0)  # an earlier owner of the PID
+        core.handle([ProcessRows(1, 0.0, (ProcessRow(stale, 0, 0, "root", "", True),))], 0.0)
+        _next, out = core.tick(0.0)
+    assert out[0][1].servers == ()  # type: ignore[attr-defined]

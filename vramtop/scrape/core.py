@@ -48,6 +48,7 @@ Fetcher = Callable[[str, int, str, float], FetchResult]
 DESTINATIONS = ("render", "analyzer", "exporter", "metrics")
 MAX_CANDIDATES = 3  # listeners tried per server and round
 TARGETS_MAX = 256  # remembered listeners (bounded memory)
+EARLY_GAP_S = 1.0  # a new server process is looked at no sooner than this after the last round
 ROUND_MIN_S = 1.0  # a scrape round may take at least this long, else 4 x timeout_ms
 
 
@@ -98,6 +99,7 @@ class ScraperCore:
         self.last: ScrapeMessage | None = None
         self.fetches = 0  # requests made (diagnostics, benchmark)
         self._round_deadline = 0.0
+        self._last_round = -math.inf
 
     # -- the actor protocol ----------------------------------------------------------------------
 
@@ -111,17 +113,22 @@ class ScraperCore:
                 known = {r.identity for r in self.rows}
                 self.rows = message.rows
                 if any(r.identity not in known for r in message.rows):
-                    self.next_round = min(self.next_round, now)  # a new process: look soon
+                    self._soon(now)  # a new process: look soon
             elif isinstance(message, EnrichmentMessage):
                 for item in message.items:
                     if item.framework in fw.SERVING:
                         if self.hints.get(item.identity) != item.framework:
-                            self.next_round = min(self.next_round, now)
+                            self._soon(now)
                         self.hints[item.identity] = item.framework
             elif isinstance(message, ConfigUpdate) and not message.error:
                 self.config = message.config
-                self.next_round = min(self.next_round, now)
+                self._soon(now)
         return []
+
+    def _soon(self, now: float) -> None:
+        """Bring the next round forward, but never closer than EARLY_GAP_S to the last one
+        (processes that come and go by the hundred would otherwise mean a round per tick)."""
+        self.next_round = min(self.next_round, max(now, self._last_round + EARLY_GAP_S))
 
     def tick(self, now: float) -> tuple[float, Out]:
         cfg = self.config.scraping
@@ -131,6 +138,7 @@ class ScraperCore:
         if now < self.next_round:
             return self.next_round, []
         message = self.scrape(now)
+        self._last_round = now
         self.next_round = now + cfg.rate_limit_seconds
         return self.next_round, [(d, message) for d in DESTINATIONS]
 
@@ -150,6 +158,8 @@ class ScraperCore:
             if ident in seen or not row.same_user:
                 continue
             seen.add(ident)
+            if not discovery.is_alive(ident):
+                continue  # gone, or its PID now belongs to another process
             kind = self.hints.get(ident, "")
             if not kind:
                 if ident not in self.kinds:

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 
 from vramtop.enrich import framework as fw
 from vramtop.enrich.procfs import ProcFS
+from vramtop.identity import same_process
+from vramtop.messages import ProcessIdentity
 
 _LISTEN = "0A"
 NET_MAX = 4 * 1024 * 1024  # bytes of /proc/net/tcp read (about 25000 sockets)
@@ -140,6 +142,14 @@ class Discovery:
             got = (st.ppid, uid, argv, comm)
         self._info[pid] = got
         return got
+
+    def is_alive(self, identity: ProcessIdentity) -> bool:
+        """Whether ``identity``'s PID still belongs to that process (design principle 8)."""
+        st = self.proc.stat(identity.pid)
+        if st is None:
+            return False
+        now = ProcessIdentity(identity.pid, self.proc.start_time(st))
+        return same_process(identity, now)
 
     def children(self) -> dict[int, list[int]]:
         if self._children is None:
