@@ -22,8 +22,8 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from vramtop.actors.base import ActorContext, Out
 from vramtop.config import Config
 from vramtop.enrich import framework as fw
 from vramtop.enrich.procfs import ProcFS
@@ -41,6 +41,9 @@ from vramtop.scrape import parsers
 from vramtop.scrape.discovery import Candidate, Discovery
 from vramtop.scrape.fetch import FetchResult, fetch, url_of
 from vramtop.scrape.model import ServerMetrics
+
+if TYPE_CHECKING:  # --once runs this core without the actor system: no actor module at run time
+    from vramtop.actors.base import ActorContext, Out
 
 Fetcher = Callable[[str, int, str, float], FetchResult]
 
