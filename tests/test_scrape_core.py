@@ -329,3 +329,26 @@ def test_a_reused_pid_is_not_given_the_new_processes_server() -> None:
         core.handle([ProcessRows(1, 0.0, (ProcessRow(stale, 0, 0, "root", "", True),))], 0.0)
         _next, out = core.tick(0.0)
     assert out[0][1].servers == ()  # type: ignore[attr-defined]
+
+
+def test_tgi_with_a_separate_prometheus_port_is_found_by_trying_the_next_listener() -> None:
+    # TGI 3.3+: the router's API port answers /metrics with 404; its metrics port answers it.
+    metrics = node(
+        "metrics",
+        "text-generation-router --prometheus-port {port}",
+        port=0,
+        routes={"/metrics": route(TGI_METRICS), "/info": route(TGI_INFO, ctype=JSON)},
+    )
+    spec = node(
+        "launcher", "text-generation-launcher --model-id bigscience/bloom-560m",
+        children=[
+            node("router", "text-generation-router --port {port}", port=0, children=[metrics]),
+            node("shard", "text-generation-server serve bigscience/bloom-560m"),
+        ],
+    )  # fmt: skip
+    with process_tree(spec) as tree:
+        core = core_for([tree.port("router"), tree.port("metrics")])
+        msg = one_round(core, (tree.pid("shard"), 0))
+    server = for_pid(msg, tree.pid("shard"))
+    assert server.url == f"http://127.0.0.1:{tree.port('metrics')}/metrics"
+    assert (server.waiting, server.model) == (6, "bigscience/bloom-560m")
