@@ -266,3 +266,20 @@ def test_exporter_writes_what_it_holds_when_stopped(tmp_path: Path) -> None:
     assert [d["timestamp"] for d in docs] == [m.snapshot.timestamp for m in messages]
     for doc in docs:
         jsonschema.validate(doc, SCHEMA)
+
+
+def test_record_of_the_demo_carries_the_fake_servers_kv_cache(tmp_path: Path) -> None:
+    path = tmp_path / "demo.csv"
+    done = subprocess.run(
+        [*VRAMTOP, "record", str(path), "--demo", "--count", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [r for r in csv_rows(path) if r["row"] == "process"]
+    engine = [r for r in rows if r["command"] == "VLLM::EngineCore"]
+    assert len(engine) == 2
+    assert all(0.0 <= float(r["kv_cache_usage"]) <= 1.0 and r["requests_waiting"] for r in engine)
+    assert all(r["kv_cache_usage"] == "" for r in rows if r["command"].startswith("python"))

@@ -2,7 +2,9 @@
 
 Data flow: backend (NVML, simulated or a replay) -> one ``Snapshot`` every ``interval`` seconds
 -> process rows (``enrich.procinfo``, or the backend's own ``rows_for``) -> the enricher's core
-(``enrich.enricher.Enricher``: framework, container, model files) and the analyzer's core over
+(``enrich.enricher.Enricher``: framework, container, model files), the scraper's core (inference
+servers' KV cache and queues, each server read at most once per ``rate_limit_seconds``) and the
+analyzer's core over
 in-memory history windows (``analysis.stream.StreamAnalyzer``: phase, rate, verdict, OOM ETA)
 -> ``export.csvlog.CsvLog`` or ``export.ndjson.NdjsonLog`` -> the file (or stdout). One
 process, no shared memory, no terminal: made for ``nohup``, systemd units and tmux panes. A
@@ -23,20 +25,24 @@ import select
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import FrameType
 
 from vramtop.analysis.stream import StreamAnalyzer
 from vramtop.config import Config
 from vramtop.enrich.enricher import Enricher
+from vramtop.enrich.model import Enrichment
 from vramtop.enrich.procinfo import ProcessTable, build_rows
 from vramtop.export.csvlog import CsvLog
 from vramtop.export.logfile import LogFileError
 from vramtop.export.ndjson import NdjsonLog
 from vramtop.gpu.backend import GpuBackend
 from vramtop.gpu.factory import BackendSpec
-from vramtop.messages import ProcessRow
+from vramtop.gpu.snapshot import Snapshot
+from vramtop.messages import EnrichmentMessage, ProcessIdentity, ProcessRow, ProcessRows
 from vramtop.modes.exits import EXIT_GPU, EXIT_OK, EXIT_USAGE, fail, open_backend
+from vramtop.scrape.core import ScraperCore
+from vramtop.scrape.model import ServerMetrics
 
 FORMATS = ("csv", "ndjson")
 
@@ -143,7 +149,10 @@ def record(
     next_due = getattr(backend, "next_due", None)
     if rows_for is None and enricher is None:
         enricher = Enricher()
-    analyzer = StreamAnalyzer(config or Config())
+    config = config or Config()
+    analyzer = StreamAnalyzer(config)
+    # A recording being re-recorded has no live servers to ask; with scraping off, none is.
+    scraper = ScraperCore(config) if rows_for is None and config.scraping.enable else None
     written = 0
     with _Stopper() as stopper:
         due = clock()
@@ -157,9 +166,10 @@ def record(
             if enricher is not None and rows_for is None:
                 enricher.update(rows)
                 enrichments = dict(enricher.known)
+            servers = _scrape(scraper, snapshot, rows, enrichments, clock())
             prealloc = {k: e.preallocates for k, e in enrichments.items()}
-            analysis = analyzer.step(snapshot, rows, prealloc)
-            log.write(snapshot, rows, enrichments=enrichments, analysis=analysis)
+            analysis = analyzer.step(snapshot, rows, prealloc, servers)
+            log.write(snapshot, rows, enrichments=enrichments, analysis=analysis, servers=servers)
             written += 1
             if getattr(backend, "finished", False):
                 break  # a replay being re-recorded: nothing more will come
@@ -174,3 +184,23 @@ def record(
                 due = now
             stopper.wait(due - now)
     return written
+
+
+def _scrape(
+    scraper: ScraperCore | None,
+    snapshot: Snapshot,
+    rows: tuple[ProcessRow, ...],
+    enrichments: Mapping[ProcessIdentity, Enrichment],
+    now: float,
+) -> dict[ProcessIdentity, ServerMetrics]:
+    """The scraper's newest figures by GPU process (a round only when one is due)."""
+    if scraper is None:
+        return {}
+    batch = [
+        ProcessRows(0, snapshot.timestamp, rows),
+        EnrichmentMessage(tuple(enrichments.values())),
+    ]
+    scraper.handle(batch, now)
+    scraper.tick(now)
+    last = scraper.last
+    return {} if last is None else {i: s for s in last.servers for i in s.processes}
