@@ -36,6 +36,7 @@ from vramtop.config import Config, ScrapingConfig
 from vramtop.enrich.model import Enrichment
 from vramtop.enrich.procfs import RecordingProcFS
 from vramtop.messages import (
+    ConfigUpdate,
     EnrichmentMessage,
     ProcessIdentity,
     ProcessRow,
@@ -352,3 +353,17 @@ def test_tgi_with_a_separate_prometheus_port_is_found_by_trying_the_next_listene
     server = for_pid(msg, tree.pid("shard"))
     assert server.url == f"http://127.0.0.1:{tree.port('metrics')}/metrics"
     assert (server.waiting, server.model) == (6, "bigscience/bloom-560m")
+
+
+def test_switching_scraping_off_by_a_reload_withdraws_the_figures(tmp_path: Path) -> None:
+    count = tmp_path / "connections"
+    with hostile_tree("ok", str(count)) as tree:
+        core = core_for([tree.port("api")])
+        msg = one_round(core, (tree.pid("engine"), 0))
+        assert msg.servers and count.read_text() == "x"
+        off = dataclasses.replace(core.config, scraping=ScrapingConfig(enable=False))
+        core.handle([ConfigUpdate(off)], 1.0)
+        _next, out = core.tick(1.0)
+        assert [m for _, m in out] == [ScrapeMessage((), core.last.at)] * 3  # type: ignore[union-attr]
+        assert core.tick(10.0)[1] == []  # once
+        assert count.read_text() == "x"  # and no further connection

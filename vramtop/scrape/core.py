@@ -137,6 +137,10 @@ class ScraperCore:
         cfg = self.config.scraping
         if not cfg.enable:
             self.targets.clear()
+            if self.last is not None and self.last.servers:
+                # Switched off by a reload: the figures shown so far are withdrawn, once.
+                self.last = ScrapeMessage((), self.wall())
+                return now + 1.0, [(d, self.last) for d in DESTINATIONS]
             return now + 1.0, []
         if now < self.next_round:
             return self.next_round, []
