@@ -51,7 +51,9 @@ class Listener:
     def loopback_host(self) -> str | None:
         """The loopback address to ask, or None when the socket is not bound to loopback."""
         a = self.address
-        if a in ("0.0.0.0", "::ffff:0.0.0.0") or a.startswith(("127.", "::ffff:127.")):
+        # Only the two addresses the security model allows are asked: a socket bound to
+        # 127.0.0.2 does not answer on 127.0.0.1.
+        if a in ("0.0.0.0", "127.0.0.1", "::ffff:0.0.0.0", "::ffff:127.0.0.1"):
             return "127.0.0.1"
         if a in ("::", "::1"):
             return "::1"
