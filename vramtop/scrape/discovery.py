@@ -74,6 +74,8 @@ class ServerTree:
     root_start_ticks: int
     kind: str  # the serving framework of the tree ("" = not a server)
     members: tuple[int, ...]  # the GPU process first, then ancestors, then the rest
+    # Descendants of the root that run as another user: not part of the tree, named in notes.
+    foreign: tuple[tuple[int, int], ...] = ()  # (pid, uid)
 
 
 @dataclass
@@ -199,6 +201,7 @@ class Discovery:
         members = list(chain)
         seen = set(members)
         kids = self.children()
+        foreign: list[tuple[int, int]] = []
         todo = [root]
         while todo and len(members) < TREE_MAX:
             for child in kids.get(todo.pop(), []):
@@ -206,12 +209,17 @@ class Discovery:
                     continue
                 seen.add(child)
                 got = self.info(child)
-                if got is None or got[1] != uid:
+                if got is None:
+                    continue
+                if got[1] != uid:
+                    foreign.append((child, got[1]))
                     continue
                 members.append(child)
                 todo.append(child)
         st = self.proc.stat(root)
-        return ServerTree(root, st.start_ticks if st else 0, kind, tuple(members))
+        return ServerTree(
+            root, st.start_ticks if st else 0, kind, tuple(members), tuple(foreign[:16])
+        )
 
     # -- sockets -------------------------------------------------------------------------------
 
@@ -305,8 +313,22 @@ class Discovery:
                 unique.append(cand)
         note = ""
         if not unique:
+            refused += self._foreign(tree, allowed, listeners)
             note = "; ".join(dict.fromkeys(refused)) or self._why_none(tree, allowed)
         return Found(tree, unique, note)
+
+    def _foreign(
+        self, tree: ServerTree, allowed: set[int], listeners: dict[int, Listener]
+    ) -> list[str]:
+        """Notes for allowed-port listeners held by another user's process under the root (its
+        fds are readable only when vramtop runs as root)."""
+        out = []
+        for pid, uid in tree.foreign:
+            for inode in sorted(self.socket_inodes(pid)):
+                lst = listeners.get(inode)
+                if lst is not None and lst.port in allowed:
+                    out.append(f"port {lst.port} is held by PID {pid} of UID {uid}: not read")
+        return out
 
     def _chain_length(self, tree: ServerTree, pid: int) -> int:
         """How many of the tree's first members are the GPU process and its ancestors."""
