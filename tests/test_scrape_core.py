@@ -369,3 +369,14 @@ def test_switching_scraping_off_by_a_reload_withdraws_the_figures(tmp_path: Path
         assert [m for _, m in out] == [ScrapeMessage((), core.last.at)] * 3  # type: ignore[union-attr]
         assert core.tick(10.0)[1] == []  # once
         assert count.read_text() == "x"  # and no further connection
+
+
+def test_sglang_without_enable_metrics_says_how_to_get_them() -> None:
+    spec = node(
+        "main", "python -m sglang.launch_server --model-path m --port {port}", port=0,
+        children=[node("sched", "sglang::scheduler")],
+    )  # fmt: skip
+    with process_tree(spec) as tree:
+        msg = one_round(core_for([tree.port("main")]), (tree.pid("sched"), 0))
+    note = for_pid(msg, tree.pid("sched")).note
+    assert note == "/metrics: HTTP 404 (SGLang serves it only with --enable-metrics)"

@@ -257,7 +257,10 @@ class ScraperCore:
                 cut_note = f"{path}: {result.error}; figures from the first part"
             else:
                 bodies[path] = None
-                first_failure = first_failure or f"{path}: {_failure_note(result)}"
+                if not first_failure:
+                    first_failure = f"{path}: {_failure_note(result)}"
+                    if result.status == 404 and kind == fw.SGLANG:
+                        first_failure += " (SGLang serves it only with --enable-metrics)"
                 if result.error and "timed out" in result.error:
                     break  # a server that stalls one request gets no second one this round
         try:
