@@ -139,11 +139,13 @@ class ChildPool:
         self._ready_timeout = ready_timeout
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._served: set[str] = set()
+        self._gpu_pids: dict[str, int] = {}
 
     @property
     def pids(self) -> dict[str, int]:
-        """Name -> PID of every child started (alive or not)."""
-        return {name: p.pid for name, p in self._procs.items()}
+        """Name -> PID of every child started (alive or not); for a served child, its GPU
+        process's (the fake server's child)."""
+        return {name: self._gpu_pids.get(name, p.pid) for name, p in self._procs.items()}
 
     def start(self, specs: Iterable[ChildSpec]) -> dict[str, int]:
         """Start all children at once, wait until each has taken its title; name -> PID.
@@ -184,6 +186,7 @@ class ChildPool:
                 self.terminate(name, signal.SIGKILL)
             self.reap()
             raise ChildStartError("demo child processes failed to start: " + "; ".join(failures))
+        self._gpu_pids.update(gpu_pids)
         return {name: gpu_pids.get(name, p.pid) for name, p in started.items()}
 
     @staticmethod
@@ -245,8 +248,7 @@ class ChildPool:
         return failures, gpu_pids
 
     def pid(self, name: str) -> int | None:
-        proc = self._procs.get(name)
-        return None if proc is None else proc.pid
+        return self.pids.get(name)
 
     def terminate(self, name: str, sig: int = signal.SIGTERM) -> bool:
         """Send ``sig`` to the named child if it still runs; whether a signal was sent."""
