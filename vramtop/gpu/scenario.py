@@ -711,7 +711,8 @@ def _parse_process(t: _Table, index: int, n_gpus: int, seed: int) -> ProcessSpec
         raise t.error("stop", "must be later than start")
     serve = t.str_("serve", "")
     if serve not in SERVE_KINDS:
-        raise t.error("serve", f"unknown server {_show(serve)} (known: {', '.join(k for k in SERVE_KINDS if k)})")
+        known = ", ".join(k for k in SERVE_KINDS if k)
+        raise t.error("serve", f"unknown server {_show(serve)} (known: {known})")
     if serve and argv is None:
         raise t.error("serve", "needs argv (the GPU process's command line)")
     serve_argv = t.str_list("serve_argv", list(DEFAULT_SERVE_ARGV))
