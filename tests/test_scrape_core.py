@@ -366,7 +366,7 @@ def test_switching_scraping_off_by_a_reload_withdraws_the_figures(tmp_path: Path
         off = dataclasses.replace(core.config, scraping=ScrapingConfig(enable=False))
         core.handle([ConfigUpdate(off)], 1.0)
         _next, out = core.tick(1.0)
-        assert [m for _, m in out] == [ScrapeMessage((), core.last.at)] * 3  # type: ignore[union-attr]
+        assert [m for _, m in out] == [ScrapeMessage((), core.last.at)] * 4  # type: ignore[union-attr]
         assert core.tick(10.0)[1] == []  # once
         assert count.read_text() == "x"  # and no further connection
 
