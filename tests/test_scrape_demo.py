@@ -1,11 +1,19 @@
 """The demo's fake vLLM server as the child pool starts it: the PID handed to the simulated
 backend is the engine's, its parent answers vLLM's /metrics on 127.0.0.1 with figures that move,
-and closing the pool ends both processes."""
+and closing the pool ends both processes; ``vramtop exporter --demo`` serves its KV cache use."""
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
 import psutil
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from scrape_helpers import wait_for
 
 from vramtop.gpu.children import ChildPool, ChildSpec, process_alive
@@ -75,3 +83,41 @@ def test_serve_keys_reach_the_child_spec() -> None:
     (spec,) = s.child_specs()
     assert spec.serve == "vllm" and spec.serve_ports[0] == 8000
     assert spec.serve_argv[:2] == ("vllm", "serve")
+
+
+def test_vramtop_exporter_serves_the_fake_servers_kv_cache(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vramtop", "exporter", "--demo", "--listen", f"127.0.0.1:{port}",
+         "--refresh-rate", "0.5", "--config", str(cfg)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+    def kv_series() -> list[tuple[dict[str, str], float]]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            return []
+        return [
+            (dict(x.labels), x.value)
+            for family in text_string_to_metric_families(text)
+            for x in family.samples
+            if x.name == "vramtop_process_kv_cache_usage_ratio"
+        ]
+
+    try:
+        assert wait_for(lambda: any(lb["framework"] == "vLLM" for lb, _ in kv_series()), 40)
+        ((labels, value),) = kv_series()
+        assert labels["command"] == "VLLM::EngineCore" and 0.0 <= value <= 1.0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
