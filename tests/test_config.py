@@ -489,3 +489,20 @@ def test_screenshot_dir_default_and_configured(tmp_path: Path, home: Path) -> No
     assert resolve_screenshot_dir(configured, env) == home / "shots"
     absolute = DisplayConfig(screenshot_dir=str(tmp_path / "x"))
     assert resolve_screenshot_dir(absolute, env) == tmp_path / "x"
+
+
+def test_restart_only_keys_keep_their_running_values() -> None:
+    from vramtop.config import keep_restart_only
+
+    running = Config()
+    general = dataclasses.replace(running.general, history_length=600, process_slots=64)
+    display = dataclasses.replace(running.display, theme="light")
+    new = dataclasses.replace(running, general=general, display=display)
+    kept, note = keep_restart_only(running, new)
+    assert kept.general.history_length == 300 and kept.general.process_slots == 1024
+    assert kept.display.theme == "light", "every other key takes effect"
+    assert note == "history_length and process_slots take effect at the next start"
+    assert keep_restart_only(running, dataclasses.replace(running, display=display)) == (
+        dataclasses.replace(running, display=display),
+        "",
+    )

@@ -545,3 +545,52 @@ def test_handle_failure_at_open_marks_only_that_gpu_lost(code: int) -> None:
     assert snap.gpus[0].state is GpuState.LOST
     assert snap.gpus[0].name == "unknown"
     assert snap.gpus[1].state is GpuState.OK and snap.gpus[1].uuid == "GPU-b"
+
+
+# -- what a failed query and a lost GPU say ---------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [ERROR_NO_PERMISSION, ERROR_UNKNOWN])
+def test_a_failed_process_query_is_unknown_not_empty(code: int) -> None:
+    from vramtop.export.document import to_document
+
+    gpu = SimGpu()
+    gpu.processes["compute"] = [SimProcess(4242, 3 * GIB)]
+    gpu.errors = {symbol: code for symbol in process_symbols("compute").values()}
+    ok = SimGpu(uuid="GPU-ok")
+    snap = one(SimDriver([gpu, ok]))
+    assert snap.gpus[0].processes_known is False and snap.gpus[1].processes_known is True
+    doc = to_document(snap)
+    failed, fine = doc["gpus"]
+    assert failed["processes"] is None, "null: the driver did not say, not 'no processes'"
+    assert failed["memory"]["processes_sum_bytes"] is None
+    assert "compute processes n/a (" in failed["note"]
+    assert fine["processes"] == [] and fine["memory"]["processes_sum_bytes"] == 0
+
+
+def test_once_names_a_lost_gpu_and_promises_no_retry() -> None:
+    gpus = [SimGpu(uuid="GPU-a"), SimGpu(uuid="GPU-b")]
+    gpus[1].lost = True
+    for retries in (True, False):
+        with install(SimDriver(gpus)):
+            backend = NvmlBackend(slow_interval=0, retries=retries)
+            backend.open()
+            try:
+                lost = backend.sample().gpus[1]
+            finally:
+                backend.close()
+        assert lost.state is GpuState.LOST and lost.index == 1
+        assert "NVML says GPU is lost" in lost.note, lost.note
+        assert ("retrying every 5 s" in lost.note) is retries
+
+
+def test_metrics_of_a_gpu_whose_process_query_failed_give_no_process_count() -> None:
+    from vramtop.export.document import to_document
+    from vramtop.export.prometheus import exposition, families
+
+    gpu = SimGpu()
+    gpu.errors = {symbol: ERROR_UNKNOWN for symbol in process_symbols("compute").values()}
+    doc = to_document(one(SimDriver([gpu, SimGpu(uuid="GPU-ok")])))
+    text = exposition(families(doc, "host", 100)).decode()
+    counts = [ln for ln in text.splitlines() if ln.startswith("vramtop_gpu_processes{")]
+    assert len(counts) == 1 and 'gpu="1"' in counts[0], counts  # GPU 0's count is unknown

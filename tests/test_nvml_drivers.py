@@ -119,7 +119,8 @@ def test_mig_without_permission_shows_bars_and_says_why(tmp_path: Path, children
     doc = once(driver)
     phys, big, small, plain = doc["gpus"]  # type: ignore[misc]
     assert big["memory"]["used_bytes"] == 12 * GIB and small["memory"]["used_bytes"] == 3 * GIB
-    assert big["processes"] == small["processes"] == []
+    # Refused is not "none": null, and the note says why.
+    assert big["processes"] is None and small["processes"] is None
     assert "MIG instances to root only" in phys["processes_note"]
     assert [p["pid"] for p in plain["processes"]] == [c]  # the other GPU is not affected
 

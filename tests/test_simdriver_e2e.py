@@ -179,3 +179,39 @@ def test_monitor_runs_on_the_driver_and_follows_it(tmp_path: Path, children: Chi
         assert tui.wait_exit() == 0
     finally:
         tui.close()
+
+
+def test_a_call_that_hangs_on_one_gpu_does_not_stall_the_others(
+    tmp_path: Path, children: Children
+) -> None:
+    """A driver call that does not return (a GPU falling off the bus) on GPU 1: GPU 0 keeps
+    updating, GPU 1 says which call hangs, the sampler is not restarted, and GPU 1 is read
+    again once the call returns."""
+    train, serve = children.start("train_sim.py"), children.start("serve_sim.py")
+    hang = "delay 1 nvmlDeviceGetMemoryInfo_v2 25000000"  # 25 s
+    driver = Driver(tmp_path, scenario=two_gpus(train, serve, "10G", hang))
+    # --once answers in bounded time (the default wait for one GPU is 2 s).
+    out = driver.run("--once", "--json", timeout=30)
+    assert out.returncode == 0, out.stderr
+    g0, g1 = json.loads(out.stdout)["gpus"]
+    assert g0["state"] == "ok" and g0["memory"]["used_bytes"] == 10 * GIB
+    assert g1["state"] == "lost" and "not responding" in g1["note"]
+    assert "nvmlDeviceGetMemoryInfo" in g1["note"]
+    tui = Tui(["--refresh-rate", "0.5"], cols=140, rows=40, env=driver.env, home=driver.home)
+    try:
+        tui.wait_for(lambda s: "train_sim.py" in s and "not responding" in s, timeout=30)
+        sampler = tui.actors()["vramtop: sampler"]
+        driver.write(two_gpus(train, serve, "30G", hang))
+        tui.wait_for("30.0G", timeout=15)  # GPU 0 still follows the driver
+        # Past the heartbeat timeout (15 s) with the call still hanging: no restart.
+        deadline = time.monotonic() + 17
+        while time.monotonic() < deadline:
+            tui.pump(0.5)
+        assert tui.actors()["vramtop: sampler"] == sampler, "the sampler was restarted"
+        driver.write(two_gpus(train, serve, "30G"))
+        tui.wait_for("serve_sim.py", timeout=40)  # the call returned: GPU 1 is read again
+        tui.send("q")
+        assert tui.wait_exit() == 0
+        assert "GPU 1 responds again" in tui.text()
+    finally:
+        tui.close()

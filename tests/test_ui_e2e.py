@@ -51,7 +51,7 @@ def test_layouts_at_every_size_and_after_resizes(home: Path) -> None:
         full = tui.wait_for("python train_small.py")
         assert "GPU 0  NVIDIA A10" in full and "hist " in full
         header = next(ln for ln in full.splitlines() if "COMMAND" in ln)
-        for column in ("GPU", "PID", "USER", "VRAM", "%GPU", "PHASE", "RATE", "VERDICT", "ETA",
+        for column in ("GPU", "PID", "USER", "VRAM", "%MEM", "PHASE", "RATE", "VERDICT", "ETA",
                        "FRAMEWORK", "CONTAINER"):  # fmt: skip
             assert column in header, column
         tui.resize(100, 24)

@@ -18,14 +18,22 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from collections.abc import Callable, Sequence
 
 from vramtop import __version__
 from vramtop.config import Config, ConfigError, load_config
 from vramtop.gpu.factory import BackendSpec
-from vramtop.modes.exits import EXIT_OK, EXIT_USAGE, UsageError, fail
+from vramtop.modes.exits import (
+    EXIT_GPU,
+    EXIT_OK,
+    EXIT_USAGE,
+    OutputError,
+    UsageError,
+    emit,
+    fail,
+    silence_stdout,
+)
 from vramtop.render.filters import ProcessFilter, add_filter_arguments
 
 DESCRIPTION = """\
@@ -49,6 +57,9 @@ usage:
   vramtop --prometheus URL        the fleet view: every exporter's hosts, through Prometheus
   vramtop --remote URL,...        the fleet view straight from exporters (read-only)
   vramtop record --help, vramtop replay --help, vramtop exporter --help    their options
+
+config: $XDG_CONFIG_HOME/vramtop/config.toml (or --config PATH); kill -HUP reloads it, except
+  general.history_length and general.process_slots, which take effect at the next start.
 """
 
 
@@ -118,7 +129,21 @@ def build_parser() -> argparse.ArgumentParser:
         "read-only",
     )
     add_filter_arguments(p)
+    # `vramtop --demo --once leak`: a scenario name after other flags is still the scenario.
+    p.add_argument("late_scenario", nargs="?", metavar="SCENARIO", help=argparse.SUPPRESS)
     return p
+
+
+def _late_scenario(args: argparse.Namespace) -> None:
+    """Take a scenario name that came after other flags (``--demo --once leak``)."""
+    name = getattr(args, "late_scenario", None)
+    if name is None:
+        return
+    if args.demo is None:
+        raise UsageError(f"unrecognized argument {name!r} (scenario names go with --demo)")
+    if args.demo != "default":
+        raise UsageError(f"two scenarios given: {args.demo!r} and {name!r}")
+    args.demo = name
 
 
 def _url(text: str, flag: str) -> str:
@@ -256,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, run = build_exporter_parser().parse_args(argv[1:]), _exporter
     else:
         args = build_parser().parse_args(argv)
+    from vramtop.export.logfile import LogWriteError
+
     try:
         return run(args)
     except UsageError as exc:
@@ -264,9 +291,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # `vramtop --once | head`: the reader went away; not an error worth a traceback.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        silence_stdout()
         return EXIT_OK
+    except (OutputError, LogWriteError) as exc:
+        silence_stdout()
+        return fail(str(exc), EXIT_GPU)
 
 
 def _load_config(args: argparse.Namespace, **extra: object) -> Config:
@@ -305,10 +334,11 @@ def _main(args: argparse.Namespace) -> int:
     from vramtop.gpu.scenario import list_scenarios
     from vramtop.modes.record import check_log, run_record
 
+    _late_scenario(args)
     if args.list:
         if args.demo is None:
             return fail("--list goes with --demo", EXIT_USAGE)
-        print("\n".join(list_scenarios()))
+        emit("\n".join(list_scenarios()))
         return EXIT_OK
     if args.json and not args.once and sys.stdout.isatty():
         return fail("--json goes with --once", EXIT_USAGE)

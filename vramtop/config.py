@@ -20,13 +20,15 @@ Keys, defaults and accepted values:
   refresh_rate = 1.0            seconds between samples, 0.5 to 10
   history_length = 300          samples kept per GPU and per process, 10 to 86400
   process_slots = 1024          processes tracked at once in shared memory, 16 to 65536
+                                (both size the shared memory at start: a SIGHUP reload keeps
+                                the running values and says they take effect at the next start)
 
 [display]
   theme = "dark"                dark, light, nord, catppuccin, dracula or solarized
   layout = "auto"               auto, full, compact or mini ("auto" picks by terminal size)
   show_other_users = false      list other users' GPU processes (user and PID only)
   enable_kill = true            allow the kill key (``--no-kill`` sets false)
-  phase_indicator = true        show phase badges (loading, steady, growing...) per process
+  phase_indicator = true        the PHASE column and the detail panel's phase badge (growing...)
   accessible = false            text labels instead of colour alone (``--accessible`` sets true)
   screenshot_dir = ""           where ``s`` saves SVG screenshots; "" means
                                 $XDG_DATA_HOME/vramtop/screenshots (~/.local/share/...)
@@ -60,10 +62,8 @@ import errno
 import json
 import math
 import os
-import select
 import stat
 import sys
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +86,7 @@ __all__ = [
     "OomPredictionConfig",
     "ScrapingConfig",
     "default_config_path",
+    "keep_restart_only",
     "load_config",
     "resolve_screenshot_dir",
 ]
@@ -97,7 +98,6 @@ ALGORITHMS: Final = ("variance", "pelt")
 # A config file is a few hundred bytes; the cap only stops a mistaken path (a log, a device)
 # from being read whole.
 _MAX_FILE_BYTES: Final = 1 << 20
-_READ_WAIT_S: Final = 2.0  # how long a pipe given as the config may take to deliver it
 
 COMMAND_LINE: Final = "command line"
 
@@ -216,15 +216,15 @@ DEFAULT_CONFIG_TOML: Final = """\
 
 [general]
 refresh_rate = 1.0          # seconds between samples, 0.5 to 10
-history_length = 300        # samples kept per GPU and per process, 10 to 86400
-process_slots = 1024        # processes tracked at once in shared memory, 16 to 65536
+history_length = 300        # samples kept per GPU and per process, 10 to 86400 (at start)
+process_slots = 1024        # processes tracked at once in shared memory, 16 to 65536 (at start)
 
 [display]
 theme = "dark"              # dark, light, nord, catppuccin, dracula, solarized
 layout = "auto"             # auto, full, compact, mini
 show_other_users = false    # list other users' GPU processes (user and PID only)
 enable_kill = true          # allow the kill key; --no-kill sets false
-phase_indicator = true      # phase badges per process
+phase_indicator = true      # the PHASE column and the detail panel's phase badge
 accessible = false          # text labels instead of colour alone; --accessible sets true
 screenshot_dir = ""         # "" means ~/.local/share/vramtop/screenshots
 
@@ -247,6 +247,22 @@ min_rate_mb_per_sec = 1.0   # at least 0
 [exporter]
 max_process_series = 1000   # vramtop exporter: the largest processes get series, 1 to 100000
 """
+
+
+# Keys that size the shared memory, which is created once at start: a reload cannot change them.
+RESTART_ONLY: Final = ("history_length", "process_slots")
+
+
+def keep_restart_only(running: Config, new: Config) -> tuple[Config, str]:
+    """``new`` with the running values of the restart-only keys, and a note naming those the
+    file changed ("" when none), e.g. "history_length takes effect at the next start"."""
+    changed = [k for k in RESTART_ONLY if getattr(new.general, k) != getattr(running.general, k)]
+    if not changed:
+        return new, ""
+    kept = {k: getattr(running.general, k) for k in RESTART_ONLY}
+    config = dataclasses.replace(new, general=dataclasses.replace(new.general, **kept))
+    verb = "takes" if len(changed) == 1 else "take"
+    return config, f"{' and '.join(changed)} {verb} effect at the next start"
 
 
 # --- paths -----------------------------------------------------------------------------------
@@ -433,29 +449,24 @@ def _from_overrides(config: Config, overrides: Mapping[str, object]) -> Config:
 
 
 def _read_capped(path: Path, where: str) -> bytes:
-    """At most ``_MAX_FILE_BYTES + 1`` bytes of ``path``, never blocking for long: a FIFO or a
-    terminal given as the config (or swapped in before a SIGHUP) must not freeze the supervisor.
-    A FIFO nobody writes to reads as empty; one that stays silent is refused after a moment."""
+    """At most ``_MAX_FILE_BYTES + 1`` bytes of ``path``, never blocking: only a regular file
+    (or ``/dev/null``) is read. A FIFO, a terminal or a device given as the config (or swapped
+    in before a SIGHUP) is refused in one line and must not freeze the supervisor."""
     # O_NONBLOCK: opening a FIFO without a writer would otherwise wait forever.
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     try:
-        if stat.S_ISDIR(os.fstat(fd).st_mode):
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
             raise IsADirectoryError(errno.EISDIR, "is a directory")
+        if not stat.S_ISREG(mode):
+            if os.path.realpath(path) == os.devnull:
+                return b""  # --config /dev/null: all defaults, as the shell idiom means
+            # A FIFO, a terminal or a device is a mistake, not a config: said, never waited on.
+            raise ConfigError(f"{where}: not a regular file (a config is a TOML file)")
         chunks: list[bytes] = []
         total = 0
-        deadline = time.monotonic() + _READ_WAIT_S
         while total <= _MAX_FILE_BYTES:
-            try:
-                chunk = os.read(fd, min(1 << 16, _MAX_FILE_BYTES + 1 - total))
-            except BlockingIOError:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise ConfigError(
-                        f"{where}: nothing to read within {_READ_WAIT_S:.0f} s "
-                        "(a pipe or a terminal, not a file)"
-                    ) from None
-                select.select([fd], [], [], left)
-                continue
+            chunk = os.read(fd, min(1 << 16, _MAX_FILE_BYTES + 1 - total))
             if not chunk:
                 break
             chunks.append(chunk)

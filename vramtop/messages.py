@@ -103,11 +103,14 @@ class ActorHealth:
 
 @dataclass(frozen=True, slots=True)
 class ConfigUpdate:
-    """Supervisor -> actors after SIGHUP. ``error`` set: the reload failed, the old config stays."""
+    """Supervisor -> actors after SIGHUP. ``error`` set: the reload failed, the old config stays.
+    ``note``: what the reload could not apply now (restart-only keys kept at their running
+    values), shown after "config reloaded"."""
 
     config: Config
     error: str = ""
     source: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +143,6 @@ class ActorError:
 
     actor: str
     error: str
-    fatal: bool = True
     details: tuple[str, ...] = field(default=())
 
 
@@ -177,6 +179,18 @@ class ScrapeMessage:
     at: float = 0.0  # time.time() of the scrape round
 
 
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Actor -> render: a standing line for the status bar, e.g. "recording paused: disk full
+    (3 samples skipped)". Repeatable: each carries the whole text for its ``key``, and ""
+    clears it. ``said``: the event that changed it ("recording resumed ..."), shown briefly."""
+
+    key: str
+    text: str
+    level: str = "warn"  # warn | crit (a theme colour)
+    said: str = ""
+
+
 Message = (
     SampleMessage
     | SnapshotMessage
@@ -192,6 +206,7 @@ Message = (
     | AnalysisMessage
     | Selected
     | ScrapeMessage
+    | Notice
 )
 
 

@@ -508,11 +508,17 @@ static nvmlReturn_t enter(const char *func, int *slot, const struct sim_handle *
         const struct sim_rule *r = &state.rules[i];
         if (!dev_matches(r, h)) continue;
         if (strcmp(r->func, func) != 0 && strcmp(r->func, "*") != 0) continue;
+        nvmlReturn_t code = r->code;
         if (r->delay_us > 0) {
+            /* The delay holds no lock: a call hanging on one device must not stall the calls
+               on the others (a rule on "*" delays every device alike). */
             struct timespec ts = {r->delay_us / 1000000, (r->delay_us % 1000000) * 1000};
+            pthread_mutex_unlock(&lock);
             nanosleep(&ts, NULL);
+            pthread_mutex_lock(&lock);
+            maybe_reload();
         }
-        if (r->code != 0) return r->code;
+        if (code != 0) return code;
     }
     if (needs_init && !initialised) return NVML_ERROR_UNINITIALIZED;
     if (h != NULL) {

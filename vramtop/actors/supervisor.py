@@ -35,7 +35,7 @@ from typing import Any
 
 from vramtop.actors.base import ActorContext, ActorCore, run_actor, set_title
 from vramtop.actors.mailbox import Mailbox, make_channels
-from vramtop.config import Config, ConfigError, load_config
+from vramtop.config import Config, ConfigError, keep_restart_only, load_config
 from vramtop.messages import (
     ActorError,
     ActorHealth,
@@ -310,8 +310,10 @@ class Supervisor:
         except ConfigError as exc:
             self._post_all(ConfigUpdate(self.config, error=str(exc), source=self.config_path or ""))
             return
+        # The shared memory was sized from the running values; a new size waits for a restart.
+        new, note = keep_restart_only(self.config, new)
         self.config = new
-        self._post_all(ConfigUpdate(new, source=new.source))
+        self._post_all(ConfigUpdate(new, source=new.source, note=note))
 
     def _post_all(self, message: object) -> None:
         for child in self.children.values():

@@ -1,10 +1,11 @@
-"""The JSON document of one sample (``vramtop --once --json``), and its plain-text table.
+"""The JSON document of one sample (``vramtop --once --json``).
 
 Data flow: ``Snapshot`` + ``ProcessRow``s (+ the enricher's ``Enrichment``s by identity and the
 analyzer's ``AnalysisResult`` for that sample, when known) -> :func:`to_document` (plain dicts,
-NA -> null) -> ``json.dumps`` or :func:`to_table`. The schema is ``schema.json`` beside this
-module (JSON Schema, draft 2020-12) and is documented in the README; ``schema_version`` changes
-only when a field changes meaning or disappears — later issues add fields without bumping it.
+NA -> null) -> ``json.dumps``; the text table is ``export/text.py``. The schema is
+``schema.json`` beside this module (JSON Schema, draft 2020-12) and is documented in the
+README; ``schema_version`` changes only when a field changes meaning or disappears — later
+issues add fields without bumping it.
 
 This module is also the one serialisation of enrichment and analysis results: :func:`to_plain`
 (dataclasses -> JSON values) is used for the per-process and per-GPU ``"analysis"`` objects, the
@@ -25,7 +26,6 @@ from vramtop import __version__
 from vramtop.analysis.model import UNKNOWN, AnalysisResult, GpuAnalysis, ProcessAnalysis, Trend
 from vramtop.enrich.model import Container, Enrichment
 from vramtop.enrich.users import OtherUsers
-from vramtop.fmt import pct, size, temp, watts
 from vramtop.gpu.snapshot import GpuSample, ProcessSample, Snapshot
 from vramtop.messages import ProcessIdentity, ProcessRow
 from vramtop.na import to_json
@@ -192,7 +192,9 @@ def _gpu(
             "used_bytes": to_json(gpu.memory_used),
             "reserved_bytes": to_json(gpu.memory_reserved),
             "free_bytes": to_json(gpu.memory_free),
-            "processes_sum_bytes": snap.process_memory_sum(gpu.index),
+            "processes_sum_bytes": snap.process_memory_sum(gpu.index)
+            if gpu.processes_known
+            else None,
             "source": gpu.memory_source,
         },
         "utilization": {
@@ -209,7 +211,8 @@ def _gpu(
         "gpu_instance_id": gpu.gpu_instance_id,
         "processes_note": gpu.processes_note,
         "slow_nvml_calls": {api: ms for api, ms in gpu.slow_calls},
-        "processes": procs,
+        # null, not []: the driver failed the query (the reason is in "note").
+        "processes": procs if gpu.processes_known else None,
         "analysis": None if ga is None else gpu_analysis_json(ga),
     }
 
@@ -296,41 +299,3 @@ def to_document(
             for c in snap.nvml_calls
         }
     return doc
-
-
-def to_table(
-    snap: Snapshot,
-    rows: Iterable[ProcessRow] = (),
-    others: Mapping[int, OtherUsers] | None = None,
-) -> str:
-    """nvidia-smi / gpustat style plain text: a line per GPU, then its processes."""
-    by_key = {(r.identity.pid, r.gpu_index): r for r in rows}
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snap.timestamp))
-    out = [
-        f"vramtop {__version__}  {snap.backend}  driver {snap.driver_version}  "
-        f"CUDA {snap.cuda_version}  {stamp}"
-    ]
-    for gpu in snap.gpus:
-        if gpu.lost:
-            out.append(f"[{gpu.index}] {gpu.name}  LOST  {gpu.note}".rstrip())
-            continue
-        out.append(
-            f"[{gpu.index}] {gpu.name:<24} {size(gpu.memory_used):>6} / {size(gpu.memory_total):<6}"
-            f" reserved {size(gpu.memory_reserved):<5} util {pct(gpu.util_gpu):>4}"
-            f"  {temp(gpu.temperature_c):>5}  {watts(gpu.power_w)} / {watts(gpu.power_limit_w)}"
-        )
-        procs = sorted(snap.processes_on(gpu.index), key=lambda p: p.pid)
-        if procs:
-            out.append(f"    {'PID':>8}  {'USER':<10} {'TYPE':<4} {'VRAM':>7}  COMMAND")
-        for p in procs:
-            row = by_key.get((p.pid, p.gpu_index))
-            user = (row.user if row else "") or "?"
-            command = (row.command if row else "") or "N/A"
-            vram = size(p.used_bytes)
-            out.append(f"    {p.pid:>8}  {user[:10]:<10} {p.type_label:<4} {vram:>7}  {command}")
-        hidden = (others or {}).get(gpu.index)
-        if hidden is not None:
-            out.append(f"    {hidden.label} (hidden; show_other_users = true lists them)")
-    for note in snap.notes:
-        out.append(f"note: {note}")
-    return "\n".join(out)

@@ -33,8 +33,9 @@ def format_line(
     servers: Servers | None = None,
 ) -> bytes:
     """One sample as one line: its document with the per-process and per-GPU extras."""
-    doc = to_document(snapshot, rows, enrichments, analysis, servers=servers, nvml_calls=False)
-    return dump_line(doc)
+    return dump_line(
+        to_document(snapshot, rows, enrichments, analysis, servers=servers, nvml_calls=False)
+    )
 
 
 def dump_line(doc: Mapping[str, Any]) -> bytes:

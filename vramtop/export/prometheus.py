@@ -112,7 +112,7 @@ def families(doc: Mapping[str, Any], hostname: str, max_process_series: int) -> 
     for g in doc.get("gpus", []):
         labels = [hostname, str(g["index"]), str(g.get("uuid") or ""), str(g.get("name") or "")]
         _gpu(out, g, labels)
-        for p in g.get("processes", []):
+        for p in g.get("processes") or ():  # null: the driver failed the query
             used = _num(p.get("used_bytes")) or 0.0
             processes.append((used, labels, g, p))
     processes.sort(key=lambda item: -item[0])
@@ -164,9 +164,10 @@ def _gpu(out: _Families, g: Mapping[str, Any], labels: list[str]) -> None:
     ):
         if value is not None:
             out.gauge(name, text, GPU_LABELS).add_metric(labels, value)
-    out.gauge("vramtop_gpu_processes", "GPU processes listed", GPU_LABELS).add_metric(
-        labels, float(len(g.get("processes", [])))
-    )
+    if g.get("processes") is not None:  # null (the query failed) is no count, not 0
+        out.gauge("vramtop_gpu_processes", "GPU processes listed", GPU_LABELS).add_metric(
+            labels, float(len(g["processes"]))
+        )
     analysis = g.get("analysis")
     if not isinstance(analysis, dict):
         return

@@ -18,6 +18,7 @@ class BackendSpec:
     speed: float | None = None
     pids: dict[str, int] = field(default_factory=dict)  # scenario process name -> real child pid
     path: str | None = None  # replay only: the recording (t0 = wall time the replay began)
+    once: bool = False  # one sample and exit: a lost GPU will not be retried, so say nothing of it
     # fleet only: a Prometheus server's URL, or the exporters' URLs; the GPUs the history holds
     prometheus: str | None = None
     urls: tuple[str, ...] = ()
@@ -28,7 +29,7 @@ def make_backend(spec: BackendSpec) -> GpuBackend:
     if spec.kind == "nvml":
         from vramtop.gpu.nvml import NvmlBackend
 
-        return NvmlBackend()
+        return NvmlBackend(retries=not spec.once)
     if spec.kind == "simulated":
         from vramtop.gpu.scenario import load_scenario
         from vramtop.gpu.simulated import SimulatedBackend

@@ -17,6 +17,13 @@ Fields are read in three tiers: static (names, versions, MIG mode) when a GPU is
 (temperature, fan, power limit, clocks, performance state) every ``slow_interval`` seconds,
 fast (memory, utilisation, power, processes, per-process utilisation) every tick.
 
+A call that never returns (it happens on real machines, with a GPU falling off the bus) must
+not freeze the other GPUs: each physical GPU is read in a worker thread of its own, and a tick
+waits at most ``hang_after`` seconds for it. A GPU whose worker is still inside a call is shown
+as not responding (the function and for how long, in its note) while the others keep updating;
+nothing more is asked of it until that call returns, and then it is read as usual again. So a
+tick always ends in bounded time, the sampler keeps its heartbeat, and no restart loop starts.
+
 ``pynvml`` is imported here but NVML is only initialised in :meth:`NvmlBackend.open`, which the
 sampler calls after fork: a handle inherited across fork is not usable.
 """
@@ -27,6 +34,7 @@ import ctypes
 import logging
 import math
 import struct
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -350,6 +358,7 @@ class _Gpu:
     """Everything remembered about one GPU between ticks."""
 
     __slots__ = (
+        "calling",
         "clock_mem",
         "clock_sm",
         "denied_until",
@@ -368,6 +377,7 @@ class _Gpu:
         "parent",
         "power_limit",
         "processes_note",
+        "processes_unknown",
         "pstate",
         "retry_at",
         "slow",
@@ -385,6 +395,7 @@ class _Gpu:
         self.migs: list[_Gpu] = []
         self.memory_source = "device"
         self.processes_note = ""
+        self.processes_unknown = False  # the driver failed the compute-process query
         self.slow: dict[str, float] = {}  # function -> milliseconds of its last slow run
         self.handle: Any = None
         self.uuid = ""
@@ -403,6 +414,51 @@ class _Gpu:
         self.denied_until: dict[str, float] = {}  # NO_PERMISSION calls -> next try (monotonic)
         self.na: dict[str, str] = {}  # field label -> why it is n/a
         self.note = ""
+        self.calling = ""  # the NVML function being called right now (for a hung call's note)
+
+
+class _Worker:
+    """One daemon thread that reads one GPU; a tick hands it a job and waits a bounded time.
+    A job still running when the wait ends keeps the worker busy until it returns."""
+
+    def __init__(self, name: str) -> None:
+        self._lock = threading.Lock()
+        self._job: Callable[[], Any] | None = None
+        self._result: Any = None
+        self._ready = threading.Event()
+        self._wake = threading.Event()
+        self.busy_since: float | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            job = self._job
+            try:
+                result: Any = job() if job is not None else None
+            except BaseException as exc:  # handed back to the tick that asked
+                result = exc
+            with self._lock:
+                self._result = result
+                self.busy_since = None
+                self._ready.set()
+
+    def run(self, job: Callable[[], Any], timeout: float) -> tuple[bool, Any]:
+        """(True, result) when ``job`` finished within ``timeout``; (False, None) when it is
+        still running (it goes on; the next call finds the worker busy)."""
+        with self._lock:
+            if self.busy_since is not None:
+                return False, None
+            self._job = job
+            self._ready.clear()
+            self.busy_since = time.monotonic()
+        self._wake.set()
+        if not self._ready.wait(timeout):
+            return False, None
+        with self._lock:
+            return True, self._result
 
 
 class NvmlBackend:
@@ -418,7 +474,17 @@ class NvmlBackend:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         util_window: float = 1.0,
+        retries: bool = True,
+        hang_after: float = 2.0,
     ) -> None:
+        """``retries``: a lost GPU is tried again every ``retry_interval`` s and its note says
+        so; false for one-shot use (``--once``), where nothing will be tried again.
+        ``hang_after``: seconds a tick waits for one GPU before showing it as not responding
+        (0: read the GPUs in this thread, without a bound)."""
+        self._retries = retries
+        self._hang_after = hang_after
+        self._workers: dict[int, _Worker] = {}
+        self._hung: set[int] = set()
         self._slow_interval = slow_interval
         self._wall = wall
         self._util_window = util_window
@@ -502,6 +568,8 @@ class NvmlBackend:
             if retry_at is not None and self._now < retry_at:
                 return NA
         started = time.perf_counter()
+        if gpu is not None:
+            gpu.calling = api
         try:
             value = self._api[api](*args)
         except pynvml.NVMLError as exc:
@@ -516,6 +584,7 @@ class NvmlBackend:
             return self._failed(gpu, api, field, -1, exc)
         self._timed(gpu, api, started, failed=False)
         if gpu is not None:
+            gpu.calling = ""
             if gpu.denied_until:
                 gpu.denied_until.pop(api, None)
             if field in gpu.na:
@@ -527,6 +596,8 @@ class NvmlBackend:
 
     def _timed(self, gpu: _Gpu | None, api: str, started: float, *, failed: bool) -> None:
         """Cheap per-function counters; a slow call is remembered on its GPU for the card."""
+        if gpu is not None:
+            gpu.calling = ""
         took = time.perf_counter() - started
         stat = self._stats.get(api)
         if stat is None:
@@ -609,9 +680,7 @@ class NvmlBackend:
 
     def _mark_lost(self, gpu: _Gpu, reason: str) -> None:
         if not gpu.lost_reason:
-            log.warning(
-                "GPU %d lost: %s; retrying every %g s", gpu.index, reason, self._retry_interval
-            )
+            log.warning("GPU %d %s", gpu.index, self._lost_note(reason))
         gpu.lost_reason = reason
         gpu.retry_at = self._now + self._retry_interval
         self._notes_dirty = True
@@ -621,7 +690,7 @@ class NvmlBackend:
         for gpu in self._cards():
             label = _label(gpu)
             if gpu.lost_reason:
-                gpu.note = f"lost: {gpu.lost_reason}; retrying every {self._retry_interval:g} s"
+                gpu.note = self._lost_note(gpu.lost_reason)
                 lines.append(f"{label}: {gpu.note}")
                 continue
             fields = sorted(gpu.na.items(), key=lambda item: _FIELD_ORDER.get(item[0], 99))
@@ -717,11 +786,16 @@ class NvmlBackend:
             return []  # listed per MIG instance, each under its own sub-card
         merged: dict[int, tuple[int | NaType, tuple[ProcessType, ...]]] = {}
         denied = False
+        gpu.processes_unknown = False
         for kind, field, apis in _PROCESS_KINDS:
             # In a MIG instance a refusal is the card's one-line note, not a status remark.
             rows = self._first(gpu, apis, gpu.handle, field="" if gpu.parent else field)
             if rows is NA:
-                denied = denied or any(api in gpu.denied_until for api in apis)
+                refused = any(api in gpu.denied_until for api in apis)
+                denied = denied or refused
+                # A failed compute query (a reason recorded, not "no data"): unknown, not none.
+                if kind is ProcessType.COMPUTE and (refused or field in gpu.na):
+                    gpu.processes_unknown = True
                 continue
             for pid, raw, _gi in rows:
                 used = _used(raw)
@@ -815,6 +889,7 @@ class NvmlBackend:
             memory_source=gpu.memory_source,
             processes_note=denied[0] if denied else gpu.processes_note,
             slow_calls=_slow(gpu, *gpu.migs),
+            processes_known=not gpu.processes_unknown,
         )
         return [card, *subs]
 
@@ -846,6 +921,7 @@ class NvmlBackend:
             note=mig.note,
             parent_index=_parent_index(mig),
             gpu_instance_id=mig.gi,
+            processes_known=not mig.processes_unknown,
         )
 
     def _memory(self, gpu: _Gpu, mem: Any) -> tuple[Any, Any, Any, Any]:
@@ -873,8 +949,12 @@ class NvmlBackend:
             return int(vm.total), int(vm.total - vm.available), NA, int(vm.available)
         return NA, NA, NA, NA
 
+    def _lost_note(self, reason: str) -> str:
+        note = f"lost: NVML says {reason}"
+        return note + (f"; retrying every {self._retry_interval:g} s" if self._retries else "")
+
     def _lost_samples(self, gpu: _Gpu) -> list[GpuSample]:
-        note = f"lost: {gpu.lost_reason}; retrying every {self._retry_interval:g} s"
+        note = self._lost_note(gpu.lost_reason)
         out = [GpuSample(gpu.index, gpu.uuid, gpu.name, state=GpuState.LOST, note=note)]
         for mig in gpu.migs:
             out.append(
@@ -884,6 +964,51 @@ class NvmlBackend:
                     mig.name,
                     state=GpuState.LOST,
                     note=f"GPU {gpu.index} lost",
+                    parent_index=gpu.index,
+                    gpu_instance_id=mig.gi,
+                )
+            )
+        return out
+
+    def _sample_bounded(self, gpu: _Gpu, processes: list[ProcessSample]) -> list[GpuSample]:
+        """``_sample_gpu`` in the GPU's worker, waiting at most ``hang_after`` seconds."""
+        if self._hang_after <= 0:
+            return self._sample_gpu(gpu, processes)
+        worker = self._workers.get(gpu.index)
+        if worker is None:
+            worker = self._workers[gpu.index] = _Worker(f"nvml-gpu{gpu.index}")
+        mine: list[ProcessSample] = []
+        done, result = worker.run(lambda: self._sample_gpu(gpu, mine), self._hang_after)
+        if not done:
+            return self._hung_samples(gpu, worker)
+        if isinstance(result, BaseException):
+            raise result
+        if gpu.index in self._hung:
+            self._hung.discard(gpu.index)
+            log.warning("GPU %d responds again", gpu.index)
+            self._notes_dirty = True
+        processes.extend(mine)
+        cards: list[GpuSample] = result
+        return cards
+
+    def _hung_samples(self, gpu: _Gpu, worker: _Worker) -> list[GpuSample]:
+        since = worker.busy_since
+        waited = 0.0 if since is None else time.monotonic() - since
+        call = gpu.calling or "a driver call"
+        note = f"not responding: {call} has not returned for {waited:.0f} s"
+        if gpu.index not in self._hung:
+            self._hung.add(gpu.index)
+            log.warning("GPU %d %s; the other GPUs keep updating", gpu.index, note)
+            self._notes_dirty = True
+        out = [GpuSample(gpu.index, gpu.uuid, gpu.name, state=GpuState.LOST, note=note)]
+        for mig in gpu.migs:
+            out.append(
+                GpuSample(
+                    mig.index,
+                    mig.uuid,
+                    mig.name,
+                    state=GpuState.LOST,
+                    note=f"GPU {gpu.index} not responding",
                     parent_index=gpu.index,
                     gpu_instance_id=mig.gi,
                 )
@@ -900,7 +1025,7 @@ class NvmlBackend:
         self._now = self._clock()
         processes: list[ProcessSample] = []
         # Each GPU's card is followed by its MIG instances' sub-cards.
-        gpus = [card for gpu in self._gpus for card in self._sample_gpu(gpu, processes)]
+        gpus = [card for gpu in self._gpus for card in self._sample_bounded(gpu, processes)]
         if self._notes_dirty:
             # Notes changed during this tick: rebuild them and the per-GPU note fields.
             self._refresh_notes()

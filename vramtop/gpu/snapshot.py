@@ -64,6 +64,8 @@ class GpuSample:
     processes_note: str = ""
     # NVML calls on this GPU whose last run was slow: (function, milliseconds).
     slow_calls: tuple[tuple[str, float], ...] = ()
+    # False when the driver failed the process query: "no processes" would be a guess.
+    processes_known: bool = True
 
     @property
     def lost(self) -> bool:

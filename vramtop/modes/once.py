@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
+import sys
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -21,7 +24,7 @@ from vramtop.config import Config
 from vramtop.gpu.factory import BackendSpec
 from vramtop.gpu.snapshot import Snapshot
 from vramtop.messages import ProcessIdentity, ProcessRow
-from vramtop.modes.exits import EXIT_GPU, EXIT_OK, EXIT_USAGE, fail, open_backend
+from vramtop.modes.exits import EXIT_GPU, EXIT_OK, EXIT_USAGE, emit, fail, open_backend
 from vramtop.render.filters import ProcessFilter, visible_rows
 
 if TYPE_CHECKING:
@@ -46,9 +49,11 @@ def run_once(
     from vramtop.enrich.enricher import Enricher
     from vramtop.enrich.procinfo import ProcessTable, build_rows
     from vramtop.export.csvlog import CsvLog
-    from vramtop.export.document import to_document, to_table
+    from vramtop.export.document import to_document
     from vramtop.export.logfile import LogFileError
+    from vramtop.export.text import to_table
 
+    spec = dataclasses.replace(spec, once=True)
     if spec.kind == "simulated":
         spec = dataclasses.replace(spec, t0=time.time() - ONCE_WARMUP_S)
     backend = open_backend(spec)
@@ -77,6 +82,9 @@ def run_once(
     finally:
         backend.close()
     config = config or Config()
+    filters = filters or ProcessFilter()
+    if missing := filters.missing_gpus(snapshot):
+        return fail(missing, EXIT_USAGE)  # like nvidia-smi -i 99
     seen = visible_rows(
         snapshot,
         rows,
@@ -107,9 +115,15 @@ def run_once(
             return fail(str(exc), EXIT_USAGE)
     if as_json:
         doc = to_document(snapshot, rows, enrichments, analysis, others, servers)
-        print(json.dumps(doc, indent=2))
+        emit(json.dumps(doc, indent=2))
     else:
-        print(to_table(snapshot, rows, others))
+        tty = sys.stdout.isatty()
+        width = shutil.get_terminal_size().columns if tty else None
+        color = tty and not os.environ.get("NO_COLOR")
+        emit(to_table(snapshot, rows, others, width=width, color=color))
+    if nothing := filters.no_match(len(rows)):
+        # An answer, not an error: the output above is complete, it just lists no process.
+        print(f"vramtop: {nothing}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -13,8 +13,10 @@ this machine's processes. :func:`run_record` is the mode (``cli.py`` calls it); 
 is its loop, which tests drive with a backend of their own.
 
 Every sample is one whole write, so the file is complete up to the last sample whatever stops
-the recorder. SIGINT and SIGTERM end it after the sample being written; SIGHUP is ignored (the
-terminal going away is no reason to stop a recording).
+the recorder. A full disk pauses the recording (``export.logfile.PausedWrites``): sampling goes
+on, skipped samples are counted and said on stderr, and writing resumes when space returns; any
+other write error ends it with one line and exit 1. SIGINT and SIGTERM end it after the sample
+being written; SIGHUP is ignored (the terminal going away is no reason to stop a recording).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from vramtop.enrich.enricher import Enricher
 from vramtop.enrich.model import Enrichment
 from vramtop.enrich.procinfo import ProcessTable, build_rows
 from vramtop.export.csvlog import CsvLog
-from vramtop.export.logfile import LogFileError
+from vramtop.export.logfile import LogFileError, LogWriteError, PausedWrites
 from vramtop.export.ndjson import NdjsonLog
 from vramtop.gpu.backend import GpuBackend
 from vramtop.gpu.factory import BackendSpec
@@ -89,13 +91,17 @@ def run_record(
             file=sys.stderr,
             flush=True,
         )
+        pause = PausedWrites(path)
         try:
-            written = record(backend, log, interval, max_samples=count, config=config)
+            written = record(backend, log, interval, max_samples=count, config=config, pause=pause)
+        except LogWriteError as exc:
+            return fail(f"{exc}; recording stopped", EXIT_GPU)
         finally:
             log.close()
     finally:
         backend.close()
-    print(f"vramtop: {written} samples written to {where}", file=sys.stderr)
+    lost = f", {pause.lost} skipped (no space)" if pause.lost else ""
+    print(f"vramtop: {written} samples written to {where}{lost}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -140,10 +146,14 @@ def record(
     clock: Callable[[], float] = time.monotonic,
     config: Config | None = None,
     enricher: Enricher | None = None,
+    pause: PausedWrites | None = None,
 ) -> int:
-    """Sample ``backend`` into ``log`` until a signal (or ``max_samples``); returns how many
-    samples were written. ``backend`` must be open; both are left for the caller to close.
-    ``config`` gives the analysis thresholds and history length (default: the defaults)."""
+    """Sample ``backend`` into ``log`` until a signal (or ``max_samples`` taken); returns how
+    many samples were written. ``backend`` must be open; both are left for the caller to close.
+    ``config`` gives the analysis thresholds and history length (default: the defaults).
+    ``pause`` carries a full disk (samples skipped, said on stderr); other write errors raise
+    :class:`~vramtop.export.logfile.LogWriteError`."""
+    pause = pause or PausedWrites(log.log.path)
     table = ProcessTable()
     rows_for = getattr(backend, "rows_for", None)
     next_due = getattr(backend, "next_due", None)
@@ -153,10 +163,10 @@ def record(
     analyzer = StreamAnalyzer(config)
     # A recording being re-recorded has no live servers to ask; with scraping off, none is.
     scraper = ScraperCore(config) if rows_for is None and config.scraping.enable else None
-    written = 0
+    written = taken = 0
     with _Stopper() as stopper:
         due = clock()
-        while not stopper.stop and (max_samples is None or written < max_samples):
+        while not stopper.stop and (max_samples is None or taken < max_samples):
             snapshot = backend.sample()
             rows: tuple[ProcessRow, ...] | None = rows_for(snapshot) if rows_for else None
             if rows is None:
@@ -169,8 +179,18 @@ def record(
             servers = _scrape(scraper, snapshot, rows, enrichments, clock())
             prealloc = {k: e.preallocates for k, e in enrichments.items()}
             analysis = analyzer.step(snapshot, rows, prealloc, servers)
-            log.write(snapshot, rows, enrichments=enrichments, analysis=analysis, servers=servers)
-            written += 1
+            said = pause.write(
+                log.write,
+                snapshot,
+                rows,
+                enrichments=enrichments,
+                analysis=analysis,
+                servers=servers,
+            )
+            if said:
+                print(f"vramtop: {said}", file=sys.stderr, flush=True)
+            taken += 1
+            written += not pause.paused
             if getattr(backend, "finished", False):
                 break  # a replay being re-recorded: nothing more will come
             if next_due is not None:

@@ -136,10 +136,11 @@ def gpu_line_mini(grid: Grid, y: int, gpu: GpuSample, alert: str, accessible: bo
         grid.put(0, y, f"{gpu.index} LOST {gpu.name}", CRIT)
         return
     x = grid.put(0, y, f"{gpu.index} ", ACCENT)
-    tail = f" {size(gpu.memory_used)}/{size(gpu.memory_total)} {pct(gpu.util_gpu)}"
+    # Fixed widths, so every GPU's bar is as long as the others'; "util" says what the % is.
+    tail = f" {size(gpu.memory_used):>5}/{size(gpu.memory_total):<5} util {pct(gpu.util_gpu):>4}"
+    bar_w = max(4, grid.width - x - len(tail) - len(" OOM!") - 2)
     if alert:
         tail += " OOM!"
-    bar_w = max(4, grid.width - x - len(tail) - 2)
     x += grid.put(x, y, "[", MUTED)
     x = put_runs(grid, x, y, memory_bar(gpu, bar_w, accessible))
     x += grid.put(x, y, "]", MUTED)

@@ -2,8 +2,9 @@
 
 Where it sits: ``screen.py`` draws it as an overlay from the selected :class:`ProcView`, the
 render process's :class:`Knowledge` and the shm history. Sections whose data comes from actors
-that have not reported (enricher, analyzer, deep mode, scraper) say why they are empty and what
-would fill them, instead of silently showing nothing.
+that have not reported (enricher, analyzer, scraper) say why they are empty, instead of
+silently showing nothing. The panel names only sources vramtop has: allocator statistics (deep
+mode) get their section with the actor that collects them.
 """
 
 from __future__ import annotations
@@ -26,11 +27,6 @@ HEAD = Style(fg="accent", bg="panel", bold=True)
 NOTE = Style(fg="muted", bg="panel")
 
 Line = tuple[str, Style]
-
-DEEP_HINT = (
-    "deep mode: not reporting — add `import vramtop; vramtop.report()` to the program "
-    "or start it with `vramtop wrap -- CMD`"
-)
 
 
 def _wrap(text: str, width: int) -> list[str]:
@@ -104,14 +100,17 @@ def detail_lines(
         )
         out.append((why, NOTE))
     else:
-        badge, _style = phase_badge(a.trend.phase, accessible)
         err = f" ± {rate(a.trend.rate_stderr_mib_s)}" if a.trend.rate_stderr_mib_s else ""
         shown = (
-            "   rate: not yet (too few samples)"
+            "not yet (too few samples)"
             if a.trend.phase == UNKNOWN
-            else f"   rate {rate(a.trend.rate_mib_s)}{err}"
+            else f"{rate(a.trend.rate_mib_s)}{err}"
         )
-        out.append((f"{'phase':<12}{badge}{shown}", TEXT))
+        if config.display.phase_indicator:
+            badge, _style = phase_badge(a.trend.phase, accessible)
+            out.append((f"{'phase':<12}{badge}   rate {shown}", TEXT))
+        else:
+            out.append(_field("rate", shown))
         out.append(_field("verdict", a.verdict))
         out.append(_field("why", a.reason))
         if a.eta is not None:
@@ -125,23 +124,18 @@ def detail_lines(
             )
         else:
             out.append(_field("OOM ETA", "none predicted"))
-        segments = getattr(a, "segments", ())
-        if segments:
+        if a.segments:
             out.append(("PELT segments", HEAD))
-            for seg in segments[:6]:
+            for seg in a.segments[:6]:
                 span = duration(seg.end_ts - seg.start_ts)
                 out.append((f"  {seg.label:<12}{span:>8}  {seg.delta_mib:+.0f} MiB", TEXT))
         else:
-            algo = config.oom_prediction.algorithm
-            hint = (
-                'set oom_prediction.algorithm = "pelt" (needs the pelt extra)'
-                if algo != "pelt"
-                else "none reported yet"
-            )
-            out.append(_field("segments", f"PELT change points: {hint}"))
+            # The analyzer says why it has none (ruptures missing); otherwise it has not
+            # found a change point in this process's history yet.
+            note = a.segments_note or "none found yet"
+            out.append(_field("segments", f"PELT change points: {note}"))
     out.append(("", TEXT))
-    out.append(("allocator and server", HEAD))
-    out.append((DEEP_HINT, NOTE))
+    out.append(("inference server", HEAD))
     if not config.scraping.enable:
         out.append(("server metrics: scraping is off (scraping.enable = false)", NOTE))
     elif view.server is not None:

@@ -169,7 +169,7 @@ SORT_KEYS: dict[str, Callable[[ProcView], object]] = {
     "PID": lambda v: v.pid,
     "USER": lambda v: v.user,
     "VRAM": lambda v: _num_key(v.vram),
-    "%GPU": lambda v: _num_key(v.gpu_fraction),
+    "%MEM": lambda v: _num_key(v.gpu_fraction),
     "SM%": lambda v: _num_key(v.sm),
     "RATE": lambda v: _num_key(v.rate),
     "ETA": lambda v: math.inf if math.isnan(v.eta) else v.eta,
@@ -177,7 +177,7 @@ SORT_KEYS: dict[str, Callable[[ProcView], object]] = {
 }
 SORT_ORDER = tuple(SORT_KEYS)
 # Descending first for sizes and rates (the biggest matters), ascending for names and ETAs.
-DESCENDING_FIRST = frozenset({"VRAM", "%GPU", "SM%", "RATE"})
+DESCENDING_FIRST = frozenset({"VRAM", "%MEM", "SM%", "RATE"})
 
 
 def build_views(

@@ -36,6 +36,7 @@ class Column:
     drop: int  # drop order when narrow: higher goes first; 0 = never
     cell: Callable[[ProcView, bool], Cell]
     full_only: bool = False  # analysis columns: the full layout's (and the wide compact's)
+    help: str = ""  # what the column means, for the help overlay
 
 
 def _plain(text: str) -> Cell:
@@ -124,31 +125,50 @@ def _container(v: ProcView, _a: bool) -> Cell:
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("GPU", 3, True, 0, lambda v, a: _plain(_gpu_label(v))),
-    Column("PID", 7, True, 0, lambda v, a: _plain(str(v.pid))),
-    Column("USER", 9, False, 6, lambda v, a: _plain(v.user)),
-    Column("TYPE", 4, True, 7, lambda v, a: _plain(v.proc.type_label if v.proc else "?")),
-    Column("VRAM", 7, True, 0, _vram),
-    Column("%GPU", 5, True, 5, _gpu_pct),
-    Column("SM%", 4, True, 8, _sm),
-    Column("PHASE", 11, False, 4, _phase, True),
-    Column("RATE", 8, True, 3, _rate, True),
-    Column("VERDICT", 8, False, 2, _verdict),
-    Column("ETA", 6, True, 1, _eta),
-    Column("KV", 8, True, 9, _kv),
-    Column("FRAMEWORK", 9, False, 10, _framework),
-    Column("CONTAINER", 12, False, 11, _container),
-)
+    Column("GPU", 3, True, 0, lambda v, a: _plain(_gpu_label(v)),
+           help="GPU index (GPU:instance for a MIG instance)"),
+    Column("PID", 7, True, 0, lambda v, a: _plain(str(v.pid)), help="process ID"),
+    Column("USER", 9, False, 6, lambda v, a: _plain(v.user), help="who runs it"),
+    Column("TYPE", 4, True, 7, lambda v, a: _plain(v.proc.type_label if v.proc else "?"),
+           help="C compute, G graphics, M MPS (as nvidia-smi)"),
+    Column("VRAM", 7, True, 0, _vram, help="GPU memory the process holds"),
+    # Named for what it is: nearly everyone reads "%GPU" as utilisation.
+    Column("%MEM", 5, True, 5, _gpu_pct,
+           help="that memory as a share of the GPU's memory (not utilisation)"),
+    Column("SM%", 4, True, 8, _sm, help="the process's share of the GPU's compute (SM) time"),
+    Column("PHASE", 11, False, 4, _phase, True,
+           help="memory trend: growing, stable, shrinking, volatile, unknown"),
+    Column("RATE", 8, True, 3, _rate, True, help="memory growth per second"),
+    Column("VERDICT", 8, False, 2, _verdict, help="OK, TIGHT or OOM risk, and why in d"),
+    Column("ETA", 6, True, 1, _eta,
+           help="predicted time until the GPU runs out of memory (processes at risk)"),
+    Column("KV", 8, True, 9, _kv, help="an inference server's KV cache in use (scraped)"),
+    Column("FRAMEWORK", 9, False, 10, _framework, help="PyTorch, vLLM, ... from /proc"),
+    Column("CONTAINER", 12, False, 11, _container, help="container ID (docker, k8s pod...)"),
+)  # fmt: skip
 KV_WARN = 0.8
+COMMAND_HELP = "the command line"
+
+
+def column_help() -> list[tuple[str, str]]:
+    """(column, what it means) for the help overlay, in table order."""
+    return [(c.name, c.help) for c in COLUMNS] + [("COMMAND", COMMAND_HELP)]
+
+
 MIN_COMMAND = 40  # enough for "python train.py --flag value" at 120 columns
 
 
-def columns_for(width: int, full: bool, kv: bool = False) -> list[Column]:
+def columns_for(width: int, full: bool, kv: bool = False, phases: bool = True) -> list[Column]:
     """The columns that fit ``width`` with room for COMMAND, least important dropped first.
 
     KV (an inference server's cache use) is there only while the scraper reports a server.
+    ``phases`` is ``display.phase_indicator``: false leaves the PHASE column out.
     """
-    cols = [c for c in COLUMNS if (full or not c.full_only) and (kv or c.name != "KV")]
+    cols = [
+        c
+        for c in COLUMNS
+        if (full or not c.full_only) and (kv or c.name != "KV") and (phases or c.name != "PHASE")
+    ]
     for drop in sorted({c.drop for c in cols if c.drop}, reverse=True):
         if sum(c.width + 1 for c in cols) + 1 + MIN_COMMAND <= width:
             break
@@ -169,12 +189,15 @@ def sort_label(state: ViewState) -> str:
 def draw_table(grid: Grid, y: int, bottom: int, state: ViewState, full: bool) -> None:
     """Header on line ``y``, rows until ``bottom`` (exclusive)."""
     w = grid.width
-    cols = columns_for(w, full, any(v.server is not None for v in state.views))
+    kv = any(v.server is not None for v in state.views)
+    cols = columns_for(w, full, kv, state.config.display.phase_indicator)
+    # What the sort keys may cycle through: the columns this frame shows.
+    state.sortable = [c.name for c in cols] + ["COMMAND"]
     x = 1
     grid.put(0, y, " " * w, HEAD)
     for c in cols:
         title = c.name
-        if c.name == state.sort or (c.name == "%GPU" and state.sort == "%GPU"):
+        if c.name == state.sort:
             title = c.name + ("*" if state.accessible else "▼" if state.descending else "▲")
         grid.put(x, y, _fit(title, c.width, c.right), HEAD)
         x += c.width + 1
@@ -217,8 +240,10 @@ def draw_table(grid: Grid, y: int, bottom: int, state: ViewState, full: bool) ->
             f"{state.offset + 1}-{min(len(items), state.offset + visible)} of {len(items)}"
         )
     info = "  ".join(extras) + " "
-    if w - len(info) > command_x + 9:
-        grid.put(w - len(info), y - 1, info, Style(fg="muted", bold=True, underline=True))
+    if w - len(info) <= command_x + 9:
+        info = sort_label(state) + " "  # the active sort is always named, whatever the width
+    grid.put(max(command_x + 9, w - len(info)), y - 1, info,
+             Style(fg="muted", bold=True, underline=True))  # fmt: skip
     if not items:
         if state.sample is None:
             grid.put(1, y, "waiting for the first sample…", MUTED)
