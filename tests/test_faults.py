@@ -140,7 +140,7 @@ def test_actors_killed_in_turn_and_together_come_back_and_nothing_is_lost(home: 
         # note whole (the status line ranks them and may leave some for it).
         tui.wait_for("render restarted", timeout=10)
         tui.send("?")
-        overlay = " ".join(tui.wait_for("help  (Esc closes)", timeout=10).split())
+        overlay = " ".join(tui.wait_for("(Esc closes)", timeout=10).split())
         for name in ACTORS:
             assert f"{name} restarted" in overlay, overlay
         tui.send("\x1b")

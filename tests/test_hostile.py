@@ -242,7 +242,7 @@ def _garbage_configs(root: Path) -> dict[str, tuple[Path, str]]:
             path.write_text(content, encoding="utf-8")
         out[name] = (path, reason)
     out["directory"] = (root, "is a directory")
-    out["device"] = (Path("/dev/zero"), "larger than")
+    out["device"] = (Path("/dev/zero"), "not a regular file")
     return out
 
 

@@ -137,7 +137,7 @@ def _help(grid: Grid, state: ViewState) -> None:
     h = min(grid.height - 2, len(wrapped) + 2)
     x0 = (grid.width - w) // 2
     y0 = max(1, (grid.height - h) // 2)
-    box(grid, x0, y0, w, h, "help  (Esc closes)", state.accessible)
+    box(grid, x0, y0, w, h, "help: notes, keys, columns  (Esc closes)", state.accessible)
     fits = h - 2 if len(wrapped) <= h - 2 else h - 3
     for i, (keys, what) in enumerate(wrapped[:fits]):
         grid.put(x0 + 2, y0 + 1 + i, f"{keys:<14}", Style(fg="accent", bg="panel", bold=True))
