@@ -212,3 +212,41 @@ def test_listen_is_checked_and_loopback_is_the_default(tmp_path: Path) -> None:
         )  # fmt: skip
     assert out.returncode == 2 and "cannot listen on" in out.stderr
     assert out.stderr.count("\n") == 1
+
+
+def test_restarts_kv_cache_and_allocator_figures_become_series_where_the_document_has_them() -> (
+    None
+):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from vramtop.export.prometheus import exposition, families
+
+    process = {
+        "pid": 7, "start_time": 1.5, "user": "u", "command": "python serve.py", "same_user": True,
+        "used_bytes": 2**30, "framework": "vLLM", "container": None,
+        "analysis": {"phase": "stable", "rate_mib_s": 0.0, "verdict": "TIGHT",
+                     "eta": {"eta_s": 90.0, "eta_low_s": 60.0, "eta_high_s": 150.0,
+                             "confidence": 0.8}},
+        "lineage": {"restarts": 2, "previous": []},
+        "server": {"kind": "vllm", "kv_cache_usage": 0.97, "running": 3, "waiting": 12},
+        "deep": {"devices": [{"allocated_bytes": 5, "reserved_bytes": 9,
+                              "num_alloc_retries": 4}]},
+    }  # fmt: skip
+    gpu = {"index": 0, "uuid": "GPU-x", "name": "H100", "memory": {"total_bytes": 2**34},
+           "processes": [process], "analysis": None}  # fmt: skip
+    text = exposition(families({"gpus": [gpu]}, "h", 10)).decode()
+    got = {
+        s.name: s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name.startswith("vramtop_process_")
+    }
+    assert got["vramtop_process_restarts"] == 2
+    assert got["vramtop_process_kv_cache_usage_ratio"] == 0.97
+    assert got["vramtop_process_requests_waiting"] == 12
+    assert got["vramtop_process_torch_allocated_bytes"] == 5
+    assert got["vramtop_process_torch_reserved_bytes"] == 9
+    assert got["vramtop_process_torch_alloc_retries_total"] == 4
+    assert got["vramtop_process_oom_eta_seconds"] == 90
+    assert got["vramtop_process_oom_eta_low_seconds"] == 60
+    assert got["vramtop_process_oom_confidence_ratio"] == 0.8
