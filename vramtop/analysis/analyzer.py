@@ -25,11 +25,15 @@ from typing import Any, overload
 
 import numpy as np
 
+from vramtop.analysis import growth, pelt
 from vramtop.analysis import oom as oom_mod
-from vramtop.analysis import pelt
+from vramtop.analysis.alerts import AlertLatch
+from vramtop.analysis.lineage import LineageTracker, Owner
 from vramtop.analysis.model import (
+    NO_LINEAGE,
     AnalysisResult,
     GpuAnalysis,
+    Lineage,
     OomPrediction,
     ProcessAnalysis,
     Segment,
@@ -39,6 +43,7 @@ from vramtop.analysis.rows import analyze_rows
 from vramtop.analysis.spikes import SpikeBatch
 from vramtop.analysis.trend import (
     MIB,
+    P_GROWING,
     PHASES,
     BoolArray,
     FloatArray,
@@ -49,10 +54,12 @@ from vramtop.analysis.trend import (
     classify_batch,
 )
 from vramtop.analysis.verdict import VerdictInput, judge, judge_rows
-from vramtop.config import Config
+from vramtop.config import AlertsConfig, Config
 from vramtop.messages import ProcessIdentity
 
 DRIVER_SHARE = 0.25  # a driver's own rate must be at least this share of the GPU's growth
+# A process that vanishes with its GPU predicted full this soon died of it (lineage.likely_oom).
+RISK_AT_DEATH_S = 30.0
 _PHASE_NAMES = np.asarray(PHASES, dtype=object)
 
 
@@ -112,6 +119,18 @@ class AnalysisContext:
     waiting: Mapping[ProcessIdentity, int | None] = field(default_factory=dict)
     queue_growing: Mapping[ProcessIdentity, bool] = field(default_factory=dict)
     selected: ProcessIdentity | None = None  # PELT segments are computed for this one
+    # (user, command line) per process, from the sampler's rows: what links a restart to the
+    # run before it (lineage.py). Without it no lineage is kept.
+    owners: Mapping[ProcessIdentity, Owner] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Predictions:
+    """This tick's per-process predictions, before the alert latch."""
+
+    eta: dict[int, OomPrediction] = field(default_factory=dict)
+    together: dict[int, int] = field(default_factory=dict)  # row -> processes growing with it
+    fatal: dict[int, tuple[float, int]] = field(default_factory=dict)  # row -> (bytes, deaths)
 
 
 class Analyzer:
@@ -126,10 +145,18 @@ class Analyzer:
         # the evaluation and anyone asking "what would it say at a lower confidence?").
         self.raw_predictions: dict[int, OomPrediction] = {}
         self._last_rows: tuple[IntArray, FloatArray, IntArray] | None = None
+        self._latch = AlertLatch()
+        # Per GPU: when a process holding memory last left it (its history before is not the
+        # envelope of what runs now), and the last tick's rows to notice who left.
+        self._departed: dict[int, float] = {}
+        self._prev_keys: list[tuple[ProcessIdentity, int]] = []
+        self._prev_held: BoolArray = np.zeros(0, dtype=np.bool_)
+        self.lineage = LineageTracker(self.config.oom_prediction.restart_window_seconds)
 
     def configure(self, config: Config) -> None:
-        """New thresholds (SIGHUP reload); the phase memory is kept."""
+        """New thresholds (SIGHUP reload); the phase and lineage memory is kept."""
         self.config = config
+        self.lineage.window_s = config.oom_prediction.restart_window_seconds
 
     def step(
         self,
@@ -150,20 +177,74 @@ class Analyzer:
         gpu_of: list[int] = gpu_arr.tolist()
         row_total = _per_row(gpu_arr, totals)
         pid_arr = np.fromiter((i.pid for i in identities), dtype=np.int64, count=p)
+        same_rows = self._same_rows(identities, pid_arr, gpu_arr)
         if p:
             batch, spikes = analyze_rows(procs.ts, procs.used, row_total, self.params)
             shown = self._proc_phase.update_array(
-                _KeysOf(identities, gpu_of),
-                batch.phase,
-                same_keys=self._same_rows(identities, pid_arr, gpu_arr),
+                _KeysOf(identities, gpu_of), batch.phase, same_keys=same_rows
             )
             rate_arr = batch.rate_mib_s
         else:
             shown = np.zeros(0, dtype=np.int64)
             rate_arr = np.zeros(0)
 
-        # --- GPUs ------------------------------------------------------------------------------
+        stamp0 = context.timestamp
+        if stamp0 is None or not math.isfinite(stamp0):
+            stamp0 = _latest(procs.ts, [g.ts for g in gpu_histories])
+        # --- per-process predictions (growth.py) -------------------------------------------
         alerts = self.config.alerts
+        cfg = self.config.oom_prediction
+        self._latch.begin_tick()
+        level = batch.level_mib * MIB if p else np.zeros(0)
+        row_free = _per_row(gpu_arr, free)
+        fits: list[growth.ProcessFit] = []
+        if p:
+            grows = ((batch.phase == P_GROWING) | (shown == P_GROWING)) & (
+                rate_arr >= max(cfg.min_rate_mb_per_sec, 1e-9)
+            )
+            candidates = np.flatnonzero(grows).tolist()
+            if candidates and context.preallocates:
+                # A pre-allocator fills its pool up to a configured share by design.
+                candidates = [i for i in candidates
+                              if not context.preallocates.get(identities[i], False)]  # fmt: skip
+            if candidates:
+                fits = growth.process_fits(
+                    procs.ts, procs.used, candidates, rate_arr, identities, gpu_of, level,
+                    row_free, cfg,
+                )  # fmt: skip
+        shared = {index: growth.concurrent(index, fits, free.get(index, math.nan))
+                  for index in sorted(gpus)}  # fmt: skip
+        own = _Predictions()
+        for sp in shared.values():
+            if sp is not None:
+                for i in sp.rows:
+                    own.eta[i] = sp.prediction
+                    own.together[i] = len(sp.rows)
+
+        if p:
+            self._note_departures(
+                identities, gpu_of, level, batch.threshold_mib * MIB, stamp0, same_rows
+            )
+        # --- lineage (lineage.py) ------------------------------------------------------------
+        stamp = stamp0
+        lineages: list[Lineage] = []
+        if p and context.owners:
+            row_total = _per_row(gpu_arr, totals)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                share = row_free / row_total
+            risk = np.zeros(p, dtype=np.bool_)
+            interval = oom_mod.sample_interval(procs.ts)
+            for i, pred in own.eta.items():
+                risk[i] = pred.eta_low_s <= max(RISK_AT_DEATH_S, 5.0 * interval)
+            lineages = self.lineage.update(
+                stamp, _KeysOf(identities, gpu_of), context.owners, level, share, risk,
+                same_keys=same_rows,
+            )  # fmt: skip
+            for i, lin in enumerate(lineages):
+                if lin.restarts and lin.previous:
+                    self._lineage_prediction(i, lin, procs, batch, identities, level, own)
+
+        # --- GPUs ------------------------------------------------------------------------------
         gpu_results: list[GpuAnalysis] = []
         raw_eta: dict[int, tuple[OomPrediction, ProcessIdentity | None]] = {}
         intervals: dict[int, float] = {}
@@ -172,37 +253,57 @@ class Analyzer:
             gb = classify_batch(g.ts, g.used, totals[index], self.params)
             phase = self._gpu_phase.update([index], gb.phase)[0]
             trend = Trend(PHASES[phase], float(gb.rate_mib_s[0]), float(gb.stderr_mib_s[0]))
-            fit = self._predict(g, totals[index])
-            prediction: OomPrediction | None = None
-            if fit is not None:
-                driver = _driver(index, gpu_arr, rate_arr, identities, fit.slope_mib_s)
-                prediction = dataclasses.replace(fit.prediction, driver=driver)
-                raw_eta[index] = (prediction, driver)
             interval = oom_mod.sample_interval(g.ts)
             intervals[index] = interval
+            options: list[OomPrediction] = []
+            fit = self._predict(g, totals[index], self._departed.get(index))
+            if fit is not None:
+                driver = _driver(index, gpu_arr, rate_arr, identities, fit.slope_mib_s)
+                if driver is not None and context.preallocates.get(driver, False):
+                    fit = None  # the GPU grows because a pool is being filled, by design
+            if fit is not None:
+                gpu_pred = dataclasses.replace(fit.prediction, driver=driver)
+                raw_eta[index] = (gpu_pred, driver)
+                options.append(gpu_pred)
+            sp = shared[index]
+            if sp is not None:
+                options.append(sp.prediction)
+            options += [own.eta[i] for i in own.fatal if gpu_of[i] == index]
+            chosen = _choose(options, alerts, interval)
+            if chosen is not None:
+                self.raw_predictions[index] = chosen
+            else:
+                self.raw_predictions.pop(index, None)
+            passes = oom_mod.alert_passes(chosen, alerts, interval)
+            used_now = _last_finite(g.used)
+            shown_oom = self._latch.update(
+                ("gpu", index), stamp, chosen, passes, used_now,
+                float(gb.threshold_mib[0]) * MIB, alerts,
+            )  # fmt: skip
             temp = _finite(g.temperature_c)
             gpu_results.append(
                 GpuAnalysis(
                     gpu_index=index,
                     trend=trend,
-                    oom=prediction if oom_mod.alert_passes(prediction, alerts, interval) else None,
+                    oom=shown_oom,
                     temp_warning=math.isfinite(temp) and temp >= alerts.temp_warning_celsius,
                 )
             )
-
-        self.raw_predictions = {i: pred for i, (pred, _) in raw_eta.items()}
+        for index in [i for i in self.raw_predictions if i not in gpus]:
+            del self.raw_predictions[index]
 
         # --- verdicts --------------------------------------------------------------------------
         results: list[ProcessAnalysis] = []
         if p:
             results = self._verdicts(
                 procs, context, gpu_arr, gpu_of, pid_arr, shown, batch, spikes, free, raw_eta,
-                intervals,
+                intervals, own, stamp,
             )  # fmt: skip
+            if lineages:
+                for i, lin in enumerate(lineages):
+                    if lin is not NO_LINEAGE:
+                        results[i] = dataclasses.replace(results[i], lineage=lin)
 
-        stamp = context.timestamp
-        if stamp is None or not math.isfinite(stamp):
-            stamp = _latest(procs.ts, [g.ts for g in gpu_histories])
         return AnalysisResult(timestamp=stamp, gpus=tuple(gpu_results), processes=tuple(results))
 
     def _same_rows(
@@ -234,6 +335,8 @@ class Analyzer:
         free: dict[int, float],
         raw_eta: dict[int, tuple[OomPrediction, ProcessIdentity | None]],
         intervals: dict[int, float],
+        own: _Predictions,
+        now: float,
     ) -> list[ProcessAnalysis]:
         """Every process's verdict: all at once by masks, then the few with an ETA, a
         pre-allocated pool or PELT segments one by one, exactly as :func:`judge` rules."""
@@ -254,11 +357,15 @@ class Analyzer:
         alerts = self.config.alerts
         prealloc = context.preallocates
         kv = context.kv_cache_usage
-        special: dict[int, OomPrediction | None] = {}
+        special: dict[int, OomPrediction | None] = dict(own.eta)
         for index, (prediction, driver) in raw_eta.items():
             if driver is not None:
                 for i in _rows_of(driver, pid_arr, identities, gpu_arr == index):
-                    special[i] = prediction
+                    special.setdefault(i, prediction)
+        for key in self._latch.held():
+            if isinstance(key, tuple) and isinstance(key[0], ProcessIdentity):
+                for i in _rows_of(key[0], pid_arr, identities, gpu_arr == key[1]):
+                    special.setdefault(i, None)
         if prealloc:
             wanted = [k for k, v in prealloc.items() if v]
             if wanted:
@@ -268,6 +375,17 @@ class Analyzer:
         for i, eta in special.items():
             identity = identities[i]
             g_index = gpu_of[i]
+            passes = eta is not None and oom_mod.alert_passes(
+                eta, alerts, intervals.get(g_index, 0.0)
+            )
+            warned = self._latch.update(
+                (identity, g_index), now, eta, passes, float(level[i]),
+                float(batch.threshold_mib[i]) * MIB, alerts,
+            )  # fmt: skip
+            shown_eta = warned if warned is not None else eta
+            fatal, deaths = math.nan, 0
+            if shown_eta is not None and shown_eta.rule.startswith(growth.LINEAGE_RULE):
+                fatal, deaths = own.fatal.get(i, (math.nan, 0))
             verdict, reason = judge(
                 VerdictInput(
                     phase=names[i],
@@ -281,20 +399,85 @@ class Analyzer:
                     kv_cache_usage=kv.get(identity) if kv else None,
                     waiting=context.waiting.get(identity) if context.waiting else None,
                     queue_growing=bool(context.queue_growing.get(identity, False)),
-                    eta=eta,
-                    alerting=eta is not None
-                    and oom_mod.alert_passes(eta, alerts, intervals.get(g_index, 0.0)),
+                    eta=shown_eta,
+                    alerting=warned is not None,
                     warning_s=alerts.oom_warning_seconds,
+                    growing_together=own.together.get(i, 1),
+                    fatal_bytes=fatal,
+                    deaths=deaths,
                 )
             )
-            results[i] = dataclasses.replace(results[i], verdict=verdict, reason=reason, eta=eta)
+            results[i] = dataclasses.replace(
+                results[i], verdict=verdict, reason=reason, eta=shown_eta
+            )
         if context.selected is not None:
             for i in _rows_of(context.selected, pid_arr, identities):
                 segments, note = self._segments(procs, i)
                 results[i] = dataclasses.replace(results[i], segments=segments, segments_note=note)
         return results
 
-    def _predict(self, g: GpuHistory, total: float) -> oom_mod.OomFit | None:
+    def _lineage_prediction(
+        self,
+        i: int,
+        lin: Lineage,
+        procs: ProcessHistories,
+        batch: PhaseBatch,
+        identities: tuple[ProcessIdentity, ...],
+        level: FloatArray,
+        own: _Predictions,
+    ) -> None:
+        """A restarted job growing towards where its earlier runs died (growth.py)."""
+        rate = float(batch.rate_mib_s[i])
+        if not rate > 0:
+            return
+        row = procs.used[i]
+        seen = procs.ts[np.isfinite(row)] if procs.ts.size == row.size else procs.ts[:0]
+        watched = float(seen[-1] - seen[0]) if seen.size > 1 else 0.0
+        got = growth.lineage_prediction(
+            identities[i], lin, float(level[i]), rate, float(batch.stderr_mib_s[i]), watched,
+            self.config.oom_prediction,
+        )  # fmt: skip
+        if got is None:
+            return
+        prediction, fatal, deaths = got
+        current = own.eta.get(i)
+        if current is not None and current.eta_s <= prediction.eta_s:
+            # The shared free memory runs out first; the restarts still add evidence.
+            prediction = dataclasses.replace(
+                current, confidence=max(current.confidence, prediction.confidence)
+            )
+            own.eta[i] = prediction
+            return
+        if current is not None:
+            prediction = dataclasses.replace(
+                prediction, confidence=max(current.confidence, prediction.confidence)
+            )
+        own.eta[i] = prediction
+        own.fatal[i] = (fatal, deaths)
+        own.together.pop(i, None)
+
+    def _note_departures(
+        self,
+        identities: tuple[ProcessIdentity, ...],
+        gpu_of: list[int],
+        level: FloatArray,
+        threshold: FloatArray,
+        now: float,
+        same_rows: bool,
+    ) -> None:
+        """Remember when a process that held more than its change threshold left a GPU."""
+        if not same_rows:
+            current = set(zip(identities, gpu_of, strict=True))
+            for key, held in zip(self._prev_keys, self._prev_held.tolist(), strict=False):
+                if held and key not in current:
+                    self._departed[key[1]] = now
+            self._prev_keys = list(zip(identities, gpu_of, strict=True))
+        with np.errstate(invalid="ignore"):
+            self._prev_held = np.nan_to_num(level) > threshold
+
+    def _predict(
+        self, g: GpuHistory, total: float, since: float | None = None
+    ) -> oom_mod.OomFit | None:
         cfg = self.config.oom_prediction
         segment_start: float | None = None
         fallback = ""
@@ -309,7 +492,9 @@ class Analyzer:
                 fallback = f" (pelt unavailable: {pelt.PELT_MISSING_HINT})"
         if segment_start == -math.inf:
             segment_start = float(np.nanmin(g.ts)) if np.isfinite(g.ts).any() else None
-        fit = oom_mod.fit_oom(g.ts, g.used, total, cfg, segment_start_ts=segment_start)
+        fit = oom_mod.fit_oom(
+            g.ts, g.used, total, cfg, segment_start_ts=segment_start, since_ts=since
+        )
         if fit is not None and fallback:
             labelled = dataclasses.replace(fit.prediction, rule=fit.prediction.rule + fallback)
             fit = dataclasses.replace(fit, prediction=labelled)
@@ -323,6 +508,26 @@ class Analyzer:
         # The first sample of the process is in the window when the row starts with n/a.
         starts_here = bool(valid.any() and not valid[0])
         return tuple(pelt.segments(procs.ts, row, starts_in_window=starts_here)), ""
+
+
+def _choose(
+    options: list[OomPrediction], alerts: AlertsConfig, interval: float
+) -> OomPrediction | None:
+    """The GPU's prediction among its own fit, its growing processes' shared one and its
+    restarted jobs': the soonest of those that pass the alert thresholds, else the most
+    confident."""
+    if not options:
+        return None
+    passing = [o for o in options if oom_mod.alert_passes(o, alerts, interval)]
+    if passing:
+        return min(passing, key=lambda o: o.eta_low_s)
+    return max(options, key=lambda o: o.confidence)
+
+
+def _last_finite(values: object) -> float:
+    v = np.asarray(values, dtype=np.float64).ravel()
+    finite = v[np.isfinite(v)]
+    return float(finite[-1]) if finite.size else math.nan
 
 
 def _finite(value: float) -> float:

@@ -47,6 +47,29 @@ class Segment:
 
 
 @dataclass(frozen=True, slots=True)
+class Incarnation:
+    """An ended earlier run of the same job (same user, command line and GPU)."""
+
+    pid: int
+    start_time: float
+    ended_at: float  # when vramtop last saw it (seconds since the epoch)
+    peak_bytes: float  # the most it held on this GPU while vramtop watched (NaN = n/a)
+    likely_oom: bool  # it vanished with its GPU (nearly) full, or while growing into the limit
+
+
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    """A process's earlier incarnations, newest last; ``restarts`` counts all of them, while
+    ``previous`` keeps the most recent few."""
+
+    restarts: int = 0
+    previous: tuple[Incarnation, ...] = ()
+
+
+NO_LINEAGE = Lineage()
+
+
+@dataclass(frozen=True, slots=True)
 class ProcessAnalysis:
     identity: ProcessIdentity
     gpu_index: int
@@ -58,6 +81,7 @@ class ProcessAnalysis:
     segments: tuple[Segment, ...] = ()
     # Why there are no segments for the selected process, e.g. "pip install 'vramtop[pelt]'".
     segments_note: str = ""
+    lineage: Lineage = NO_LINEAGE
 
 
 @dataclass(frozen=True, slots=True)

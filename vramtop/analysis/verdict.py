@@ -8,14 +8,16 @@ ETA or a pre-allocated pool. The reason is shown as is in the UI, ``--once`` and
 Rules, first match wins:
 
 1. No figure, or too few samples: OK, with why.
-2. The GPU's OOM alert (it passed ``[alerts]``) is driven by this process: OOM risk.
+2. This process's own OOM warning (``growth.py``: its own trend, the free memory it shares with
+   the other growing processes, or the level where its earlier incarnations died; held by
+   ``alerts.py``) is raised: OOM risk, naming who shares the blame or what the lineage says.
 3. A repeat of the recent peak would not fit in the free memory: OOM risk; would take more
    than ``TIGHT_SHARE`` of it: TIGHT. (A process that never came down has no peak to repeat,
    so a lone stable process is never TIGHT because of itself.)
 4. A process that pre-allocates by design (vLLM, SGLang, TGI, JAX) is judged by its own headroom
    signal — KV-cache usage when a scraper provides it — never by how full the GPU is.
 5. Growth is judged by the trend's ETA, not by a multiple of current usage: TIGHT when this
-   process drives a (not yet alerting) prediction within ``TIGHT_HORIZON`` × the warning time.
+   process has a (not yet alerting) prediction within ``TIGHT_HORIZON`` × the warning time.
 6. Everything else is OK, with the phase in words.
 """
 
@@ -72,6 +74,9 @@ class VerdictInput:
     eta: OomPrediction | None = None  # the GPU's raw prediction when this process drives it
     alerting: bool = False  # ... and it passed the alert thresholds
     warning_s: float = 300.0
+    growing_together: int = 1  # processes on this GPU whose growth the ETA adds up
+    fatal_bytes: float = math.nan  # where earlier incarnations died, when the ETA says "same point"
+    deaths: int = 0  # ... how many of them
 
 
 def _mib(value_mib: float) -> str:
@@ -94,6 +99,30 @@ def eta_range(p: OomPrediction) -> str:
     return f"~{_eta(p.eta_s)} ({_eta(p.eta_low_s)}-{_eta(p.eta_high_s)})"
 
 
+def times(k: int) -> str:
+    return {1: "once", 2: "twice"}.get(k, f"{k}x")
+
+
+def _growth_reason(v: VerdictInput, eta: OomPrediction) -> str:
+    if math.isfinite(v.fatal_bytes) and v.deaths > 0:
+        return (
+            f"died at {bytes_h(v.fatal_bytes)} {times(v.deaths)}; now {bytes_h(v.level_bytes)}, "
+            f"{rate_text(v.rate_mib_s)}: same point in {eta_range(eta)}"
+        )
+    if v.growing_together > 1:
+        return (
+            f"1 of {v.growing_together} growing, {rate_text(v.rate_mib_s)}: "
+            f"GPU full in {eta_range(eta)}"
+        )
+    return f"grows {v.rate_mib_s:+.1f} MiB/s: GPU full in {eta_range(eta)}"
+
+
+def rate_text(rate_mib_s: float) -> str:
+    """ "+1.0G/s", "+511M/s": a rate as the table shows it."""
+    sign = "+" if rate_mib_s >= 0 else "-"
+    return f"{sign}{bytes_h(abs(rate_mib_s) * MIB)}/s"
+
+
 def judge(v: VerdictInput) -> tuple[str, str]:
     """(verdict, one-line reason) for one process."""
     free_mib = v.gpu_free_bytes / MIB if math.isfinite(v.gpu_free_bytes) else math.nan
@@ -102,7 +131,7 @@ def judge(v: VerdictInput) -> tuple[str, str]:
     if v.phase == UNKNOWN:
         return OK, f"watching: {v.n_valid} samples so far"
     if v.eta is not None and v.alerting:
-        return OOM_RISK, f"grows {v.rate_mib_s:+.1f} MiB/s: GPU full in {eta_range(v.eta)}"
+        return OOM_RISK, _growth_reason(v, v.eta)
     if v.spike_need_mib > 0 and math.isfinite(free_mib):
         peak = f"peaks of +{_mib(v.spike_amplitude_mib)}"
         if v.spike_need_mib > free_mib:
@@ -124,7 +153,7 @@ def judge(v: VerdictInput) -> tuple[str, str]:
             return OK, f"pre-allocated pool, KV {kv:.0%}, {v.waiting} waiting"
         return OK, f"pre-allocated pool, KV {kv:.0%}"
     if v.eta is not None and v.eta.eta_s <= TIGHT_HORIZON * v.warning_s:
-        return TIGHT, f"grows {v.rate_mib_s:+.1f} MiB/s: GPU full in {eta_range(v.eta)}"
+        return TIGHT, _growth_reason(v, v.eta)
     if v.phase == STABLE:  # the common case first: one format call
         return OK, f"stable at {bytes_h(v.level_bytes)}"
     free = f", {_mib(free_mib)} free" if math.isfinite(free_mib) else ""
