@@ -27,8 +27,9 @@ The rules, in order (each refusal means "no prediction", never a guess):
    minimum length) times a discount for a rise watched for less than ``YOUNG_S`` (it may be the
    first tooth of a slow sawtooth, or a warm-up about to stop) times the chance that growth
    watched for T seconds lasts the ETA more: ``T / (T + ETA)`` (the "Lindy" estimate: with no
-   other knowledge, a trend is as likely to be half-way through its life as at any other point). A clean leak watched for as long as it has
-   left to go is at 0.5 or more; a model loading at 1 GiB/s for 15 s is not "OOM in 60 s".
+   other knowledge, a trend is as likely to be half-way through its life as at any other
+   point). A clean leak watched for as long as it has left to go is at 0.5 or more; a model
+   loading at 1 GiB/s for 15 s is not "OOM in 60 s".
 """
 
 from __future__ import annotations
