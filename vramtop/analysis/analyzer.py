@@ -265,10 +265,13 @@ class Analyzer:
                 gpu_pred = dataclasses.replace(fit.prediction, driver=driver)
                 raw_eta[index] = (gpu_pred, driver)
                 options.append(gpu_pred)
-            sp = shared[index]
-            if sp is not None:
-                options.append(sp.prediction)
-            options += [own.eta[i] for i in own.fatal if gpu_of[i] == index]
+            # The processes' own predictions (shared growth, restarts) as they stand after the
+            # lineage has added its evidence.
+            seen_ids: set[int] = set()
+            for i, pred in own.eta.items():
+                if gpu_of[i] == index and id(pred) not in seen_ids:
+                    seen_ids.add(id(pred))
+                    options.append(pred)
             chosen = _choose(options, alerts, interval)
             if chosen is not None:
                 self.raw_predictions[index] = chosen
@@ -427,14 +430,10 @@ class Analyzer:
         own: _Predictions,
     ) -> None:
         """A restarted job growing towards where its earlier runs died (growth.py)."""
-        rate = float(batch.rate_mib_s[i])
-        if not rate > 0:
+        if not batch.rate_mib_s[i] > 0:
             return
-        row = procs.used[i]
-        seen = procs.ts[np.isfinite(row)] if procs.ts.size == row.size else procs.ts[:0]
-        watched = float(seen[-1] - seen[0]) if seen.size > 1 else 0.0
         got = growth.lineage_prediction(
-            identities[i], lin, float(level[i]), rate, float(batch.stderr_mib_s[i]), watched,
+            identities[i], lin, procs.ts, procs.used[i], float(level[i]),
             self.config.oom_prediction,
         )  # fmt: skip
         if got is None:

@@ -17,9 +17,9 @@ growing processes call for.
   prediction ("1 of 4 growing: GPU full in ~2s"); its confidence is the contributors' evidence
   (fit quality, rate-weighted) discounted by how far ahead the shared ETA looks.
 * A restarted job (``lineage.py``) whose earlier incarnations likely ended in an OOM at some peak,
-  growing again towards it: ETA = (that peak - level now) / rate. Each such death is evidence
-  that the same point is fatal again: confidence 1 - 0.5^k for k deaths, times the discount for a
-  forecast further ahead than the growth has been watched.
+  growing again towards it: ETA = (that peak - level now) / rate, fitted by the usual rules. Each
+  such death is evidence that the same point is fatal again: confidence 1 - 0.5^k for k deaths,
+  times the look-ahead discount over this run's growth plus a typical earlier run's life.
 """
 
 from __future__ import annotations
@@ -121,38 +121,47 @@ def concurrent(gpu: int, fits: Sequence[ProcessFit], free_bytes: float) -> Share
     return SharedPrediction(prediction, tuple(f.row for f in mine), total)
 
 
+def fatal_level(lineage: Lineage) -> tuple[float, int, float] | None:
+    """(bytes where earlier incarnations likely died, how many, how long each was watched)."""
+    died = [p for p in lineage.previous if p.likely_oom and math.isfinite(p.peak_bytes)]
+    if not died:
+        return None
+    fatal = float(np.median([p.peak_bytes for p in died]))
+    return fatal, len(died), float(np.median([p.seen_s for p in died]))
+
+
 def lineage_prediction(
     identity: ProcessIdentity,
     lineage: Lineage,
+    ts: FloatArray,
+    row: FloatArray,
     level_bytes: float,
-    rate_mib_s: float,
-    stderr_mib_s: float,
-    watched_s: float,
     config: OomPredictionConfig,
 ) -> tuple[OomPrediction, float, int] | None:
     """(prediction, the fatal level in bytes, deaths) for a restarted job growing again towards
-    the level where its earlier incarnations likely ran out of memory; None otherwise."""
-    peaks = [p.peak_bytes for p in lineage.previous if p.likely_oom and math.isfinite(p.peak_bytes)]
-    if not peaks or not math.isfinite(level_bytes):
+    the level where its earlier incarnations likely ran out of memory; None otherwise.
+
+    The growth is fitted by the same rules as any OOM prediction (:func:`oom.fit_oom`, with
+    "full" at the fatal level); the confidence is the larger of that fit's own and the lineage's
+    evidence: 1 - 0.5^k for k such deaths, discounted by how far ahead the ETA looks against how
+    long this run plus a typical earlier one has been watched growing this way."""
+    fatal_info = fatal_level(lineage)
+    if fatal_info is None or not math.isfinite(level_bytes):
         return None
-    if not (math.isfinite(rate_mib_s) and rate_mib_s >= max(config.min_rate_mb_per_sec, 1e-9)):
-        return None
-    fatal = float(np.median(peaks))
-    left = (fatal - level_bytes) / MIB
-    if left <= 0:
+    fatal, deaths, seen = fatal_info
+    if fatal <= level_bytes:
         return None  # past the old peak: the free-memory prediction is the one that matters
-    u = oom_mod.rate_uncertainty(rate_mib_s, stderr_mib_s)
-    if rate_mib_s < oom_mod.MIN_T * u / oom_mod.Z:
-        return None  # no clear growth
-    eta, low, high = oom_mod.eta_range(left, rate_mib_s, u)
-    deaths = len(peaks)
-    evidence = 1.0 - 0.5**deaths
-    confidence = evidence * oom_mod.foresight(max(watched_s, 0.0), eta, young_s=0.0)
+    fit = oom_mod.fit_oom(ts, row, fatal, config)
+    if fit is None:
+        return None
+    p = fit.prediction
+    evidence = (1.0 - 0.5**deaths) * oom_mod.foresight(fit.observed_s + seen, p.eta_s, 0.0)
+    confidence = float(np.clip(max(p.confidence, evidence), 0.0, 1.0))
     rule = (
         f"{LINEAGE_RULE} {deaths} earlier run(s) ended near {level_text(fatal)}, "
-        f"growing {rate_mib_s:.1f} MiB/s from {level_text(level_bytes)}"
+        f"growing {fit.slope_mib_s:.1f} MiB/s from {level_text(level_bytes)}"
     )
-    prediction = OomPrediction(eta, low, high, float(np.clip(confidence, 0.0, 1.0)), identity, rule)
+    prediction = OomPrediction(p.eta_s, p.eta_low_s, p.eta_high_s, confidence, identity, rule)
     return prediction, fatal, deaths
 
 

@@ -55,6 +55,7 @@ class _Live:
     last_seen: float
     last_free_share: float
     last_risk: bool
+    first_seen: float = math.nan
 
 
 class LineageTracker:
@@ -121,6 +122,7 @@ class LineageTracker:
             found = self._live.get(key)
             if found is None:
                 found = self._live[key] = self._begin(key, owners.get(key[0]))
+                found.first_seen = now
             order.append(found)
             peaks[i] = found.peak
         self._order = order
@@ -154,6 +156,7 @@ class LineageTracker:
             ended_at=ended_at,
             peak_bytes=entry.peak,
             likely_oom=bool(likely),
+            seen_s=max(ended_at - entry.first_seen, 0.0) if math.isfinite(ended_at) else 0.0,
         )
         self._ended.setdefault(entry.job, []).append((incarnation, entry.lineage))
         self._ended_count += 1
@@ -185,3 +188,29 @@ def _fmax(a: float, b: float) -> float:
     if math.isnan(b):
         return a
     return max(a, b)
+
+
+def describe(lineage: Lineage, now: float) -> str:
+    """One line for the detail panel: "restarted 2x in 4m, each time at 54.4G — likely OOM"."""
+    from vramtop.analysis.verdict import eta_text, times
+    from vramtop.fmt import size
+
+    k = lineage.restarts
+    if k == 0 or not lineage.previous:
+        return "first run (no earlier run of this command on this GPU)"
+    first = lineage.previous[0]
+    since = first.start_time if first.start_time else first.ended_at
+    span = f" in {eta_text(now - since)}" if math.isfinite(since) and now > since else ""
+    head = f"restarted {times(k)}{span}"
+    peaks = [p.peak_bytes for p in lineage.previous if math.isfinite(p.peak_bytes)]
+    ooms = [p for p in lineage.previous if p.likely_oom]
+    if peaks and len(ooms) == len(lineage.previous):
+        lo, hi = min(peaks), max(peaks)
+        at = f"each time at {size(hi)}" if hi - lo <= 0.05 * hi else f"at {size(lo)}-{size(hi)}"
+        if len(lineage.previous) == 1:
+            at = f"at {size(hi)}"
+        return f"{head}, {at} — likely OOM"
+    last = lineage.previous[-1]
+    how = "likely OOM" if last.likely_oom else "exited with room to spare"
+    peak = f" at {size(last.peak_bytes)}" if math.isfinite(last.peak_bytes) else ""
+    return f"{head}; the last run ended{peak} ({how}), {len(ooms)} of {k} likely OOM"

@@ -55,6 +55,7 @@ class Incarnation:
     ended_at: float  # when vramtop last saw it (seconds since the epoch)
     peak_bytes: float  # the most it held on this GPU while vramtop watched (NaN = n/a)
     likely_oom: bool  # it vanished with its GPU (nearly) full, or while growing into the limit
+    seen_s: float = 0.0  # how long vramtop watched it on this GPU
 
 
 @dataclass(frozen=True, slots=True)

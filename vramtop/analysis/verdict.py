@@ -94,6 +94,9 @@ def _eta(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+eta_text = _eta
+
+
 def eta_range(p: OomPrediction) -> str:
     """ "~4m (3m-6m)" as the UI shows an ETA with its range."""
     return f"~{_eta(p.eta_s)} ({_eta(p.eta_low_s)}-{_eta(p.eta_high_s)})"

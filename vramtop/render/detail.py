@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 
+from vramtop.analysis.lineage import describe
 from vramtop.analysis.model import UNKNOWN
 from vramtop.config import Config
 from vramtop.fmt import size
@@ -51,6 +52,8 @@ def detail_lines(
     kind = view.proc.type_label if view.proc else "?"
     sm = "N/A" if math.isnan(view.sm) else f"{view.sm:.0f}%"
     out.append(_field("memory", f"{vram}{share}   type {kind}   SM {sm}"))
+    if a is not None and a.lineage.restarts:
+        out.append(_field("restarts", describe(a.lineage, time.time())))
     command = " ".join(e.cmdline) if e is not None and e.cmdline else view.command
     for i, part in enumerate(_wrap(command, width - 12)):
         out.append(_field("command" if i == 0 else "", part))
