@@ -20,8 +20,16 @@ T0 = 1_700_000_000.0
 CMD = ("alice", "python train.py --config big.yaml")
 
 
-def _track(tracker: LineageTracker, now: float, rows: list[tuple[ProcessIdentity, float]],
-           owners: dict[ProcessIdentity, tuple[str, str]], free_share: float) -> list[int]:  # fmt: skip
+Owners = dict[ProcessIdentity, tuple[str, str]]
+
+
+def _track(
+    tracker: LineageTracker,
+    now: float,
+    rows: list[tuple[ProcessIdentity, float]],
+    owners: Owners,
+    free_share: float,
+) -> list[int]:
     keys = [(ident, 0) for ident, _ in rows]
     levels = np.asarray([lvl for _, lvl in rows])
     out = tracker.update(now, keys, owners, levels, np.full(len(rows), free_share),
@@ -36,8 +44,10 @@ def test_a_restart_is_linked_and_a_stranger_is_not() -> None:
     for k in range(5):
         _track(tracker, T0 + k, [(a, (10 + k) * GiB)], owners, 0.01)
     assert _track(tracker, T0 + 50, [(b, 1 * GiB), (c, 1 * GiB)], owners, 0.5) == [1, 0]
-    lin = tracker.update(T0 + 51, [(b, 0), (c, 0)], owners, np.array([GiB, GiB]),
-                         np.array([0.5, 0.5]), np.zeros(2, dtype=np.bool_), same_keys=True)[0]  # fmt: skip
+    share, risk = np.array([0.5, 0.5]), np.zeros(2, dtype=np.bool_)
+    lin = tracker.update(
+        T0 + 51, [(b, 0), (c, 0)], owners, np.array([GiB, GiB]), share, risk, same_keys=True
+    )[0]
     (before,) = lin.previous
     assert before.pid == 10 and before.start_time == T0
     assert before.peak_bytes == 14 * GiB and before.likely_oom and before.ended_at == T0 + 4
