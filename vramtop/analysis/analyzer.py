@@ -154,8 +154,10 @@ class Analyzer:
         self.lineage = LineageTracker(self.config.oom_prediction.restart_window_seconds)
 
     def configure(self, config: Config) -> None:
-        """New thresholds (SIGHUP reload); the phase and lineage memory is kept."""
+        """New thresholds (SIGHUP reload); the phase and lineage memory is kept, the standing
+        warnings are judged afresh against the new thresholds."""
         self.config = config
+        self._latch = AlertLatch()
         self.lineage.window_s = config.oom_prediction.restart_window_seconds
 
     def step(
@@ -208,9 +210,14 @@ class Analyzer:
                 candidates = [i for i in candidates
                               if not context.preallocates.get(identities[i], False)]  # fmt: skip
             if candidates:
+                # The free memory a process competes for: what its neighbours' recent peaks
+                # will take back (a swinging neighbour returns to its peak) is not free.
+                need = np.nan_to_num(spikes.need_mib) * MIB
+                per_gpu_need = {g: float(need[gpu_arr == g].sum()) for g in set(gpu_of)}
+                competing = row_free - (_per_row(gpu_arr, per_gpu_need) - need)
                 fits = growth.process_fits(
                     procs.ts, procs.used, candidates, rate_arr, identities, gpu_of, level,
-                    row_free, cfg,
+                    np.maximum(competing, 0.0), cfg,
                 )  # fmt: skip
         shared = {index: growth.concurrent(index, fits, free.get(index, math.nan))
                   for index in sorted(gpus)}  # fmt: skip
