@@ -19,7 +19,7 @@ in the UI: PELT segments are computed for it alone).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from vramtop.actors.base import ActorContext, Out
 from vramtop.actors.routes import readers
@@ -33,6 +33,7 @@ from vramtop.messages import (
     ConfigUpdate,
     EnrichmentMessage,
     ProcessIdentity,
+    ProcessRow,
     ProcessRows,
     SampleMessage,
     ScrapeMessage,
@@ -128,6 +129,7 @@ class AnalyzerCore:
             waiting=self.waiting,
             queue_growing=self.queue_growing,
             selected=self.selected,
+            owners=_Owners(rows.rows),
         )
         result = self.analyzer.step(gpus, procs, context)
         self.last_result = result
@@ -149,3 +151,27 @@ def _as_rows(message: ProcessRows | SampleMessage) -> ProcessRows:
     if isinstance(message, ProcessRows):
         return message
     return ProcessRows(message.seq, message.snapshot.timestamp, message.rows)
+
+
+class _Owners(Mapping[ProcessIdentity, tuple[str, str]]):
+    """(user, command line) by identity, from the sampler's rows: what links a restarted job
+    to its earlier runs (``analysis/lineage.py``). Built only when the lineage asks, i.e. when
+    the process list changed, not on every tick."""
+
+    def __init__(self, rows: tuple[ProcessRow, ...]) -> None:
+        self._rows = rows
+        self._map: dict[ProcessIdentity, tuple[str, str]] | None = None
+
+    def _built(self) -> dict[ProcessIdentity, tuple[str, str]]:
+        if self._map is None:
+            self._map = {r.identity: (r.user, r.command) for r in self._rows}
+        return self._map
+
+    def __getitem__(self, key: ProcessIdentity) -> tuple[str, str]:
+        return self._built()[key]
+
+    def __iter__(self) -> Iterator[ProcessIdentity]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._rows)
