@@ -42,7 +42,7 @@ from vramtop.analysis.analyzer import (  # noqa: E402
     GpuHistory,
     ProcessHistories,
 )
-from vramtop.analysis.model import OOM_RISK  # noqa: E402
+from vramtop.analysis.model import OOM_RISK, Trend  # noqa: E402
 from vramtop.config import Config, OomPredictionConfig  # noqa: E402
 
 HISTORY = 300
@@ -62,6 +62,7 @@ class TraceResult:
     # Per OOM event (growth start, OOM): the first warning in the run-up to it.
     event_alarm: list[float | None] = field(default_factory=list)
     toggles: int = 0  # a warning that went away and came back before its OOM
+    contradictions: int = 0  # rows whose phase and the rate beside it tell different stories
     # (confidence, came true) of every raw GPU prediction
     predictions: list[tuple[float, bool]] = field(default_factory=list)
 
@@ -139,6 +140,8 @@ def run_trace(trace: Trace, config: Config) -> TraceResult:
             result.correct += main.trend.phase == truth
             result.confusion[(truth, main.trend.phase)] += 1
 
+        result.contradictions += sum(contradicts(p.trend) for p in out.processes)
+        result.contradictions += contradicts(out.gpus[0].trend)
         alarm = out.gpus[0].oom is not None or any(p.verdict == OOM_RISK for p in out.processes)
         event = next((j for j, (_, oom) in enumerate(trace.events) if now < oom), None)
         if alarm:
@@ -171,6 +174,19 @@ def run_trace(trace: Trace, config: Config) -> TraceResult:
             true = (first_oom or math.nan) - now
             result.eta_error[at] = abs(raw.eta_s - true) / true if raw and true > 0 else math.nan
     return result
+
+
+def contradicts(trend: Trend) -> bool:
+    """A phase and a rate that tell different stories: growing without a positive rate,
+    shrinking without a negative one, or "stable" beside a rate that would move the figure by
+    more than 256 MiB a minute."""
+    if trend.phase == "growing":
+        return not trend.rate_mib_s > 0
+    if trend.phase == "shrinking":
+        return not trend.rate_mib_s < 0
+    if trend.phase == "stable":
+        return abs(trend.rate_mib_s) * 60.0 > 256.0
+    return False
 
 
 def evaluate(traces: list[Trace], config: Config) -> list[TraceResult]:
@@ -212,6 +228,7 @@ def summary(results: list[TraceResult]) -> dict[str, object]:
         (r.trace.name, r.alarms) for r in results if not r.trace.events and not r.trace.oom_beyond
     ]
     toggles = {r.trace.name: r.toggles for r in results}
+    contradictions = {r.trace.name: r.contradictions for r in results}
     per_class: dict[str, dict[str, object]] = {}
     for r in results:
         c = per_class.setdefault(
@@ -233,6 +250,7 @@ def summary(results: list[TraceResult]) -> dict[str, object]:
         "leads": leads,
         "false_alarms": false_alarms,
         "toggles": toggles,
+        "contradictions": contradictions,
         "reliability": reliability(results),
         "per_class": per_class,
     }
@@ -297,6 +315,11 @@ def table(results: list[TraceResult], algorithm: str) -> str:
     toggles = s["toggles"]
     assert isinstance(toggles, dict)
     lines.append(f"| alert toggles before an OOM | {sum(toggles.values())} |")
+    contradictions = s["contradictions"]
+    assert isinstance(contradictions, dict)
+    lines.append(
+        f"| rows whose phase contradicts the rate beside it | {sum(contradictions.values())} |"
+    )
     lines += ["", "| confidence >= | predictions | came true within their ETA range |",
               "|---|---|---|"]  # fmt: skip
     rel = s["reliability"]

@@ -120,6 +120,12 @@ def test_confidence_is_calibrated(figures: dict[str, object]) -> None:
     assert "came true" in str(figures["table"])
 
 
+def test_no_phase_contradicts_its_rate(figures: dict[str, object]) -> None:
+    contradictions = figures["contradictions"]
+    assert isinstance(contradictions, dict) and contradictions
+    assert sum(contradictions.values()) == 0, {k: v for k, v in contradictions.items() if v}
+
+
 def test_warnings_hold_until_the_oom(figures: dict[str, object]) -> None:
     toggles = figures["toggles"]
     assert isinstance(toggles, dict) and toggles

@@ -44,6 +44,8 @@ from vramtop.analysis.spikes import SpikeBatch
 from vramtop.analysis.trend import (
     MIB,
     P_GROWING,
+    P_SHRINKING,
+    P_STABLE,
     PHASES,
     BoolArray,
     FloatArray,
@@ -52,6 +54,7 @@ from vramtop.analysis.trend import (
     PhaseParams,
     PhaseTracker,
     classify_batch,
+    urgent_moves,
 )
 from vramtop.analysis.verdict import VerdictInput, judge, judge_rows
 from vramtop.config import AlertsConfig, Config
@@ -183,10 +186,13 @@ class Analyzer:
         if p:
             batch, spikes = analyze_rows(procs.ts, procs.used, row_total, self.params)
             shown = self._proc_phase.update_array(
-                _KeysOf(identities, gpu_of), batch.phase, same_keys=same_rows
-            )
+                _KeysOf(identities, gpu_of), batch.phase, same_keys=same_rows,
+                urgent=urgent_moves(batch, self.params.short_window_s),
+            )  # fmt: skip
             rate_arr = batch.rate_mib_s
+            shown_rate, step = _shown_rates(shown, batch, self.params.short_window_s)
         else:
+            shown_rate, step = np.zeros(0), np.zeros(0)
             shown = np.zeros(0, dtype=np.int64)
             rate_arr = np.zeros(0)
 
@@ -229,9 +235,9 @@ class Analyzer:
                     own.together[i] = len(sp.rows)
 
         if p:
-            self._note_departures(
-                identities, gpu_of, level, batch.threshold_mib * MIB, stamp0, same_rows
-            )
+            with np.errstate(over="ignore", invalid="ignore"):
+                thr_bytes = batch.threshold_mib * MIB
+            self._note_departures(identities, gpu_of, level, thr_bytes, stamp0, same_rows)
         # --- lineage (lineage.py) ------------------------------------------------------------
         stamp = stamp0
         lineages: list[Lineage] = []
@@ -258,8 +264,15 @@ class Analyzer:
         for index in sorted(gpus):
             g = gpus[index]
             gb = classify_batch(g.ts, g.used, totals[index], self.params)
-            phase = self._gpu_phase.update([index], gb.phase)[0]
-            trend = Trend(PHASES[phase], float(gb.rate_mib_s[0]), float(gb.stderr_mib_s[0]))
+            phase = self._gpu_phase.update(
+                [index], gb.phase, urgent_moves(gb, self.params.short_window_s)
+            )[0]
+            g_rate, g_step = _shown_rates(
+                np.asarray([phase], dtype=np.int64), gb, self.params.short_window_s
+            )
+            trend = Trend(
+                PHASES[phase], float(g_rate[0]), float(gb.stderr_mib_s[0]), float(g_step[0])
+            )
             interval = oom_mod.sample_interval(g.ts)
             intervals[index] = interval
             options: list[OomPrediction] = []
@@ -307,7 +320,7 @@ class Analyzer:
         if p:
             results = self._verdicts(
                 procs, context, gpu_arr, gpu_of, pid_arr, shown, batch, spikes, free, raw_eta,
-                intervals, own, stamp,
+                intervals, own, stamp, shown_rate, step,
             )  # fmt: skip
             if lineages:
                 for i, lin in enumerate(lineages):
@@ -347,6 +360,8 @@ class Analyzer:
         intervals: dict[int, float],
         own: _Predictions,
         now: float,
+        shown_rate: FloatArray,
+        step: FloatArray,
     ) -> list[ProcessAnalysis]:
         """Every process's verdict: all at once by masks, then the few with an ETA, a
         pre-allocated pool or PELT segments one by one, exactly as :func:`judge` rules."""
@@ -354,14 +369,15 @@ class Analyzer:
         level = batch.level_mib * MIB
         row_free = _per_row(gpu_arr, free)
         verdicts, reasons = judge_rows(
-            shown, batch.rate_mib_s, level, batch.n_valid, row_free,
-            spikes.amplitude_mib, spikes.need_mib,
+            shown, shown_rate, level, batch.n_valid, row_free,
+            spikes.amplitude_mib, spikes.need_mib, step,
         )  # fmt: skip
         names: list[str] = _PHASE_NAMES[shown].tolist()
-        rates: list[float] = batch.rate_mib_s.tolist()
+        rates: list[float] = shown_rate.tolist()
         stderrs: list[float] = batch.stderr_mib_s.tolist()
+        steps: list[float] = step.tolist()
         results = _process_analyses(
-            identities, gpu_of, names, rates, stderrs, verdicts.tolist(), reasons.tolist()
+            identities, gpu_of, names, rates, stderrs, steps, verdicts.tolist(), reasons.tolist()
         )
 
         alerts = self.config.alerts
@@ -413,6 +429,7 @@ class Analyzer:
                     alerting=warned is not None,
                     warning_s=alerts.oom_warning_seconds,
                     growing_together=own.together.get(i, 1),
+                    step_mib=steps[i],
                     fatal_bytes=fatal,
                     deaths=deaths,
                 )
@@ -567,7 +584,7 @@ def _slot_setters(cls: type, given: tuple[str, ...]) -> tuple[list[Any], list[tu
     return [setters[name] for name in given], rest
 
 
-_TREND_SET, _ = _slot_setters(Trend, ("phase", "rate_mib_s", "rate_stderr_mib_s"))
+_TREND_SET, _ = _slot_setters(Trend, ("phase", "rate_mib_s", "rate_stderr_mib_s", "step_mib"))
 _PA_SET, _PA_DEFAULTS = _slot_setters(
     ProcessAnalysis, ("identity", "gpu_index", "trend", "verdict", "reason")
 )
@@ -579,6 +596,7 @@ def _process_analyses(
     phases: list[str],
     rates: list[float],
     stderrs: list[float],
+    steps: list[float],
     verdicts: list[str],
     reasons: list[str],
 ) -> list[ProcessAnalysis]:
@@ -587,18 +605,19 @@ def _process_analyses(
     ``object.__setattr__``; for thousands of them per tick the slots are filled directly, which
     halves the cost and builds the very same objects."""
     new = object.__new__
-    t_phase, t_rate, t_err = _TREND_SET
+    t_phase, t_rate, t_err, t_step = _TREND_SET
     p_id, p_gpu, p_trend, p_verdict, p_reason = _PA_SET
     defaults = _PA_DEFAULTS
     out: list[ProcessAnalysis] = []
     append = out.append
-    for identity, gpu, phase, rate, err, verdict, reason in zip(
-        identities, gpus, phases, rates, stderrs, verdicts, reasons, strict=True
+    for identity, gpu, phase, rate, err, step, verdict, reason in zip(
+        identities, gpus, phases, rates, stderrs, steps, verdicts, reasons, strict=True
     ):
         trend = new(Trend)
         t_phase(trend, phase)
         t_rate(trend, rate)
         t_err(trend, err)
+        t_step(trend, step)
         pa = new(ProcessAnalysis)
         p_id(pa, identity)
         p_gpu(pa, gpu)
@@ -609,6 +628,31 @@ def _process_analyses(
             setter(pa, default)
         append(pa)
     return out
+
+
+def _shown_rates(
+    shown: IntArray, batch: PhaseBatch, short_window_s: float
+) -> tuple[FloatArray, FloatArray]:
+    """The rate shown beside each row's (hysteresis) phase, and the step a stable row names.
+
+    The phase and its rate tell one story: growing and shrinking show the phase window's slope
+    (the recent one if the slope still points the other way while the phase catches up);
+    stable shows no rate, and when the phase window holds a net move past the change threshold
+    (a step, then flat) the step, so "stable" never sits beside "+511M/s"."""
+    slope = batch.rate_mib_s
+    recent = batch.recent_mib_s if batch.recent_mib_s is not None else np.zeros_like(slope)
+    net = batch.net_mib if batch.net_mib is not None else np.zeros_like(slope)
+    rate = slope.copy()
+    stable = shown == P_STABLE
+    # Beside "stable" no rate: a drift within the change threshold, a swing within the noise
+    # or a move the hysteresis has not confirmed yet is no move (its uncertainty still shows).
+    rate[stable] = 0.0
+    up = shown == P_GROWING
+    rate[up] = np.where(slope[up] > 0, slope[up], np.maximum(recent[up], 0.0))
+    down = shown == P_SHRINKING
+    rate[down] = np.where(slope[down] < 0, slope[down], np.minimum(recent[down], 0.0))
+    step = np.where(stable & (np.abs(net) > batch.threshold_mib), net, 0.0)
+    return rate, step
 
 
 def _driver(

@@ -24,6 +24,9 @@ class Trend:
     phase: str  # one of the phases above
     rate_mib_s: float  # signed slope, MiB per second (0.0 when unknown)
     rate_stderr_mib_s: float = 0.0  # uncertainty of the slope
+    # A stable phase after a step: the step (MiB, signed) over the phase window, so the phase
+    # names it ("stable, stepped +1.5G") while the rate beside it is the recent one.
+    step_mib: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

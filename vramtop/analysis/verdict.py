@@ -77,6 +77,7 @@ class VerdictInput:
     growing_together: int = 1  # processes on this GPU whose growth the ETA adds up
     fatal_bytes: float = math.nan  # where earlier incarnations died, when the ETA says "same point"
     deaths: int = 0  # ... how many of them
+    step_mib: float = 0.0  # a stable phase after a step: the step
 
 
 def _mib(value_mib: float) -> str:
@@ -120,6 +121,13 @@ def _growth_reason(v: VerdictInput, eta: OomPrediction) -> str:
     return f"grows {v.rate_mib_s:+.1f} MiB/s: GPU full in {eta_range(eta)}"
 
 
+def _stepped(step_mib: float) -> str:
+    if not step_mib or not math.isfinite(step_mib):
+        return ""
+    sign = "+" if step_mib > 0 else "-"
+    return f", stepped {sign}{_mib(abs(step_mib))}"
+
+
 def rate_text(rate_mib_s: float) -> str:
     """ "+1.0G/s", "+511M/s": a rate as the table shows it."""
     sign = "+" if rate_mib_s >= 0 else "-"
@@ -158,7 +166,7 @@ def judge(v: VerdictInput) -> tuple[str, str]:
     if v.eta is not None and v.eta.eta_s <= TIGHT_HORIZON * v.warning_s:
         return TIGHT, _growth_reason(v, v.eta)
     if v.phase == STABLE:  # the common case first: one format call
-        return OK, f"stable at {bytes_h(v.level_bytes)}"
+        return OK, f"stable at {bytes_h(v.level_bytes)}{_stepped(v.step_mib)}"
     free = f", {_mib(free_mib)} free" if math.isfinite(free_mib) else ""
     if v.phase == GROWING:
         return OK, f"grows {v.rate_mib_s:+.1f} MiB/s{free}"
@@ -209,6 +217,7 @@ def judge_rows(
     gpu_free_bytes: FloatArray,
     spike_amplitude_mib: FloatArray,
     spike_need_mib: FloatArray,
+    step_mib: FloatArray | None = None,
 ) -> tuple[ObjArray, ObjArray]:
     """(verdicts, reasons) of many processes, each exactly what :func:`judge` says for it with no
     ETA and no pre-allocation (the analyzer judges those few one by one).
@@ -256,6 +265,9 @@ def judge_rows(
         m = take(phase == P_STABLE)
         if m.any():
             reasons[m] = ["stable at " + s for s in sizes(level_bytes[m]).tolist()]
+            if step_mib is not None:
+                for i in np.flatnonzero(m & (step_mib != 0)).tolist():
+                    reasons[i] += _stepped(float(step_mib[i]))
         if not left.any():
             return verdicts, reasons
         free_txt = np.full(p, "", dtype=object)

@@ -109,11 +109,17 @@ def detail_lines(
             if a.trend.phase == UNKNOWN
             else f"{rate(a.trend.rate_mib_s)}{err}"
         )
+        step = a.trend.step_mib
+        stepped = (
+            f" (stepped {'+' if step > 0 else '-'}{size(abs(step) * 2**20)})"
+            if step and a.trend.phase != UNKNOWN
+            else ""
+        )
         if config.display.phase_indicator:
             badge, _style = phase_badge(a.trend.phase, accessible)
-            out.append((f"{'phase':<12}{badge}   rate {shown}", TEXT))
+            out.append((f"{'phase':<12}{badge}{stepped}   rate {shown}", TEXT))
         else:
-            out.append(_field("rate", shown))
+            out.append(_field("rate", shown + stepped))
         out.append(_field("verdict", a.verdict))
         out.append(_field("why", a.reason))
         if a.eta is not None:
