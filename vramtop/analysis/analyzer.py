@@ -12,7 +12,9 @@ Cost (8 GPUs x 1024 processes must stay a few percent of a core at 1 Hz, see
 keys looked up only when the process list changed; the verdicts are numpy masks, with each reason
 formatted only from the figures it shows (``verdict.judge_rows``), and only the few processes with
 an ETA, a pre-allocated pool or PELT segments go through :func:`verdict.judge` one by one. PELT
-runs for the selected process only, and per GPU when ``oom_prediction.algorithm = "pelt"``.
+runs for the process whose detail panel is open, and per GPU when ``oom_prediction.algorithm =
+"pelt"``, through the segmenter (``segmenter.py``: in this process, or in the live analyzer a
+short-lived helper process, so ruptures never stays in the analyzer).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from vramtop.analysis.model import (
     Trend,
 )
 from vramtop.analysis.rows import analyze_rows
+from vramtop.analysis.segmenter import InProcess, Segmenter
 from vramtop.analysis.spikes import SpikeBatch
 from vramtop.analysis.trend import (
     MIB,
@@ -139,8 +142,15 @@ class _Predictions:
 class Analyzer:
     """Stateful only for hysteresis; everything else is recomputed from the histories."""
 
-    def __init__(self, config: Config | None = None, params: PhaseParams | None = None) -> None:
+    def __init__(
+        self,
+        config: Config | None = None,
+        params: PhaseParams | None = None,
+        segmenter: Segmenter | None = None,
+    ) -> None:
         self.config = config or Config()
+        # PELT runs here (tests, replay) or, in the live analyzer, in a helper process.
+        self.segmenter: Segmenter = segmenter or InProcess()
         self.params = params or PhaseParams()
         self._proc_phase = PhaseTracker(confirm=self.params.confirm)
         self._gpu_phase = PhaseTracker(confirm=self.params.confirm)
@@ -437,6 +447,8 @@ class Analyzer:
             results[i] = dataclasses.replace(
                 results[i], verdict=verdict, reason=reason, eta=shown_eta
             )
+        if context.selected is None and self.config.oom_prediction.algorithm != "pelt":
+            self.segmenter.idle()
         if context.selected is not None:
             for i in _rows_of(context.selected, pid_arr, identities):
                 segments, note = self._segments(procs, i)
@@ -505,10 +517,10 @@ class Analyzer:
         segment_start: float | None = None
         fallback = ""
         if cfg.algorithm == "pelt":
-            if pelt.available():
+            if self.segmenter.installed():
                 ts = np.asarray(g.ts, dtype=np.float64)
                 lo = max(0, ts.size - int(oom_mod.FIT_WINDOW_S + oom_mod.ENVELOPE_S) * 2)
-                segment_start = pelt.current_segment_start(ts[lo:], np.asarray(g.used)[lo:])
+                segment_start = self.segmenter.segment_start(ts[lo:], np.asarray(g.used)[lo:])
                 if segment_start is None:
                     segment_start = -math.inf  # one segment: the whole window
             else:
@@ -524,13 +536,13 @@ class Analyzer:
         return fit
 
     def _segments(self, procs: ProcessHistories, i: int) -> tuple[tuple[Segment, ...], str]:
-        if not pelt.available():
+        if not self.segmenter.installed():
             return (), pelt.PELT_MISSING_HINT
         row = procs.used[i]
         valid = np.isfinite(row)
         # The first sample of the process is in the window when the row starts with n/a.
         starts_here = bool(valid.any() and not valid[0])
-        return tuple(pelt.segments(procs.ts, row, starts_in_window=starts_here)), ""
+        return self.segmenter.segments(procs.ts, row, starts_here)
 
 
 def _choose(
