@@ -139,8 +139,8 @@ def detail_lines(
                 span = duration(seg.end_ts - seg.start_ts)
                 out.append((f"  {seg.label:<12}{span:>8}  {seg.delta_mib:+.0f} MiB", TEXT))
         else:
-            # The analyzer says why it has none (ruptures missing); otherwise it has not
-            # found a change point in this process's history yet.
+            # Segments are computed while this panel is open (in a helper process); the note
+            # says why there are none (the pelt extra missing), else they follow within a tick.
             note = a.segments_note or "none found yet"
             out.append(_field("segments", f"PELT change points: {note}"))
     out.append(("", TEXT))
