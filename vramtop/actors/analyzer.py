@@ -25,6 +25,7 @@ from vramtop.actors.base import ActorContext, Out
 from vramtop.actors.routes import readers
 from vramtop.analysis.analyzer import AnalysisContext, Analyzer
 from vramtop.analysis.model import AnalysisResult
+from vramtop.analysis.segmenter import PeltHelper
 from vramtop.analysis.spikes import SPIKE_WINDOW_S
 from vramtop.analysis.trend import PhaseParams
 from vramtop.config import Config
@@ -57,7 +58,9 @@ class AnalyzerCore:
         self.window = window
         self.segment: ShmSegment | None = None
         self.reader: HistoryReader | None = None
-        self.analyzer = Analyzer(Config())
+        # PELT (detail panel, algorithm = "pelt") runs in a short-lived helper process, so
+        # ruptures and SciPy never stay in this long-lived one.
+        self.analyzer = Analyzer(Config(), segmenter=PeltHelper())
         self.preallocates: dict[ProcessIdentity, bool] = {}
         self.kv_cache_usage: dict[ProcessIdentity, float | None] = {}
         self.waiting: dict[ProcessIdentity, int | None] = {}
@@ -142,6 +145,7 @@ class AnalyzerCore:
 
     def stop(self) -> None:
         self.reader = None
+        self.analyzer.segmenter.close()
         if self.segment is not None:
             self.segment.close()
             self.segment = None
