@@ -3,6 +3,7 @@ file is refused with one line that names the file, the key and the reason."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -273,7 +274,7 @@ memory = { curve = "linear", base_mib = 1000, rate_mib_s = 500 }
             seen.append((now[0], pids))
     runs = [pids for _, pids in seen if pids]
     assert len(runs) == 3 and len({r[0] for r in runs}) == 3, seen  # three PIDs, one at a time
-    gaps = [b[0] - a[0] for a, b in zip(seen, seen[1:], strict=False) if not a[1]]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(seen) if not a[1]]
     assert all(2.9 <= g <= 3.3 for g in gaps), seen  # each back after its delay
 
 
