@@ -73,7 +73,9 @@ class InProcess:
         return pelt.current_segment_start(ts, used)
 
     def installed(self) -> bool:
-        return installed()
+        from vramtop.analysis import pelt
+
+        return pelt.available()  # in this process importing it is the point
 
     def idle(self) -> None:
         pass
