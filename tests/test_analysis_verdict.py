@@ -111,3 +111,20 @@ def test_server_at_92_percent_vram_with_20_percent_kv_is_ok() -> None:
     ctx = AnalysisContext(preallocates={A: True}, kv_cache_usage={A: 0.2}, waiting={A: 0})
     (p,) = run([server], 80 * GiB, ctx)
     assert p.verdict == OK and p.reason == "pre-allocated pool, KV 20%"
+
+
+def test_a_step_then_flat_is_stable_and_names_the_step_without_a_rate() -> None:
+    t = np.arange(N)
+    stepped = flat(5.8 * GiB) + np.where(t >= 150, 1.5 * GiB, 0.0)  # 50 s ago: +1.5 GiB
+    (p,) = run([stepped], 24 * GiB)
+    assert p.trend.phase == "stable"
+    assert p.trend.rate_mib_s == 0.0, "no rate beside 'stable'"
+    assert abs(p.trend.step_mib - 1536) < 64
+    assert "stable at 7.3G" in p.reason and "stepped +1.5G" in p.reason
+
+
+def test_a_release_that_slows_down_stays_shrinking_while_it_goes_on() -> None:
+    t = np.arange(N, dtype=np.float64)
+    drop = 12 * GiB * np.exp(-np.maximum(t - 100, 0.0) / 40.0)
+    (p,) = run([flat(4 * GiB) + drop], 24 * GiB)  # 100 s in: still -20 MiB/s or so
+    assert p.trend.phase == "shrinking" and p.trend.rate_mib_s < 0

@@ -150,6 +150,7 @@ allowed_ports = [9000, 1]
 algorithm = "pelt"
 min_sustained_samples = 25
 min_rate_mb_per_sec = 0.25
+restart_window_seconds = 120.0
 
 [exporter]
 max_process_series = 50
@@ -250,6 +251,7 @@ def test_wrong_type(text: str, expected: str, home: Path, env: dict[str, str]) -
         ("scraping", "timeout_ms", "5", "between 10 and 10000"),
         ("oom_prediction", "min_sustained_samples", "1", "between 2 and 100000"),
         ("oom_prediction", "min_rate_mb_per_sec", "-1", "at least 0"),
+        ("oom_prediction", "restart_window_seconds", "86401", "between 0 and 86400"),
         ("exporter", "max_process_series", "0", "between 1 and 100000"),
     ],
 )

@@ -489,8 +489,13 @@ def test_a_batch_of_three_samples_draws_one_frame_with_rows_and_analysis_of_one_
     row = _row_of(core, 103)
     assert "job3.py" in row and "+3.0M/s" in row, row
     assert not _row_of(core, 101) and not _row_of(core, 102), "older samples are not shown"
-    assert ("analyzer", Selected(ProcessIdentity(103, 1003.0))) in out, "the analyzer is told"
+    # Segments are shown only in the detail panel: until it opens, none is asked for.
+    assert not any(isinstance(m, Selected) for _, m in out)
     assert len(written) == 1
+    core.ui.state.overlay = "detail"  # type: ignore[attr-defined]
+    core.redraw()  # type: ignore[attr-defined]
+    told = core._take_out()  # type: ignore[attr-defined]
+    assert ("analyzer", Selected(ProcessIdentity(103, 1003.0))) in told, "the analyzer is told"
 
 
 def test_a_sample_waits_for_its_analysis_then_is_shown_without_it_when_late() -> None:

@@ -3,6 +3,7 @@ file is refused with one line that names the file, the key and the reason."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -244,3 +245,43 @@ def test_missing_file_and_unknown_name() -> None:
     with pytest.raises(ScenarioError) as err:
         load_scenario("no-such-scenario")
     assert "no-such-scenario" in str(err.value) and "default" in str(err.value)
+
+
+def test_restarts_bring_a_run_back_as_a_new_process_after_its_oom() -> None:
+    from vramtop.gpu.scenario import parse_scenario
+    from vramtop.gpu.simulated import SimulatedBackend
+
+    text = """
+[[gpu]]
+name = "g"
+memory_mib = 8000
+[[process]]
+name = "leaky"
+gpu = 0
+restarts = 2
+restart_delay_s = 3
+memory = { curve = "linear", base_mib = 1000, rate_mib_s = 500 }
+"""
+    scenario = parse_scenario(text)
+    assert [p.name for p in scenario.processes] == ["leaky", "leaky#1", "leaky#2"]
+    now = [0.0]
+    backend = SimulatedBackend(scenario, t0=0.0, clock=lambda: now[0], real_children=False)
+    seen: list[tuple[float, tuple[int, ...]]] = []
+    for k in range(200):
+        now[0] = k * 0.25
+        pids = tuple(p.pid for p in backend.sample().processes)
+        if not seen or seen[-1][1] != pids:
+            seen.append((now[0], pids))
+    runs = [pids for _, pids in seen if pids]
+    assert len(runs) == 3 and len({r[0] for r in runs}) == 3, seen  # three PIDs, one at a time
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(seen) if not a[1]]
+    assert all(2.9 <= g <= 3.3 for g in gaps), seen  # each back after its delay
+
+
+def test_bad_restarts_is_one_line() -> None:
+    from vramtop.gpu.scenario import ScenarioError, parse_scenario
+
+    text = '[[gpu]]\nname = "g"\nmemory_mib = 8000\n[[process]]\nname = "p"\ngpu = 0\n'
+    text += 'restarts = 99\nmemory = { curve = "constant", mib = 10 }\n'
+    with pytest.raises(ScenarioError, match=r"process\[0\]\.restarts: must be 0\.\.20"):
+        parse_scenario(text)

@@ -146,7 +146,9 @@ class Tui:
                 title = " ".join(proc.cmdline()).strip()
             except psutil.Error:
                 continue
-            if title.startswith("vramtop: "):
+            # The analyzer's short-lived PELT helper (while a detail panel is open) is a
+            # helper of an actor, not an actor.
+            if title.startswith("vramtop: ") and title != "vramtop: pelt":
                 out[title] = proc.pid
         return out
 

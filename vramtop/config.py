@@ -49,6 +49,9 @@ Keys, defaults and accepted values:
   algorithm = "variance"        variance or pelt (pelt needs the ``pelt`` extra: ruptures)
   min_sustained_samples = 10    growth must last this many samples before a prediction, 2 to 100000
   min_rate_mb_per_sec = 1.0     slower growth than this is not a leak, >= 0
+  restart_window_seconds = 600  a process that vanishes and one with the same user, command
+                                line and GPU that appears within this many seconds are the
+                                same job restarted (its lineage), 0 to 86400 (0: never linked)
 
 [exporter]
   max_process_series = 1000     ``vramtop exporter``: process series for the largest this many
@@ -166,6 +169,7 @@ class OomPredictionConfig:
     algorithm: str = _key("variance", _Rule(str, choices=ALGORITHMS))
     min_sustained_samples: int = _key(10, _Rule(int, low=2, high=100000))
     min_rate_mb_per_sec: float = _key(1.0, _Rule(float, low=0))
+    restart_window_seconds: float = _key(600.0, _Rule(float, low=0, high=86400))
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +247,7 @@ allowed_ports = [8000, 8080, 9931, 11434, 3000, 30000]  # the only ports contact
 algorithm = "variance"      # variance or pelt (needs the "pelt" extra)
 min_sustained_samples = 10  # 2 to 100000
 min_rate_mb_per_sec = 1.0   # at least 0
+restart_window_seconds = 600.0  # same user + command line + GPU again within this: a restart
 
 [exporter]
 max_process_series = 1000   # vramtop exporter: the largest processes get series, 1 to 100000

@@ -20,12 +20,13 @@ PyTorch allocator retries in the last minute make a verdict TIGHT).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from vramtop.actors.base import ActorContext, Out
 from vramtop.actors.routes import readers
 from vramtop.analysis.analyzer import AnalysisContext, Analyzer
 from vramtop.analysis.model import AnalysisResult
+from vramtop.analysis.segmenter import PeltHelper
 from vramtop.analysis.spikes import SPIKE_WINDOW_S
 from vramtop.analysis.trend import PhaseParams
 from vramtop.config import Config
@@ -60,7 +61,9 @@ class AnalyzerCore:
         self.window = window
         self.segment: ShmSegment | None = None
         self.reader: HistoryReader | None = None
-        self.analyzer = Analyzer(Config())
+        # PELT (detail panel, algorithm = "pelt") runs in a short-lived helper process, so
+        # ruptures and SciPy never stay in this long-lived one.
+        self.analyzer = Analyzer(Config(), segmenter=PeltHelper())
         self.preallocates: dict[ProcessIdentity, bool] = {}
         self.kv_cache_usage: dict[ProcessIdentity, float | None] = {}
         self.waiting: dict[ProcessIdentity, int | None] = {}
@@ -140,6 +143,7 @@ class AnalyzerCore:
             queue_growing=self.queue_growing,
             selected=self.selected,
             alloc_retries=self._retries_by_row(rows.rows) if self.deep_retries else {},
+            owners=_Owners(rows.rows),
         )
         result = self.analyzer.step(gpus, procs, context)
         self.last_result = result
@@ -162,6 +166,7 @@ class AnalyzerCore:
 
     def stop(self) -> None:
         self.reader = None
+        self.analyzer.segmenter.close()
         if self.segment is not None:
             self.segment.close()
             self.segment = None
@@ -171,3 +176,27 @@ def _as_rows(message: ProcessRows | SampleMessage) -> ProcessRows:
     if isinstance(message, ProcessRows):
         return message
     return ProcessRows(message.seq, message.snapshot.timestamp, message.rows)
+
+
+class _Owners(Mapping[ProcessIdentity, tuple[str, str]]):
+    """(user, command line) by identity, from the sampler's rows: what links a restarted job
+    to its earlier runs (``analysis/lineage.py``). Built only when the lineage asks, i.e. when
+    the process list changed, not on every tick."""
+
+    def __init__(self, rows: tuple[ProcessRow, ...]) -> None:
+        self._rows = rows
+        self._map: dict[ProcessIdentity, tuple[str, str]] | None = None
+
+    def _built(self) -> dict[ProcessIdentity, tuple[str, str]]:
+        if self._map is None:
+            self._map = {r.identity: (r.user, r.command) for r in self._rows}
+        return self._map
+
+    def __getitem__(self, key: ProcessIdentity) -> tuple[str, str]:
+        return self._built()[key]
+
+    def __iter__(self) -> Iterator[ProcessIdentity]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._rows)

@@ -319,8 +319,9 @@ class RenderCore:
             self.emit(text)
 
     def _tell_selection(self) -> None:
-        """The analyzer computes PELT segments for the selected process only: keep it told."""
-        key = self.ui.state.selected
+        """The analyzer computes PELT segments only for the process whose detail panel is
+        open (segments are shown nowhere else): keep it told, None while no panel is open."""
+        key = self.ui.state.selected if self.ui.state.overlay == "detail" else None
         identity = None if key is None else ProcessIdentity(key[0], key[1])
         if identity != self._told:
             self._out.append(("analyzer", Selected(identity)))

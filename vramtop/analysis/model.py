@@ -24,6 +24,9 @@ class Trend:
     phase: str  # one of the phases above
     rate_mib_s: float  # signed slope, MiB per second (0.0 when unknown)
     rate_stderr_mib_s: float = 0.0  # uncertainty of the slope
+    # A stable phase after a step: the step (MiB, signed) over the phase window, so the phase
+    # names it ("stable, stepped +1.5G") while the rate beside it is the recent one.
+    step_mib: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,30 @@ class Segment:
 
 
 @dataclass(frozen=True, slots=True)
+class Incarnation:
+    """An ended earlier run of the same job (same user, command line and GPU)."""
+
+    pid: int
+    start_time: float
+    ended_at: float  # when vramtop last saw it (seconds since the epoch)
+    peak_bytes: float  # the most it held on this GPU while vramtop watched (NaN = n/a)
+    likely_oom: bool  # it vanished with its GPU (nearly) full, or while growing into the limit
+    seen_s: float = 0.0  # how long vramtop watched it on this GPU
+
+
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    """A process's earlier incarnations, newest last; ``restarts`` counts all of them, while
+    ``previous`` keeps the most recent few."""
+
+    restarts: int = 0
+    previous: tuple[Incarnation, ...] = ()
+
+
+NO_LINEAGE = Lineage()
+
+
+@dataclass(frozen=True, slots=True)
 class ProcessAnalysis:
     identity: ProcessIdentity
     gpu_index: int
@@ -58,6 +85,7 @@ class ProcessAnalysis:
     segments: tuple[Segment, ...] = ()
     # Why there are no segments for the selected process, e.g. "pip install 'vramtop[pelt]'".
     segments_note: str = ""
+    lineage: Lineage = NO_LINEAGE
 
 
 @dataclass(frozen=True, slots=True)

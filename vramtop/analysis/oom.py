@@ -18,11 +18,18 @@ The rules, in order (each refusal means "no prediction", never a guess):
    is an allocation, not growth. The envelope must still be rising over the last ``STILL_S``
    seconds (growth that stopped is not sustained), at ``min_rate_mb_per_sec`` or more (MiB/s,
    like every rate vramtop shows), with a slope at least three standard errors above zero.
-5. ETA = (total - envelope now) / slope; the range uses slope ± 2 standard errors.
-6. Confidence = R² of the fit × how long the run is against the minimum × how far ahead it looks:
-   a forecast further ahead than the growth has been watched, or a rise shorter than the
-   envelope window (it may be one tooth of a sawtooth), is discounted in proportion (a model
-   loading at 1 GiB/s for 15 s is not "OOM in 60 s").
+5. ETA = (total - envelope now) / slope. The range comes from the rate's uncertainty: the fit's
+   standard error, but never less than ``REL_RATE`` of the rate (a leak that has been perfectly
+   straight so far still speeds up or slows down), at ``Z`` of it either side.
+6. Confidence is meant to be read as a probability: of the predictions made at confidence c or
+   more, a share of at least c comes true within their ETA range (``scripts/eval_analysis.py``
+   prints the reliability table). It is the fit's quality (R² × how far the run exceeds the
+   minimum length) times a discount for a rise watched for less than ``YOUNG_S`` (it may be the
+   first tooth of a slow sawtooth, or a warm-up about to stop) times the chance that growth
+   watched for T seconds lasts the ETA more: ``T / (T + ETA)`` (the "Lindy" estimate: with no
+   other knowledge, a trend is as likely to be half-way through its life as at any other
+   point). A clean leak watched for as long as it has left to go is at 0.5 or more; a model
+   loading at 1 GiB/s for 15 s is not "OOM in 60 s".
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ Z = 2.0  # range = slope ± Z standard errors
 MIN_T = 3.0  # slope / stderr needed to call it growth
 ABS_FLOOR_MIB = 8.0
 NOISE_K = 6.0
+YOUNG_S = 60.0  # a rise watched for less than this may be one tooth of a slow sawtooth
+REL_RATE = 0.05  # the least relative uncertainty a rate is given (see rule 5)
 STEP_SHARE = 0.7  # a run whose rise is mostly one or two jumps is an allocation or two
 
 
@@ -63,6 +72,31 @@ class OomFit:
     stderr_mib_s: float
     observed_s: float  # how long the growth run has been watched
     samples: int
+    quality: float = 1.0  # confidence before the look-ahead discount (see rule 6)
+
+
+def rate_uncertainty(slope: float, stderr: float) -> float:
+    """One "standard error" of a rate, floored at ``REL_RATE`` of the rate (rule 5)."""
+    se = stderr if math.isfinite(stderr) else 0.0
+    return math.hypot(se, REL_RATE * abs(slope))
+
+
+def eta_range(headroom_mib: float, slope: float, u: float) -> tuple[float, float, float]:
+    """(best, soonest, latest) seconds to fill ``headroom_mib`` at ``slope`` ± ``Z`` × ``u``."""
+    eta = headroom_mib / slope
+    low = headroom_mib / (slope + Z * u)
+    slow = slope - Z * u
+    high = headroom_mib / slow if slow > 0 else math.inf
+    return eta, low, high
+
+
+def foresight(observed_s: float, eta_s: float, young_s: float = YOUNG_S) -> float:
+    """The look-ahead discount of rule 6: ``T / (T + ETA)``, and for a run shorter than
+    ``young_s`` also ``(T / young_s)²``."""
+    t = max(observed_s, 0.0)
+    young = min(1.0, t / young_s) ** 2 if young_s > 0 else 1.0
+    ahead = max(eta_s, 0.0)
+    return young * (t / (t + ahead) if t + ahead > 0 else 1.0)
 
 
 def envelope(ts: FloatArray, x: FloatArray, seconds: float = ENVELOPE_S) -> FloatArray:
@@ -115,13 +149,20 @@ def fit_oom(
     config: OomPredictionConfig | None = None,
     *,
     segment_start_ts: float | None = None,
+    since_ts: float | None = None,
 ) -> OomFit | None:
-    """:func:`predict_oom` with the fit behind the prediction."""
+    """:func:`predict_oom` with the fit behind the prediction.
+
+    ``since_ts``: ignore the samples before it (a process holding memory left the GPU then: what
+    came before is another workload's history, and its peak is not this one's envelope).
+    """
     config = config or OomPredictionConfig()
     t, v = sanitize(ts, used_bytes)
     if v.ndim != 1 or not math.isfinite(total_bytes) or total_bytes <= 0:
         return None
     ok = np.isfinite(t) & np.isfinite(v)
+    if since_ts is not None and math.isfinite(since_ts):
+        ok &= t >= since_ts
     t, v = t[ok], v[ok]
     min_n = max(2, int(config.min_sustained_samples))
     if t.size < max(min_n, 3):
@@ -174,16 +215,14 @@ def fit_oom(
         return None  # rule 4: the growth has stopped
 
     headroom = max(total - e_now, 0.0)
-    eta = headroom / slope
-    low = headroom / (slope + Z * se)
-    fast_lo = slope - Z * se
-    high = headroom / fast_lo if fast_lo > 0 else math.inf
+    eta, low, high = eta_range(headroom, slope, rate_uncertainty(slope, se))
+    # Growth in steps of size J crosses the limit up to J / slope earlier than the line says.
+    step = float(np.max(np.diff(e[fit_lo:]))) if e.size - fit_lo > 1 else 0.0
+    if step > 2 * thr:
+        low = max(0.0, low - step / slope)
     sustain = min(1.0, 0.5 + 0.5 * n_run / (3.0 * min_n))
-    # A rise shorter than the envelope window may be the first tooth of a sawtooth; a forecast
-    # further ahead than the growth has been watched is an extrapolation.
-    young = min(1.0, observed_s / ENVELOPE_S) ** 2
-    foresight = young * min(1.0, observed_s / eta if eta > 0 else 1.0)
-    confidence = float(np.clip(r2 * sustain * foresight, 0.0, 1.0))
+    quality = float(np.clip(r2, 0.0, 1.0)) * sustain
+    confidence = float(np.clip(quality * foresight(observed_s, eta), 0.0, 1.0))
     text = (
         f"{rule} {n_run} samples over {observed_s:.0f}s at {slope:.1f} MiB/s, "
         f"{headroom:.0f} MiB left"
@@ -196,7 +235,7 @@ def fit_oom(
         driver=None,
         rule=text,
     )
-    return OomFit(prediction, slope, se, observed_s, n_run)
+    return OomFit(prediction, slope, se, observed_s, n_run, quality)
 
 
 def alert_passes(

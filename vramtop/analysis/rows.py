@@ -181,9 +181,11 @@ def _classify(
         expected = np.abs(slope) * short_span
         still = np.maximum(np.maximum(3.0 * sigma, params.abs_floor_mib / 2), 0.3 * expected)
 
+        moved = tail - row_median(smooth[:, :3])
     return decide_phases(
-        net, drawdown, drawup, recent, still, thr, slope, se, level, n_valid, params.min_samples
-    )
+        net, drawdown, drawup, recent, still, thr, slope, se, level, n_valid, params.min_samples,
+        short_span, moved,
+    )  # fmt: skip
 
 
 def _slopes(

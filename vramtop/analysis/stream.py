@@ -136,11 +136,15 @@ class StreamAnalyzer:
             np.asarray([k[1] for k in current], dtype=np.int64),
         )
         read = {i: s for i, s in (servers or {}).items() if s.read_at}
+        # The recorded user and command line link a restarted job to its earlier runs, so a
+        # replay reconstructs the same lineage as the live analyzer.
+        owners = {r.identity: (r.user, r.command) for r in rows}
         context = AnalysisContext(
             timestamp=snapshot.timestamp,
             preallocates=preallocates or {},
             kv_cache_usage={i: s.kv_cache_usage for i, s in read.items()},
             waiting={i: s.waiting for i, s in read.items()},
             queue_growing={i: s.queue_growing for i, s in read.items()},
+            owners=owners,
         )
         return self.analyzer.step(gpus, procs, context)

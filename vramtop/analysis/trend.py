@@ -82,6 +82,11 @@ class PhaseBatch:
     threshold_mib: FloatArray  # change threshold used per row
     level_mib: FloatArray  # recent level (NaN when unknown)
     n_valid: IntArray
+    # Over the short window: the rate (MiB/s), and the long window's change from its first
+    # samples to its last (MiB): what a
+    # stable row shows, so its rate never contradicts its phase and a step is named as one.
+    recent_mib_s: FloatArray | None = None
+    net_mib: FloatArray | None = None
 
 
 def _as_float(a: object) -> FloatArray:
@@ -339,9 +344,11 @@ def classify_batch(
         expected = np.abs(slope) * short_span
         still = np.maximum(np.maximum(3.0 * sigma, params.abs_floor_mib / 2), 0.3 * expected)
 
+        moved = tail - np.median(smooth[:, :3], axis=1)
     return decide_phases(
-        net, drawdown, drawup, recent, still, thr, slope, se, level, n_valid, params.min_samples
-    )
+        net, drawdown, drawup, recent, still, thr, slope, se, level, n_valid, params.min_samples,
+        short_span, moved,
+    )  # fmt: skip
 
 
 def decide_phases(
@@ -356,14 +363,20 @@ def decide_phases(
     level: FloatArray,
     n_valid: npt.NDArray[np.int64],
     min_samples: int,
+    short_span: float = 0.0,
+    moved: FloatArray | None = None,
 ) -> PhaseBatch:
     """The phase rule, shared by :func:`classify_batch` and the one-pass ``rows.analyze_rows``:
     a bounded swing both ways is volatile; a net move past the threshold that is still going on
     (the recent move beats the noise) is growing or shrinking; everything else is stable."""
     phase = np.full(len(net), P_STABLE, dtype=np.int64)
     volatile = (drawdown > thr) & (drawup > thr)
-    growing = (net > thr) & (recent > still) & (drawdown <= thr)
-    shrinking = (net < -thr) & (-recent > still) & (drawup <= thr)
+    # Still moving: beyond the noise and the tail of a past step, or beyond the change
+    # threshold itself within the short window (a release that slows down but goes on).
+    up = (recent > still) | (recent > thr)
+    down = (-recent > still) | (-recent > thr)
+    growing = (net > thr) & up & (drawdown <= thr)
+    shrinking = (net < -thr) & down & (drawup <= thr)
     phase[growing] = P_GROWING
     phase[shrinking] = P_SHRINKING
     phase[volatile] = P_VOLATILE
@@ -371,7 +384,12 @@ def decide_phases(
     phase[unknown] = P_UNKNOWN
     slope = np.where(unknown | ~np.isfinite(slope), 0.0, slope)
     se = np.where(unknown | ~np.isfinite(se), 0.0, se)
-    return PhaseBatch(phase, slope, se, thr, level, n_valid)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recent_rate = np.where(short_span > 0, recent / max(short_span, 1e-9), 0.0)
+    recent_rate = np.where(unknown | ~np.isfinite(recent_rate), 0.0, recent_rate)
+    change = net if moved is None else moved
+    net_mib = np.where(unknown | ~np.isfinite(change), 0.0, change)
+    return PhaseBatch(phase, slope, se, thr, level, n_valid, recent_rate, net_mib)
 
 
 def _empty_batch(p: int) -> PhaseBatch:
@@ -383,6 +401,19 @@ def _empty_batch(p: int) -> PhaseBatch:
         np.full(p, np.nan),
         np.zeros(p, dtype=np.int64),
     )
+
+
+def urgent_moves(batch: PhaseBatch, short_window_s: float) -> BoolArray:
+    """Rows whose raw phase is growing or shrinking by more than twice the change threshold
+    over the short window: shown at once (see :meth:`PhaseTracker.update_array`)."""
+    recent = batch.recent_mib_s
+    if recent is None:
+        return np.zeros(batch.phase.size, dtype=np.bool_)
+    moving = (batch.phase == P_GROWING) | (batch.phase == P_SHRINKING)
+    with np.errstate(invalid="ignore", over="ignore"):
+        big = np.abs(recent) * short_window_s > 2.0 * batch.threshold_mib
+    out: BoolArray = moving & big
+    return out
 
 
 class PhaseTracker:
@@ -408,14 +439,23 @@ class PhaseTracker:
         self._tick = 0
         self._last: IntArray | None = None  # state positions of the last call's keys
 
-    def update(self, keys: Sequence[object], raw: IntArray) -> list[int]:
-        shown: list[int] = self.update_array(keys, raw).tolist()
+    def update(
+        self, keys: Sequence[object], raw: IntArray, urgent: BoolArray | None = None
+    ) -> list[int]:
+        shown: list[int] = self.update_array(keys, raw, urgent=urgent).tolist()
         return shown
 
     def update_array(
-        self, keys: Sequence[object], raw: object, same_keys: bool = False
+        self,
+        keys: Sequence[object],
+        raw: object,
+        same_keys: bool = False,
+        urgent: BoolArray | None = None,
     ) -> IntArray:
-        """The phase to show per key (P_* codes), after this tick's raw phases."""
+        """The phase to show per key (P_* codes), after this tick's raw phases.
+
+        ``urgent``: rows whose raw phase is shown at once (a move past the change threshold is
+        not noise to ride out: the rate beside the phase already shows it)."""
         self._tick += 1
         tick = self._tick
         codes: IntArray = np.asarray(raw, dtype=np.int64).ravel()
@@ -427,7 +467,7 @@ class PhaseTracker:
         else:
             found = self._positions(keys[:m] if len(keys) > m else keys, codes)
             if found is None:  # a key twice in one tick: apply the rule in order
-                return self._sequential(keys[:m], codes, tick)
+                return self._sequential(keys[:m], codes, tick, urgent)
             idx = found
         self._last = idx
         confirm = max(1, self.confirm)
@@ -439,6 +479,8 @@ class PhaseTracker:
         k = np.where(other, np.where(cont, k + 1, 1), 0)
         c = np.where(other & ~cont, codes, c)
         flip = other & (k >= confirm)
+        if urgent is not None and urgent.size == m:
+            flip |= other & urgent
         s = np.where(adopt | flip, codes, s)
         k[flip] = 0
         self._shown[idx], self._candidate[idx], self._streak[idx] = s, c, k
@@ -469,7 +511,13 @@ class PhaseTracker:
             return None
         return idx
 
-    def _sequential(self, keys: Sequence[object], codes: IntArray, tick: int) -> IntArray:
+    def _sequential(
+        self,
+        keys: Sequence[object],
+        codes: IntArray,
+        tick: int,
+        urgent: BoolArray | None = None,
+    ) -> IntArray:
         confirm = max(1, self.confirm)
         out = np.empty(codes.size, dtype=np.int64)
         for j, (key, code) in enumerate(zip(keys, codes.tolist(), strict=False)):
@@ -484,7 +532,7 @@ class PhaseTracker:
                     k += 1
                 else:
                     c, k = code, 1
-                if k >= confirm:
+                if k >= confirm or (urgent is not None and j < urgent.size and urgent[j]):
                     s, k = code, 0
             self._shown[i], self._candidate[i], self._streak[i], self._seen[i] = s, c, k, tick
             out[j] = s

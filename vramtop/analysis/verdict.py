@@ -8,7 +8,9 @@ ETA or a pre-allocated pool. The reason is shown as is in the UI, ``--once`` and
 Rules, first match wins:
 
 1. No figure, or too few samples: OK, with why.
-2. The GPU's OOM alert (it passed ``[alerts]``) is driven by this process: OOM risk.
+2. This process's own OOM warning (``growth.py``: its own trend, the free memory it shares with
+   the other growing processes, or the level where its earlier incarnations died; held by
+   ``alerts.py``) is raised: OOM risk, naming who shares the blame or what the lineage says.
 3. A repeat of the recent peak would not fit in the free memory: OOM risk; would take more
    than ``TIGHT_SHARE`` of it: TIGHT. (A process that never came down has no peak to repeat,
    so a lone stable process is never TIGHT because of itself.)
@@ -17,7 +19,7 @@ Rules, first match wins:
 4. A process that pre-allocates by design (vLLM, SGLang, TGI, JAX) is judged by its own headroom
    signal — KV-cache usage when a scraper provides it — never by how full the GPU is.
 5. Growth is judged by the trend's ETA, not by a multiple of current usage: TIGHT when this
-   process drives a (not yet alerting) prediction within ``TIGHT_HORIZON`` × the warning time.
+   process has a (not yet alerting) prediction within ``TIGHT_HORIZON`` × the warning time.
 6. Everything else is OK, with the phase in words.
 """
 
@@ -75,6 +77,10 @@ class VerdictInput:
     alerting: bool = False  # ... and it passed the alert thresholds
     warning_s: float = 300.0
     alloc_retries_last_minute: int = 0  # deep mode: rise of num_alloc_retries over 60 s
+    growing_together: int = 1  # processes on this GPU whose growth the ETA adds up
+    fatal_bytes: float = math.nan  # where earlier incarnations died, when the ETA says "same point"
+    deaths: int = 0  # ... how many of them
+    step_mib: float = 0.0  # a stable phase after a step: the step
 
 
 def _mib(value_mib: float) -> str:
@@ -92,6 +98,9 @@ def _eta(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+eta_text = _eta
+
+
 def eta_range(p: OomPrediction) -> str:
     """ "~4m (3m-6m)" as the UI shows an ETA with its range."""
     return f"~{_eta(p.eta_s)} ({_eta(p.eta_low_s)}-{_eta(p.eta_high_s)})"
@@ -99,6 +108,35 @@ def eta_range(p: OomPrediction) -> str:
 
 def _retrying(n: int) -> str:
     return f"allocator retrying: {n} {'retry' if n == 1 else 'retries'} in the last minute"
+def times(k: int) -> str:
+    return {1: "once", 2: "twice"}.get(k, f"{k}x")
+
+
+def _growth_reason(v: VerdictInput, eta: OomPrediction) -> str:
+    if math.isfinite(v.fatal_bytes) and v.deaths > 0:
+        return (
+            f"died at {bytes_h(v.fatal_bytes)} {times(v.deaths)}; now {bytes_h(v.level_bytes)}, "
+            f"{rate_text(v.rate_mib_s)}: same point in {eta_range(eta)}"
+        )
+    if v.growing_together > 1:
+        return (
+            f"1 of {v.growing_together} growing, {rate_text(v.rate_mib_s)}: "
+            f"GPU full in {eta_range(eta)}"
+        )
+    return f"grows {v.rate_mib_s:+.1f} MiB/s: GPU full in {eta_range(eta)}"
+
+
+def _stepped(step_mib: float) -> str:
+    if not step_mib or not math.isfinite(step_mib):
+        return ""
+    sign = "+" if step_mib > 0 else "-"
+    return f", stepped {sign}{_mib(abs(step_mib))}"
+
+
+def rate_text(rate_mib_s: float) -> str:
+    """ "+1.0G/s", "+511M/s": a rate as the table shows it."""
+    sign = "+" if rate_mib_s >= 0 else "-"
+    return f"{sign}{bytes_h(abs(rate_mib_s) * MIB)}/s"
 
 
 def judge(v: VerdictInput) -> tuple[str, str]:
@@ -112,7 +150,7 @@ def judge(v: VerdictInput) -> tuple[str, str]:
             return TIGHT, _retrying(v.alloc_retries_last_minute)
         return OK, f"watching: {v.n_valid} samples so far"
     if v.eta is not None and v.alerting:
-        return OOM_RISK, f"grows {v.rate_mib_s:+.1f} MiB/s: GPU full in {eta_range(v.eta)}"
+        return OOM_RISK, _growth_reason(v, v.eta)
     if v.spike_need_mib > 0 and math.isfinite(free_mib):
         peak = f"peaks of +{_mib(v.spike_amplitude_mib)}"
         if v.spike_need_mib > free_mib:
@@ -140,9 +178,9 @@ def judge(v: VerdictInput) -> tuple[str, str]:
             return OK, f"pre-allocated pool, KV {kv:.0%}, {v.waiting} waiting"
         return OK, f"pre-allocated pool, KV {kv:.0%}"
     if v.eta is not None and v.eta.eta_s <= TIGHT_HORIZON * v.warning_s:
-        return TIGHT, f"grows {v.rate_mib_s:+.1f} MiB/s: GPU full in {eta_range(v.eta)}"
+        return TIGHT, _growth_reason(v, v.eta)
     if v.phase == STABLE:  # the common case first: one format call
-        return OK, f"stable at {bytes_h(v.level_bytes)}"
+        return OK, f"stable at {bytes_h(v.level_bytes)}{_stepped(v.step_mib)}"
     free = f", {_mib(free_mib)} free" if math.isfinite(free_mib) else ""
     if v.phase == GROWING:
         return OK, f"grows {v.rate_mib_s:+.1f} MiB/s{free}"
@@ -193,6 +231,7 @@ def judge_rows(
     gpu_free_bytes: FloatArray,
     spike_amplitude_mib: FloatArray,
     spike_need_mib: FloatArray,
+    step_mib: FloatArray | None = None,
 ) -> tuple[ObjArray, ObjArray]:
     """(verdicts, reasons) of many processes, each exactly what :func:`judge` says for it with no
     ETA and no pre-allocation (the analyzer judges those few one by one).
@@ -240,6 +279,9 @@ def judge_rows(
         m = take(phase == P_STABLE)
         if m.any():
             reasons[m] = ["stable at " + s for s in sizes(level_bytes[m]).tolist()]
+            if step_mib is not None:
+                for i in np.flatnonzero(m & (step_mib != 0)).tolist():
+                    reasons[i] += _stepped(float(step_mib[i]))
         if not left.any():
             return verdicts, reasons
         free_txt = np.full(p, "", dtype=object)

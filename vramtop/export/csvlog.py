@@ -85,6 +85,7 @@ EXTRA_COLUMNS: Final = (
     "deep_reserved_bytes",
     "deep_alloc_retries",
     "deep_ooms",
+    "restarts",
 )
 COLUMNS: Final = (
     "time",
@@ -96,6 +97,9 @@ COLUMNS: Final = (
     "note",
 )
 HEADER_LINE: Final = ",".join(COLUMNS)
+# Recordings made before the ``restarts`` column: still replayed (the column reads as empty).
+LEGACY_HEADER_LINE: Final = ",".join(c for c in COLUMNS if c != "restarts")
+_LEGACY_AT = COLUMNS.index("restarts")
 
 _IX = {name: i for i, name in enumerate(COLUMNS)}
 _N = len(COLUMNS)
@@ -111,9 +115,16 @@ Extras = Mapping[ExtrasKey, Mapping[str, object]]
 Sample = tuple[Snapshot, tuple[ProcessRow, ...]]
 
 
-def is_csv_header(first_line: bytes | str) -> bool:
+def is_current_csv_header(first_line: bytes | str) -> bool:
+    """This version's header: the only one appended to (older files are replayed, not extended)."""
     text = first_line.decode("utf-8", "replace") if isinstance(first_line, bytes) else first_line
     return text.rstrip("\r\n") == HEADER_LINE
+
+
+def is_csv_header(first_line: bytes | str) -> bool:
+    """A header ``replay`` reads: this version's, or one from before the ``restarts`` column."""
+    text = first_line.decode("utf-8", "replace") if isinstance(first_line, bytes) else first_line
+    return text.rstrip("\r\n") in (HEADER_LINE, LEGACY_HEADER_LINE)
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -276,7 +287,7 @@ class CsvLog:
 
     def __init__(self, path: str, fsync: bool = False) -> None:
         self.log = LogFile(
-            path, (HEADER_LINE + "\n").encode(), is_csv_header, kind="CSV", fsync=fsync
+            path, (HEADER_LINE + "\n").encode(), is_current_csv_header, kind="CSV", fsync=fsync
         )
 
     def write(
@@ -409,6 +420,8 @@ def read_csv(
     reader = csv.reader(complete_lines())
     for fields in reader:
         try:
+            if len(fields) == _N - 1:  # a recording from before the restarts column
+                fields.insert(_LEGACY_AT, "")
             if len(fields) != _N:
                 raise ValueError(f"{len(fields)} fields, expected {_N}")
             if fields[1] != stamp:

@@ -23,7 +23,15 @@ from importlib import resources
 from typing import Any
 
 from vramtop import __version__
-from vramtop.analysis.model import UNKNOWN, AnalysisResult, GpuAnalysis, ProcessAnalysis, Trend
+from vramtop.analysis.model import (
+    NO_LINEAGE,
+    UNKNOWN,
+    AnalysisResult,
+    GpuAnalysis,
+    Lineage,
+    ProcessAnalysis,
+    Trend,
+)
 from vramtop.deep import attribution
 from vramtop.deep.attribution import DeepIndex
 from vramtop.deep.protocol import STATE_TEXT
@@ -89,6 +97,24 @@ def process_analysis_json(pa: ProcessAnalysis) -> dict[str, Any]:
         "reason": pa.reason,
         "eta_s": None if pa.eta is None else to_plain(pa.eta.eta_s),
         "eta": to_plain(pa.eta),
+    }
+
+
+def lineage_json(lineage: Lineage) -> dict[str, Any]:
+    """A process's earlier incarnations (``restarts`` 0 and ``previous`` [] for a process with
+    no predecessor, or when nothing was analysed)."""
+    return {
+        "restarts": lineage.restarts,
+        "previous": [
+            {
+                "pid": p.pid,
+                "start_time": to_plain(p.start_time) if p.start_time else None,
+                "ended_at": to_plain(p.ended_at),
+                "peak_bytes": int(p.peak_bytes) if math.isfinite(p.peak_bytes) else None,
+                "likely_oom": p.likely_oom,
+            }
+            for p in lineage.previous
+        ],
     }
 
 
@@ -203,7 +229,11 @@ def process_extras(
     if pa is not None:
         a = process_analysis_json(pa)
         out.update(
-            phase=a["phase"], rate_mib_s=a["rate_mib_s"], verdict=a["verdict"], oom_eta_s=a["eta_s"]
+            phase=a["phase"],
+            rate_mib_s=a["rate_mib_s"],
+            verdict=a["verdict"],
+            oom_eta_s=a["eta_s"],
+            restarts=pa.lineage.restarts,
         )
     return out
 
@@ -299,6 +329,7 @@ def _process(
         "analysis": None if pa is None else process_analysis_json(pa),
         "server": None if server is None else server.to_dict(),
         "deep": deep_json(deep),
+        "lineage": lineage_json(NO_LINEAGE if pa is None else pa.lineage),
     }
 
 

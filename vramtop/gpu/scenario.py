@@ -63,6 +63,10 @@ Top level::
     type = "compute"          # compute | graphics | mps | compute+graphics
     start = 0.0               # appears on the GPU at this time (its child runs from the start)
     stop = 600.0              # exits at this time (optional; its child is ended then)
+    restarts = 2              # comes back this many times after it ends (OOM-killed or
+                              # stopped), each time a new process (new PID) with the same argv
+                              # and curve from its start: a crash loop (default 0, at most 20)
+    restart_delay_s = 5.0     # ... this long after the previous run ended (default 5)
     sm_util = 40              # mean SM utilisation percent (default 0), jittered
     mem_util = 20             # mean memory-bandwidth percent (default 40 % of sm_util)
     memory = { curve = "linear", base_mib = 2000, rate_mib_s = 5 }  # required
@@ -82,6 +86,12 @@ a deterministic jitter amplitude, default 0, and ``max_mib``, a cap)::
 When the memory of a GPU's processes plus ``base_used_mib`` plus ``reserved_mib`` would exceed
 its total, the process that is growing is OOM-killed: it leaves the process list (and its child
 process is ended). The kill time follows from the curves alone, so it is the same on every run.
+
+A process with ``restarts`` is expanded into one process per run, named ``NAME``, ``NAME#1``,
+``NAME#2``...; each later run starts ``restart_delay_s`` after the one before it ended. With
+``argv``, every run has its own real child process; they are all started with the program and
+each appears on the GPU only while its run lasts, so a restarted run has a new PID but the
+program's start time.
 
 ``[[process_group]]`` (a compact form for many synthetic processes, e.g. benchmarks)::
 
@@ -457,6 +467,10 @@ class ProcessSpec:
     sm_util: float = 0.0
     mem_util: float | None = None
     key: int = 0  # noise key, derived from the scenario seed and the process index
+    restarts: int = 0
+    restart_delay_s: float = 5.0
+    follows: int | None = None  # a restart: the index of the run it follows (start is then
+    # decided by when that run ends)
 
 
 @dataclass(frozen=True, slots=True)
@@ -725,6 +739,10 @@ def _parse_process(t: _Table, index: int, n_gpus: int, seed: int) -> ProcessSpec
         raise t.error("serve_ports", f"expected a list of ports 1..65535, got {_show(ports)}")
     sm_util = t.num("sm_util", 0.0, lo=0)
     mem_util = t.num("mem_util", None, lo=0)
+    restarts = t.int_("restarts", 0, lo=0)
+    if restarts > 20:
+        raise t.error("restarts", "must be 0..20")
+    restart_delay = t.num("restart_delay_s", 5.0, lo=0)
     if sm_util > 100 or (mem_util is not None and mem_util > 100):
         raise t.error("sm_util" if sm_util > 100 else "mem_util", "must be 0..100")
     spec = ProcessSpec(
@@ -743,6 +761,8 @@ def _parse_process(t: _Table, index: int, n_gpus: int, seed: int) -> ProcessSpec
         sm_util=sm_util,
         mem_util=mem_util,
         key=stable_key("process", seed, index),
+        restarts=restarts,
+        restart_delay_s=restart_delay,
     )
     t.finish()
     return spec
@@ -869,6 +889,7 @@ def parse_scenario(text: str, source: str = "<string>") -> Scenario:
         table = _Table(g, f"process_group[{i}]", source)
         processes.extend(_parse_group(table, len(processes), len(gpus), seed, i))
     top.finish()
+    processes.extend(_restarts(processes))
 
     seen: set[str] = set()
     for p in processes:
@@ -885,6 +906,24 @@ def parse_scenario(text: str, source: str = "<string>") -> Scenario:
         seed=seed,
         source=source,
     )
+
+
+def _restarts(processes: list[ProcessSpec]) -> list[ProcessSpec]:
+    """One more process per restart, each following the run before it (indices after all)."""
+    out: list[ProcessSpec] = []
+    index = len(processes)
+    for p in processes:
+        before = p.index
+        for k in range(1, p.restarts + 1):
+            out.append(
+                dataclasses.replace(
+                    p, index=index, name=f"{p.name}#{k}", start=0.0, stop=None, restarts=0,
+                    follows=before,
+                )
+            )  # fmt: skip
+            before = index
+            index += 1
+    return out
 
 
 def _shipped_dir() -> Any:

@@ -85,13 +85,43 @@ class Timeline:
         self._k = -1  # last grid index checked
         self._stops = sorted({p.stop for p in scenario.processes if p.stop is not None})
         self._risky: set[int] = set()
+        # When each process starts: its scripted start, or for a restart (``follows``) the end
+        # of the run before it plus its delay, once that end is known.
+        self._starts: dict[int, float] = {
+            p.index: p.start for p in scenario.processes if p.follows is None
+        }
+        self._followers = [p for p in scenario.processes if p.follows is not None]
+        self._link()
         self._update_risky(range(len(scenario.gpus)), 0.0)
+
+    def start_of(self, p: ProcessSpec) -> float | None:
+        """When ``p`` starts (None: a restart whose previous run has not ended yet)."""
+        return self._starts.get(p.index)
+
+    def _end_of(self, index: int) -> float | None:
+        spec = self.scenario.processes[index]
+        kill = self._kills.get(index)
+        stop = spec.stop
+        ends = [x for x in (kill, stop) if x is not None]
+        return min(ends) if ends else None
+
+    def _link(self) -> None:
+        """Start the restarts whose previous run has ended (in order: chains resolve)."""
+        for p in self._followers:
+            if p.index in self._starts or p.follows is None:
+                continue
+            end = self._end_of(p.follows)
+            if end is not None and p.follows in self._starts:
+                self._starts[p.index] = end + p.restart_delay_s
 
     # -- curves and schedule ---------------------------------------------------------------
 
     def memory_mib(self, p: ProcessSpec, gpu: int, t: float) -> int:
         """Whole MiB the process holds on ``gpu`` at ``t`` per its curve (0 before its start)."""
-        local = t - p.start
+        start = self._starts.get(p.index)
+        if start is None:
+            return 0
+        local = t - start
         if local < 0:
             return 0
         curve = p.memory
@@ -104,7 +134,8 @@ class Timeline:
 
     def running(self, p: ProcessSpec, t: float) -> bool:
         """Started, not stopped, not OOM-killed at ``t`` (call ``advance(t)`` first)."""
-        if t < p.start or (p.stop is not None and t >= p.stop):
+        start = self._starts.get(p.index)
+        if start is None or t < start or (p.stop is not None and t >= p.stop):
             return False
         kill = self._kills.get(p.index)
         return kill is None or t < kill
@@ -122,9 +153,10 @@ class Timeline:
         costs one term per process whatever t is."""
         total = 0.0
         for p in self._by_gpu[gpu]:
-            if t < p.start or p.sm_util <= 0:
+            start = self._starts.get(p.index)
+            if start is None or t < start or p.sm_util <= 0:
                 continue
-            rise = 1.0 - math.exp(-(t - p.start) / tau)
+            rise = 1.0 - math.exp(-(t - start) / tau)
             end = p.stop
             kill = self._kills.get(p.index)
             if kill is not None and (end is None or kill < end):
@@ -149,6 +181,7 @@ class Timeline:
             if self._stops and self._stops[0] <= g:
                 while self._stops and self._stops[0] <= g:
                     self._stops.pop(0)
+                self._link()
                 self._update_risky(list(self._risky), g)
             self._check(g)
 
@@ -187,6 +220,7 @@ class Timeline:
                 self._risky.discard(gi)  # over capacity with nothing to kill
                 continue
             self._kills[victim.index] = tc
+            self._link()
             self._update_risky(victim.gpus, g)
 
     def _crossing(self, gpu: int, g: float) -> float:
@@ -211,7 +245,7 @@ class Timeline:
         for p in self._by_gpu[gpu]:
             if not self.running(p, t):
                 continue
-            local = t - p.start
+            local = t - (self._starts.get(p.index) or 0.0)
             now = p.memory.trend(local, total)
             before = (
                 p.memory.trend(local - GROWTH_WINDOW_S, total) if local >= GROWTH_WINDOW_S else 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 
+from vramtop.analysis.lineage import describe
 from vramtop.analysis.model import UNKNOWN
 from vramtop.config import Config
 from vramtop.fmt import size
@@ -51,6 +52,8 @@ def detail_lines(
     kind = view.proc.type_label if view.proc else "?"
     sm = "N/A" if math.isnan(view.sm) else f"{view.sm:.0f}%"
     out.append(_field("memory", f"{vram}{share}   type {kind}   SM {sm}"))
+    if a is not None and a.lineage.restarts:
+        out.append(_field("restarts", describe(a.lineage, time.time())))
     command = " ".join(e.cmdline) if e is not None and e.cmdline else view.command
     for i, part in enumerate(_wrap(command, width - 12)):
         out.append(_field("command" if i == 0 else "", part))
@@ -106,11 +109,17 @@ def detail_lines(
             if a.trend.phase == UNKNOWN
             else f"{rate(a.trend.rate_mib_s)}{err}"
         )
+        step = a.trend.step_mib
+        stepped = (
+            f" (stepped {'+' if step > 0 else '-'}{size(abs(step) * 2**20)})"
+            if step and a.trend.phase != UNKNOWN
+            else ""
+        )
         if config.display.phase_indicator:
             badge, _style = phase_badge(a.trend.phase, accessible)
-            out.append((f"{'phase':<12}{badge}   rate {shown}", TEXT))
+            out.append((f"{'phase':<12}{badge}{stepped}   rate {shown}", TEXT))
         else:
-            out.append(_field("rate", shown))
+            out.append(_field("rate", shown + stepped))
         out.append(_field("verdict", a.verdict))
         out.append(_field("why", a.reason))
         if a.eta is not None:
@@ -130,8 +139,8 @@ def detail_lines(
                 span = duration(seg.end_ts - seg.start_ts)
                 out.append((f"  {seg.label:<12}{span:>8}  {seg.delta_mib:+.0f} MiB", TEXT))
         else:
-            # The analyzer says why it has none (ruptures missing); otherwise it has not
-            # found a change point in this process's history yet.
+            # Segments are computed while this panel is open (in a helper process); the note
+            # says why there are none (the pelt extra missing), else they follow within a tick.
             note = a.segments_note or "none found yet"
             out.append(_field("segments", f"PELT change points: {note}"))
     out.append(("", TEXT))

@@ -95,6 +95,14 @@ def _gpu_label(v: ProcView) -> str:
     return str(v.row.gpu_index)
 
 
+def _restarts(v: ProcView, _a: bool) -> Cell:
+    lineage = v.analysis.lineage if v.analysis is not None else None
+    if lineage is None or not lineage.restarts:
+        return NONE, MUTED
+    died = any(p.likely_oom for p in lineage.previous)
+    return f"{lineage.restarts}x", Style(fg="crit" if died else "warn", bold=died)
+
+
 def _framework(v: ProcView, _a: bool) -> Cell:
     e = v.enrichment
     return (e.framework, Style(fg="accent")) if e and e.framework else (NONE, MUTED)
@@ -146,6 +154,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("VERDICT", 8, False, 2, _verdict, help="OK, TIGHT or OOM risk, and why in d"),
     Column("ETA", 6, True, 1, _eta,
            help="predicted time until the GPU runs out of memory (processes at risk)"),
+    Column("RESTARTS", 8, True, 3, _restarts,
+           help="earlier runs of this job (same user, command line, GPU); red: one ran out"),
     Column("KV", 8, True, 9, _kv, help="an inference server's KV cache in use (scraped)"),
     Column("FRAMEWORK", 9, False, 10, _framework, help="PyTorch, vLLM, ... from /proc"),
     Column("CONTAINER", 12, False, 11, _container, help="container ID (docker, k8s pod...)"),
