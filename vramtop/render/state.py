@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from vramtop.config import Config
 from vramtop.enrich.users import OtherUsers
 from vramtop.messages import ActorState, SampleMessage
+from vramtop.render.events import EventLog
 from vramtop.render.filters import ProcessFilter
 from vramtop.render.model import Knowledge, ProcView, RowKey, TableItem
+from vramtop.render.timeline import TimelinePlan
 
 
 @dataclass
@@ -76,6 +78,10 @@ class ViewState:
     # Actors' standing lines (a paused recording...): key -> (text, theme colour).
     notices: dict[str, tuple[str, str]] = field(default_factory=dict)
     last_screenshot: str = ""
+    # timelines (full layout): GPU total or stacked by the top processes (Tab)
+    chart_stacked: bool = False
+    events: EventLog = field(default_factory=EventLog)
+    timelines: dict[int, TimelinePlan] = field(default_factory=dict)  # last frame's, by GPU
 
     def say(self, text: str, seconds: float = 8.0, style: str = "accent") -> None:
         self.status = text
