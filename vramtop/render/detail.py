@@ -1,10 +1,12 @@
 """The detail panel (d / Enter): everything known about the selected process.
 
 Where it sits: ``screen.py`` draws it as an overlay from the selected :class:`ProcView`, the
-render process's :class:`Knowledge` and the shm history. Sections whose data comes from actors
-that have not reported (enricher, analyzer, scraper) say why they are empty, instead of
-silently showing nothing. The panel names only sources vramtop has: allocator statistics (deep
-mode) get their section with the actor that collects them.
+render process's :class:`Knowledge` and the shm history. The text (in two columns on a wide
+panel) comes first; the history chart (``procchart.py``) fills the rest of the panel's width
+and height: the full command line is here, the table shows its informative part. Sections whose
+data comes from actors that have not reported (enricher, analyzer, scraper) say why they are
+empty, instead of silently showing nothing. The panel names only sources vramtop has: allocator
+statistics (deep mode) get their section with the actor that collects them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from vramtop.fmt import size
 from vramtop.render.grid import Grid, Style, wrap
 from vramtop.render.history import History
 from vramtop.render.model import Knowledge, ProcView
-from vramtop.render.widgets import box, chart, duration, phase_badge, rate, verdict_style
+from vramtop.render.procchart import draw_process_chart, plan_process_chart
+from vramtop.render.widgets import box, duration, phase_badge, rate, verdict_style
 from vramtop.scrape.model import ServerMetrics
 
 LABEL = Style(fg="muted", bg="panel")
@@ -27,6 +30,9 @@ HEAD = Style(fg="accent", bg="panel", bold=True)
 NOTE = Style(fg="muted", bg="panel")
 
 Line = tuple[str, Style]
+
+TWO_COLUMNS_W = 120  # a panel this wide puts the text in two columns, leaving rows to the chart
+MIN_CHART_ROWS = 7
 
 
 def _wrap(text: str, width: int) -> list[str]:
@@ -196,25 +202,30 @@ def draw_detail(
         grid.put(x0 + 2, y, "no process selected", NOTE)
         return
     bottom = y0 + bh - 1
-    chart_h = 5 if bh >= 26 else 3 if bh >= 18 else 0
-    lines = detail_lines(view, knowledge, config, inner, accessible)
-    text_rows = bottom - y - (chart_h + 2 if chart_h else 0)
-    for text, style in lines[: max(0, text_rows)]:
-        style = verdict_style(text[12:]).but(bg="panel") if text.startswith("verdict") else style
-        grid.put(x0 + 2, y, text, style, inner)
-        y += 1
-    if not chart_h:
+    avail = bottom - y
+    two = inner >= TWO_COLUMNS_W
+    col_w = (inner - 3) // 2 if two else inner
+    lines = detail_lines(view, knowledge, config, col_w, accessible)
+    columns = [lines]
+    if two:
+        split = next((i for i, (t, st) in enumerate(lines) if t == "memory trend" and st == HEAD),
+                     len(lines))  # fmt: skip
+        columns = [lines[:split], lines[split:]]
+    text_need = max(len(c) for c in columns)
+    # The chart takes what the text leaves, and never less than a readable few rows.
+    chart_h = max(avail - text_need - 1, MIN_CHART_ROWS if avail >= 2 * MIN_CHART_ROWS else 0)
+    text_rows = avail - chart_h - (1 if chart_h else 0)
+    for c, column in enumerate(columns):
+        x = x0 + 2 + c * (col_w + 3)
+        for i, (text, style) in enumerate(column[: max(0, text_rows)]):
+            if text.startswith("verdict"):
+                style = verdict_style(text[12:]).but(bg="panel")
+            grid.put(x, y + i, text, style, col_w)
+    if chart_h <= 0:
         return
-    values = history.process_used(view.row.slot, inner - 10)
-    cy = bottom - chart_h - 1
-    grid.put(x0 + 2, cy, "memory history", HEAD)
-    finite = [v for v in values if not math.isnan(v)]
-    if len(finite) < 2:
-        grid.put(x0 + 18, cy, "no history yet (the sampler's rings fill once a tick)", NOTE)
-        return
-    grid.put(x0 + 18, cy, f"last {len(values)} samples", NOTE)
-    rows = chart(values, inner - 10, chart_h, accessible)
-    for i, line in enumerate(rows):
-        label = size(max(finite)) if i == 0 else size(min(finite)) if i == len(rows) - 1 else ""
-        grid.put(x0 + 2, cy + 1 + i, f"{label:>8} ", LABEL)
-        grid.put(x0 + 11, cy + 1 + i, line, Style(fg="used", bg="panel"))
+    general = config.general
+    plan = plan_process_chart(
+        view, history, inner, chart_h, dt=general.refresh_rate,
+        history_length=general.history_length, accessible=accessible,
+    )  # fmt: skip
+    draw_process_chart(grid, x0 + 2, bottom - chart_h, plan, accessible)

@@ -244,6 +244,15 @@ def _y_labels(total: float, plot_h: int) -> tuple[tuple[int, str], ...]:
     return tuple(out)
 
 
+def time_window(t_now: float, dots_w: int, dt: float) -> tuple[float, int]:
+    """(time at dot column 0, dot column of ``t_now``): pages of a quarter width, "now" between
+    the middle and three quarters, so a new sample changes one column, not the whole chart."""
+    page = max(1, dots_w // 4)
+    k = math.floor(t_now / (page * dt))
+    t0 = (k - 2) * page * dt
+    return t0, min(dots_w - 1, math.floor((t_now - t0) / dt + 1e-9))
+
+
 def plan_timeline(
     gpu: GpuSample,
     history: History,
@@ -277,11 +286,7 @@ def plan_timeline(
     if not ts or not any(v == v for v in used):
         note = "collecting samples…" if not accessible else "collecting samples..."
         return _replace(base, title=title, note=note)
-    t_now = max(t for t in ts if t == t)
-    page = max(1, dots_w // 4)
-    k = math.floor(t_now / (page * dt))
-    t0 = (k - 2) * page * dt
-    now_x = min(dots_w - 1, math.floor((t_now - t0) / dt + 1e-9))
+    t0, now_x = time_window(max(t for t in ts if t == t), dots_w, dt)
     scale = dots_h / total
 
     layers: list[Layer] = []
@@ -360,6 +365,15 @@ def _replace(plan: TimelinePlan, **changes: object) -> TimelinePlan:
     return dataclasses.replace(plan, **changes)  # type: ignore[arg-type]
 
 
+def draw_road(canvas: Canvas, road: Road, bg: str = "") -> None:
+    """The fan (the prediction's range, sparse dots) under the best estimate (a solid line)."""
+    top = canvas.dots_h - 1
+    for x_end in (road.x_low, road.x_high):
+        if abs(x_end - road.x_eta) >= 4:  # a fan narrower than two cells would only blur the line
+            canvas.line(road.x0, road.y0, x_end, top, FAN.but(bg=bg), ".", step=4)
+    canvas.line(road.x0, road.y0, road.x_eta, top, PROJECTION.but(bg=bg), "/")
+
+
 def draw_timeline(grid: Grid, x: int, y: int, plan: TimelinePlan, accessible: bool) -> None:
     """Blit ``plan`` with its top-left corner at (x, y)."""
     pw, ph = plan.plot_w, plan.plot_h
@@ -395,7 +409,7 @@ def draw_timeline(grid: Grid, x: int, y: int, plan: TimelinePlan, accessible: bo
     grid.put(px, ay, ("-" if accessible else "─") * pw, AXIS)
     for col, label in plan.ticks:
         style = Style(fg="accent", bold=True) if label == "now" else MUTED
-        grid.put(px + col, ay, "+" if accessible else "┴", AXIS)
+        grid.put(px + col, ay, "|" if accessible else "┴", AXIS)
         if col + 1 + len(label) <= pw:
             grid.put(px + col + 1, ay, label, style)
     if plan.note:
@@ -413,10 +427,7 @@ def draw_timeline(grid: Grid, x: int, y: int, plan: TimelinePlan, accessible: bo
         )  # fmt: skip
     road = plan.road
     if road is not None:
-        dots_h = canvas.dots_h - 1
-        canvas.line(road.x0, road.y0, road.x_low, dots_h, FAN, ".", step=3)
-        canvas.line(road.x0, road.y0, road.x_high, dots_h, FAN, ".", step=3)
-        canvas.line(road.x0, road.y0, road.x_eta, dots_h, PROJECTION, "/")
+        draw_road(canvas, road)
     canvas.blit(grid, px, top, accessible, Style())
     # marks on the ceiling: events, then the OOM mark over them
     for col, kind, _label in plan.markers:
