@@ -58,19 +58,24 @@ def has_chart(screen: str) -> bool:
 
 def seconds(text: str) -> float:
     """A duration as vramtop writes it (``9s``, ``1m05s``, ``12m``, ``1h05m``) in seconds."""
-    m = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text.strip().lstrip("+-"))
+    m = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text.strip())
     assert m and any(m.groups()), text
     h, mi, s = (int(g) if g else 0 for g in m.groups())
     return h * 3600 + mi * 60 + s
 
 
 def seconds_per_column(axis: str) -> tuple[int, float]:
-    """(column of "now", seconds per column) from the time axis's tick labels."""
-    ticks = [(m.start(), m.group(1)) for m in re.finditer(r"┴([-+]?[0-9hms]+|now)", axis)]
-    now = next(c for c, label in ticks if label == "now")
-    far = max((t for t in ticks if t[1] != "now"), key=lambda t: abs(t[0] - now))
-    signed = seconds(far[1]) * (-1 if far[1].startswith("-") else 1)
-    return now, signed / (far[0] - now)
+    """(column of "now", seconds per column) from the time axis's clock-time ticks."""
+    ticks = [(m.start(), m.group(1)) for m in re.finditer(r"┴(\d\d:\d\d(?::\d\d)?)", axis)]
+    assert len(ticks) >= 2, axis
+
+    def clock(label: str) -> int:
+        parts = [int(p) for p in label.split(":")] + [0]
+        return parts[0] * 3600 + parts[1] * 60 + parts[2]
+
+    (c0, a), (c1, b) = ticks[0], ticks[-1]
+    span = (clock(b) - clock(a)) % 86400  # a page may straddle midnight
+    return axis.index("┴now"), span / (c1 - c0)
 
 
 def test_one_gpu_timeline_and_the_road_to_oom_agree_with_the_table(home: Path) -> None:

@@ -28,6 +28,7 @@ from vramtop.render.timeline import (
     Road,
     _columns,
     _ticks,
+    draw_axis,
     draw_road,
     time_window,
 )
@@ -154,7 +155,7 @@ def plan_process_chart(
     n = len(finite)
     title = f"memory history, last {n} samples" + (", PELT segments" if spans else "")
     return ProcChartPlan(
-        width, height, top, top_label, dt, now_x, tuple(layers), _ticks(now_x, dots_w, dt),
+        width, height, top, top_label, dt, now_x, tuple(layers), _ticks(t0, dots_w, dt),
         tuple(spans), road, title=title,
     )  # fmt: skip
 
@@ -198,12 +199,7 @@ def draw_process_chart(
     ay = top + ph
     grid.put(x, ay, f"{'0':>{GUTTER - 1}}", muted)
     grid.put(px - 1, ay, "+" if accessible else "└", axis)
-    grid.put(px, ay, ("-" if accessible else "─") * pw, axis)
-    for col, label in plan.ticks:
-        grid.put(px + col, ay, "|" if accessible else "┴", axis)
-        if col + 1 + len(label) <= pw:
-            style = Style(fg="accent", bg=bg, bold=True) if label == "now" else muted
-            grid.put(px + col + 1, ay, label, style)
+    draw_axis(grid, px, ay, pw, plan.ticks, plan.now_x // 2, accessible, bg)
     canvas = Canvas(pw, ph)
     for tops, style, mark in plan.layers:
         canvas.area(tops, style.but(bg=bg), mark)

@@ -8,7 +8,7 @@ ETA lands, which ticks exist) as well as the screen.
 The picture, top to bottom: a legend row; the ceiling (the card's total) with the OOM mark and
 event marks; the plot (braille area of used memory, or the top processes stacked, with the
 driver-reserved memory as a band hanging from the ceiling and the projection as a fan of lines);
-the time axis (``-2m``, ``now``, ``+30s``).
+the time axis (clock times at round steps, and "now").
 
 The time axis pages instead of scrolling: dot column ``x`` is the time ``t0 + x * dt`` with
 ``t0`` aligned to a quarter of the width, and "now" stays between the middle and three quarters
@@ -21,6 +21,7 @@ analysis predicts an OOM, the projection runs from the newest sample to the ceil
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -196,33 +197,39 @@ def _columns(ts: Sequence[float], values: Sequence[float], t0: float, dt: float,
     return out
 
 
-def _tick_label(seconds: float) -> str:
-    if abs(seconds) < 0.5:
-        return "now"
-    sign = "+" if seconds > 0 else "-"
-    s = round(abs(seconds))
-    if s < 60:
-        return f"{sign}{s}s"
-    if s < 3600:
-        m, r = divmod(s, 60)
-        return f"{sign}{m}m" if not r else f"{sign}{m}m{r:02d}s"
-    h, r = divmod(s, 3600)
-    return f"{sign}{h}h" if not r else f"{sign}{h}h{r // 60:02d}m"
-
-
-def _ticks(now_x: int, dots: int, dt: float) -> tuple[tuple[int, str], ...]:
+def _ticks(t0: float, dots: int, dt: float) -> tuple[tuple[int, str], ...]:
+    """Clock-time ticks at round times (multiples of the step) in a page: they keep their columns
+    until the page turns, so the axis costs no bytes while "now" walks along it."""
     step = next((s for s in TICK_STEPS if s / dt / 2 >= MIN_TICK_CELLS), TICK_STEPS[-1])
-    per = step / dt  # dots between ticks
+    fmt = "%H:%M:%S" if step < 60 else "%H:%M"
     out: list[tuple[int, str]] = []
-    k = -math.floor(now_x / per)
-    while True:
-        x = now_x + k * per
-        if x >= dots:
-            break
-        if x >= 0:
-            out.append((int(x // 2), _tick_label(k * step)))
-        k += 1
+    tick = math.ceil(t0 / step) * step
+    while (x := (tick - t0) / dt) < dots:
+        out.append((int(x // 2), time.strftime(fmt, time.localtime(tick))))
+        tick += step
     return tuple(out)
+
+
+def draw_axis(grid: Grid, x: int, y: int, width: int, ticks: Sequence[tuple[int, str]],
+              now_col: int, accessible: bool, bg: str = "") -> None:  # fmt: skip
+    """The time axis: ticks with clock labels, and "now" (a label it would cover is left out)."""
+    axis = Style(fg="border", bg=bg)
+    muted = Style(fg="muted", bg=bg)
+    tick_ch = "|" if accessible else "┴"
+    grid.put(x, y, ("-" if accessible else "─") * width, axis)
+    now_end = now_col + 4
+    for col, label in ticks:
+        end = col + 1 + len(label)
+        if col == now_col:
+            continue
+        grid.put(x + col, y, tick_ch, axis)
+        if end <= width and (end <= now_col or col >= now_end):
+            grid.put(x + col + 1, y, label, muted)
+    if 0 <= now_col < width:
+        grid.put(x + now_col, y, tick_ch, axis)
+        grid.put(
+            x + now_col + 1, y, "now", Style(fg="accent", bg=bg, bold=True), width - now_col - 1
+        )
 
 
 def _y_labels(total: float, plot_h: int) -> tuple[tuple[int, str], ...]:
@@ -351,7 +358,7 @@ def plan_timeline(
         layers=tuple(layers),
         reserved=reserved,
         road=road,
-        ticks=_ticks(now_x, dots_w, dt),
+        ticks=_ticks(t0, dots_w, dt),
         y_labels=_y_labels(total, plot_h),
         legend=tuple(legend),
         markers=tuple(markers),
@@ -406,12 +413,10 @@ def draw_timeline(grid: Grid, x: int, y: int, plan: TimelinePlan, accessible: bo
     ay = top + ph
     grid.put(x, ay, f"{'0':>{GUTTER - 1}}", MUTED)
     grid.put(px - 1, ay, "+" if accessible else "└", AXIS)
-    grid.put(px, ay, ("-" if accessible else "─") * pw, AXIS)
-    for col, label in plan.ticks:
-        style = Style(fg="accent", bold=True) if label == "now" else MUTED
-        grid.put(px + col, ay, "|" if accessible else "┴", AXIS)
-        if col + 1 + len(label) <= pw:
-            grid.put(px + col + 1, ay, label, style)
+    if not plan.note:
+        draw_axis(grid, px, ay, pw, plan.ticks, plan.now_col, accessible)
+    else:
+        grid.put(px, ay, ("-" if accessible else "─") * pw, AXIS)
     if plan.note:
         grid.put(px + 2, top + ph // 2, plan.note, MUTED, pw - 2)
         return
