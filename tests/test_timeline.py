@@ -302,6 +302,9 @@ def test_command_column_puts_the_informative_part_first() -> None:
     assert short_command("[kworker/0:1]", 60) == "[kworker/0:1]"
     argv = ("/usr/bin/python3", "/srv/my jobs/run.py", "--x")
     assert short_command("ignored", 60, argv) == "python3 /srv/my jobs/run.py --x"
+    # a process that set its own title has one argv entry holding the whole line
+    titled = ("/opt/conda/bin/python3.11 /srv/a/b/serve.py --port 8000",)
+    assert short_command("ignored", 60, titled) == "python3.11 /srv/a/b/serve.py --port 8000"
 
 
 # -- events -----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ do not, e.g. eight GPUs on 45 rows). The timeline itself is ``timeline.py``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -100,9 +101,16 @@ def stack_slots(state: ViewState, gpu_index: int) -> list[tuple[int, str]]:
 
 
 def draw_gpu_chart(
-    grid: Grid, y: int, gpu: GpuSample, rows: int, state: ViewState, history: History
+    grid: Grid,
+    y: int,
+    gpu: GpuSample,
+    rows: int,
+    state: ViewState,
+    history: History,
+    single: bool = False,
 ) -> int:
-    """Draw the timeline of ``gpu`` on ``rows`` lines from ``y``; return the line after it."""
+    """Draw the timeline of ``gpu`` on ``rows`` lines from ``y``; return the line after it.
+    ``single``: the one chart for the selected process's GPU (the title says so)."""
     general = state.config.general
     plan = plan_timeline(
         gpu, history, state.knowledge, grid.width - 1, rows,
@@ -112,6 +120,8 @@ def draw_gpu_chart(
         events=state.events.for_gpu(gpu.index),
         accessible=state.accessible,
     )  # fmt: skip
+    if single and plan.title:
+        plan = dataclasses.replace(plan, title=plan.title + " (selected process's GPU)")
     state.timelines[gpu.index] = plan
     draw_timeline(grid, 0, y, plan, state.accessible)
     return y + rows

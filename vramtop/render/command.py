@@ -23,7 +23,7 @@ ELLIPSIS = "…"
 
 
 def _basename(word: str) -> str:
-    if word.startswith("[") or "/" not in word:
+    if word.startswith("[") or "/" not in word or " " in word:
         return word  # kernel threads ("[kworker/0:1]") and bare names stay as they are
     return os.path.basename(word.rstrip("/")) or word
 
@@ -64,6 +64,8 @@ def short_command(command: str, width: int | None = None, argv: Sequence[str] = 
     """The command for a narrow column: basename of the program, the script's path shortened
     from the left to fit ``width`` cells (None: only the basename rule), then cut at the end."""
     words = [w for w in argv if w] or command.split()
+    if len(words) == 1 and " " in words[0]:
+        words = words[0].split()  # a process that rewrote its title: one argv entry with spaces
     if not words:
         return command
     words = list(words)

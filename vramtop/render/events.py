@@ -11,6 +11,7 @@ job's next incarnation), not as an exit and a stranger's start. Bounded: the new
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 from vramtop.analysis.model import UNKNOWN, AnalysisResult
@@ -19,6 +20,7 @@ from vramtop.render.timeline import ChartEvent
 
 MAX_EVENTS = 64
 RESTART_WINDOW_S = 120.0
+OOM_QUIET_S = 60.0
 
 JobKey = tuple[str, str, int]  # (user, command, GPU)
 
@@ -30,6 +32,7 @@ class EventLog:
         self._exited: dict[JobKey, float] = {}
         self._phase: dict[int, str] = {}
         self._oom: dict[int, bool] = {}
+        self._oom_at: dict[int, float] = {}
 
     def _add(self, gpu: int, event: ChartEvent) -> None:
         self._events.setdefault(gpu, deque(maxlen=MAX_EVENTS)).append(event)
@@ -67,6 +70,10 @@ class EventLog:
             if old is not None and old != phase and UNKNOWN not in (old, phase):
                 self._add(g.gpu_index, ChartEvent(ts, "phase", phase))
             likely = g.oom is not None
-            if likely and not self._oom.get(g.gpu_index, False):
+            # A prediction that flickers around the alert threshold is one event, not many.
+            recent = ts - self._oom_at.get(g.gpu_index, -math.inf) < OOM_QUIET_S
+            if likely and not self._oom.get(g.gpu_index, False) and not recent:
                 self._add(g.gpu_index, ChartEvent(ts, "oom", "OOM likely"))
+            if likely:
+                self._oom_at[g.gpu_index] = ts
             self._oom[g.gpu_index] = likely

@@ -97,7 +97,7 @@ def draw(
         if charts.single:
             focus = next((g for g in gpus if g.index in charts.rows), None)
             if focus is not None:
-                y = draw_gpu_chart(grid, y, focus, charts.rows[focus.index], state, history)
+                y = draw_gpu_chart(grid, y, focus, charts.rows[focus.index], state, history, True)
     if sample is not None or layout != "mini":
         draw_table(grid, y + (0 if layout == "mini" else 1), h - 1, state, layout == "full")
     draw_footer(grid, state)

@@ -74,6 +74,8 @@ EVENT_GLYPHS = {
     "phase": ("◆", "p"),
     "oom": ("!", "!"),
 }
+EVENT_WORDS = {"start": "start", "exit": "exit", "restart": "restart", "phase": "phase",
+               "oom": "OOM likely"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -345,6 +347,10 @@ def plan_timeline(
         x = (ev.ts - t0) / dt
         if 0 <= x < dots_w:
             markers.append((int(x // 2), ev.kind, ev.label))
+    for kind in EVENT_GLYPHS:
+        if any(m[1] == kind for m in markers):
+            glyph, letter = EVENT_GLYPHS[kind]
+            legend.append((f"{letter if accessible else glyph} {EVENT_WORDS[kind]}", EVENT))
 
     return TimelinePlan(
         gpu_index=gpu.index,
