@@ -38,9 +38,6 @@ class ChartPlacement:
     single: bool = False  # one chart after the cards instead of one under each
     gaps: bool = True  # a blank line after each card
 
-    def __bool__(self) -> bool:
-        return bool(self.rows)
-
 
 def table_need(state: ViewState) -> int:
     """Rows the process table wants: header, its rows (at least a few), other users' lines."""

@@ -20,10 +20,11 @@ analysis predicts an OOM, the projection runs from the newest sample to the ceil
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from vramtop.analysis.model import OK, OomPrediction
 from vramtop.fmt import GiB, size
@@ -122,7 +123,6 @@ class TimelinePlan:
     markers: tuple[tuple[int, str, str], ...] = ()  # (plot column, kind, label)
     note: str = ""  # said in the plot when there is nothing to draw yet
     title: str = ""
-    extra: dict[str, float] = field(default_factory=dict)
 
     @property
     def plot_w(self) -> int:
@@ -289,12 +289,13 @@ def plan_timeline(
     mode = "stacked by top processes" if stacked else "GPU total"
     title = f"GPU {gpu.index} memory, {mode}"
     if not total or total != total:
-        return _replace(base, title=title, note="memory total n/a: nothing to scale the chart to")
+        note = "memory total n/a: nothing to scale the chart to"
+        return dataclasses.replace(base, title=title, note=note)
     n = min(history_length, dots_w + 8)
     ts, used = history.gpu_series(gpu.index, "used", n)
     if not ts or not any(v == v for v in used):
         note = "collecting samples…" if not accessible else "collecting samples..."
-        return _replace(base, title=title, note=note)
+        return dataclasses.replace(base, title=title, note=note)
     t0, now_x = time_window(max(t for t in ts if t == t), dots_w, dt)
     scale = dots_h / total
 
@@ -370,12 +371,6 @@ def plan_timeline(
         markers=tuple(markers),
         title=title,
     )
-
-
-def _replace(plan: TimelinePlan, **changes: object) -> TimelinePlan:
-    import dataclasses
-
-    return dataclasses.replace(plan, **changes)  # type: ignore[arg-type]
 
 
 def draw_road(canvas: Canvas, road: Road, bg: str = "") -> None:
