@@ -41,23 +41,29 @@ class Canvas:
     ) -> None:
         """Fill each dot column from ``bases[x]`` (default 0) up to ``tops[x]`` (in dots; NaN or
         a top at or below the base leaves the column empty)."""
+        # The hot loop of every frame with a chart: cells are written directly, not via _touch.
+        h, dots_h = self.height, self.dots_h
+        all_bits, all_styles, all_marks = self.bits, self.styles, self.marks
         for x, top in enumerate(tops[: self.dots_w]):
             base = bases[x] if bases is not None else 0.0
             if top != top or base != base:  # NaN
                 continue
             lo = max(0, round(base))
-            hi = min(self.dots_h, round(top))
+            hi = min(dots_h, round(top))
             if hi <= lo:
                 continue
             cx, col = divmod(x, 2)
+            fill = _FILL[col]
             for cell_row in range(lo // 4, (hi - 1) // 4 + 1):
                 bottom = cell_row * 4  # dots below this cell
-                k_hi = min(4, hi - bottom)
-                k_lo = max(0, lo - bottom)
-                bits = _FILL[col][k_hi] & ~_FILL[col][k_lo]
+                k_hi = hi - bottom
+                k_lo = lo - bottom
+                bits = fill[4 if k_hi > 4 else k_hi] & ~fill[0 if k_lo < 0 else k_lo]
                 if bits:
-                    cy = self.height - 1 - cell_row
-                    self._touch(cx, cy, bits, style, mark)
+                    cy = h - 1 - cell_row
+                    all_bits[cy][cx] |= bits
+                    all_styles[cy][cx] = style
+                    all_marks[cy][cx] = mark
 
     def dot(self, x: int, y: int, style: Style, mark: str) -> None:
         if 0 <= x < self.dots_w and 0 <= y < self.dots_h:
@@ -88,7 +94,19 @@ class Canvas:
 
     def blit(self, grid: Grid, x: int, y: int, accessible: bool, base: Style) -> None:
         """Copy into ``grid`` at (x, y); empty cells get ``base`` (the chart's background)."""
-        for cy in range(self.height):
-            for cx in range(self.width):
-                ch, style = self.cell(cx, cy, accessible)
-                grid.put(x + cx, y + cy, ch, base if style is None else style)
+        first = max(0, -x)
+        last = min(self.width, grid.width - x)
+        for cy in range(max(0, -y), min(self.height, grid.height - y)):
+            row_c, row_s = grid.chars[y + cy], grid.styles[y + cy]
+            bits, styles, marks = self.bits[cy], self.styles[cy], self.marks[cy]
+            for cx in range(first, last):
+                style = styles[cx]
+                if style is None:
+                    row_c[x + cx], row_s[x + cx] = " ", base
+                    continue
+                if accessible:
+                    mark = marks[cx]
+                    row_c[x + cx] = ":" if mark == "#" and bits[cx] != 0xFF else mark
+                else:
+                    row_c[x + cx] = chr(BRAILLE_BASE + bits[cx])
+                row_s[x + cx] = style

@@ -107,18 +107,36 @@ def draw_gpu_chart(
     single: bool = False,
 ) -> int:
     """Draw the timeline of ``gpu`` on ``rows`` lines from ``y``; return the line after it.
-    ``single``: the one chart for the selected process's GPU (the title says so)."""
+    ``single``: the one chart for the selected process's GPU (the title says so).
+
+    Frames come with every message (analysis, enrichment, keys), samples far less often: the drawn
+    chart is kept and copied again until something it shows has changed."""
     general = state.config.general
-    plan = plan_timeline(
-        gpu, history, state.knowledge, grid.width - 1, rows,
-        dt=general.refresh_rate, history_length=general.history_length,
-        stacked=state.chart_stacked,
-        slots=stack_slots(state, gpu.index) if state.chart_stacked else (),
-        events=state.events.for_gpu(gpu.index),
-        accessible=state.accessible,
+    width = grid.width - 1
+    slots = stack_slots(state, gpu.index) if state.chart_stacked else []
+    events = state.events.for_gpu(gpu.index)
+    newest, _ = history.gpu_series(gpu.index, "used", 1)
+    key = (
+        tuple(newest), state.knowledge.analysis_at, len(events), events[-1] if events else None,
+        width, rows, state.chart_stacked, tuple(slots), state.accessible, single,
+        gpu.memory_total, gpu.memory_reserved, general.refresh_rate, general.history_length,
     )  # fmt: skip
-    if single and plan.title:
-        plan = dataclasses.replace(plan, title=plan.title + " (selected process's GPU)")
-    state.timelines[gpu.index] = plan
-    draw_timeline(grid, 0, y, plan, state.accessible)
+    cached = state.chart_cache.get(gpu.index)
+    if cached is None or cached[0] != key:
+        plan = plan_timeline(
+            gpu, history, state.knowledge, width, rows,
+            dt=general.refresh_rate, history_length=general.history_length,
+            stacked=state.chart_stacked, slots=slots, events=events,
+            accessible=state.accessible,
+        )  # fmt: skip
+        if single and plan.title:
+            plan = dataclasses.replace(plan, title=plan.title + " (selected process's GPU)")
+        drawn = Grid(width, rows)
+        draw_timeline(drawn, 0, 0, plan, state.accessible)
+        cached = (key, drawn)
+        state.chart_cache[gpu.index] = cached
+    drawn = cached[1]
+    for r in range(min(rows, grid.height - y)):
+        grid.chars[y + r][:width] = drawn.chars[r]
+        grid.styles[y + r][:width] = drawn.styles[r]
     return y + rows

@@ -16,8 +16,8 @@ from vramtop.enrich.users import OtherUsers
 from vramtop.messages import ActorState, SampleMessage
 from vramtop.render.events import EventLog
 from vramtop.render.filters import ProcessFilter
+from vramtop.render.grid import Grid
 from vramtop.render.model import Knowledge, ProcView, RowKey, TableItem
-from vramtop.render.timeline import TimelinePlan
 
 
 @dataclass
@@ -81,7 +81,8 @@ class ViewState:
     # timelines (full layout): GPU total or stacked by the top processes (Tab)
     chart_stacked: bool = False
     events: EventLog = field(default_factory=EventLog)
-    timelines: dict[int, TimelinePlan] = field(default_factory=dict)  # last frame's, by GPU
+    # GPU index -> (what the chart showed, the chart as drawn): reused until one of them changes
+    chart_cache: dict[int, tuple[tuple[object, ...], Grid]] = field(default_factory=dict)
 
     def say(self, text: str, seconds: float = 8.0, style: str = "accent") -> None:
         self.status = text
