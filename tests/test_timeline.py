@@ -329,3 +329,14 @@ def test_event_log_marks_starts_exits_restarts_and_phase_changes() -> None:
     for phase, oom in (("stable", None), ("growing", None), ("growing", prediction(30.0))):
         log.observe_analysis(AnalysisResult(120.0, (GpuAnalysis(0, Trend(phase, 1.0), oom),)))
     assert [e.kind for e in log.for_gpu(0)][-2:] == ["phase", "oom"]
+
+
+def test_tab_switches_the_timeline_and_the_help_says_so() -> None:
+    from vramtop.render.controller import Ui
+    from vramtop.render.keys import help_lines
+
+    assert any(keys == "Tab" and "stacked" in what for keys, what in help_lines())
+    ui = Ui()
+    assert ui.key("KEY_TAB") and ui.state.chart_stacked
+    ui.key("?")  # with the help open, Tab still switches
+    assert ui.key("\t") and not ui.state.chart_stacked
