@@ -109,8 +109,9 @@ def test_one_gpu_timeline_and_the_road_to_oom_agree_with_the_table(home: Path) -
             now, per_col = seconds_per_column(lines[axis])
             mark = lines[ceiling].index("✕")
             expected = now + seconds(eta_text) / per_col
-            # the displayed ETA is rounded down to whole seconds: half a second of slack
-            assert abs(mark - expected) <= 1 + 0.5 / per_col, (eta_text, mark, expected)
+            # Within one column; the quarter on top is the scale read back from the axis's
+            # clock labels (whole columns), not the chart's.
+            assert abs(mark - expected) <= 1.25, (eta_text, mark, expected, per_col)
             assert f"OOM ~{eta_text}" in lines[ceiling]
             checked += 1
             if checked >= 2:
