@@ -206,6 +206,11 @@ def test_compact_keeps_the_sparkline_and_resizes_bring_the_chart(home: Path) -> 
         tui.resize(100, 24)
         again = tui.wait_for(lambda s: "hist " in s and "PHASE" not in s)
         assert not has_chart(again)
+        tui.resize(50, 12)  # mini: a line per GPU, no history at all
+        mini = tui.wait_for(lambda s: s.splitlines()[2].startswith("0 ["))
+        assert "hist " not in mini and not BRAILLE.search(mini)
+        tui.resize(100, 24)
+        tui.wait_for(lambda s: "hist " in s and "PHASE" not in s)
         tui.send("d")  # the detail panel's history chart fills its width at 100x24 too
         detail = tui.wait_for(lambda s: "memory history, last" in s and "┴now" in s)
         rows = detail.splitlines()
