@@ -26,10 +26,10 @@ from vramtop.render.model import ProcView
 from vramtop.render.timeline import (
     GUTTER,
     Road,
-    _columns,
-    _ticks,
+    clock_ticks,
     draw_axis,
     draw_road,
+    sample_columns,
     time_window,
 )
 from vramtop.render.widgets import duration
@@ -132,7 +132,7 @@ def plan_process_chart(
         top = _round_up(max(finite) * 1.1)
         top_label = size(top)
     scale = dots_h / top if top > 0 else 0.0
-    cols = _columns(ts, values, t0, dt, dots_w, scale)
+    cols = sample_columns(ts, values, t0, dt, dots_w, scale)
     layers: list[tuple[list[float], Style, str]] = [(cols, Style(fg="used"), "#")]
     spans = []
     for seg in segments:
@@ -155,7 +155,7 @@ def plan_process_chart(
     n = len(finite)
     title = f"memory history, last {n} samples" + (", PELT segments" if spans else "")
     return ProcChartPlan(
-        width, height, top, top_label, dt, now_x, tuple(layers), _ticks(t0, dots_w, dt),
+        width, height, top, top_label, dt, now_x, tuple(layers), clock_ticks(t0, dots_w, dt),
         tuple(spans), road, title=title,
     )  # fmt: skip
 

@@ -174,7 +174,7 @@ def _finite(value: object) -> float:
         return math.nan
 
 
-def _columns(ts: Sequence[float], values: Sequence[float], t0: float, dt: float, n: int,
+def sample_columns(ts: Sequence[float], values: Sequence[float], t0: float, dt: float, n: int,
              scale: float) -> list[float]:  # fmt: skip
     """Samples -> one value per dot column (the highest sample in it, in dots); a column a
     sample skipped (timer jitter) takes its left neighbour's value, a longer gap stays empty."""
@@ -199,7 +199,7 @@ def _columns(ts: Sequence[float], values: Sequence[float], t0: float, dt: float,
     return out
 
 
-def _ticks(t0: float, dots: int, dt: float) -> tuple[tuple[int, str], ...]:
+def clock_ticks(t0: float, dots: int, dt: float) -> tuple[tuple[int, str], ...]:
     """Clock-time ticks at round times (multiples of the step) in a page: they keep their columns
     until the page turns, so the axis costs no bytes while "now" walks along it."""
     step = next((s for s in TICK_STEPS if s / dt / 2 >= MIN_TICK_CELLS), TICK_STEPS[-1])
@@ -301,12 +301,12 @@ def plan_timeline(
 
     layers: list[Layer] = []
     legend: list[tuple[str, Style]] = []
-    used_cols = _columns(ts, used, t0, dt, dots_w, scale)
+    used_cols = sample_columns(ts, used, t0, dt, dots_w, scale)
     if stacked and slots:
         bases = [0.0 if v == v else math.nan for v in used_cols]
         for i, (slot, label) in enumerate(slots[:STACK_TOP]):
             pts, pvals = history.process_series(slot, n)
-            cols = _columns(pts, pvals, t0, dt, dots_w, scale)
+            cols = sample_columns(pts, pvals, t0, dt, dots_w, scale)
             tops = [b + c if b == b and c == c else b for b, c in zip(bases, cols, strict=True)]
             style = Style(fg=STACK_COLOURS[i])
             layers.append(Layer(label, style, STACK_MARKS[i], tops, bases))
@@ -320,7 +320,7 @@ def plan_timeline(
 
     reserved: tuple[float, ...] = ()
     rts, rvals = history.gpu_series(gpu.index, "reserved", n)
-    res_cols = _columns(rts, rvals, t0, dt, dots_w, scale)
+    res_cols = sample_columns(rts, rvals, t0, dt, dots_w, scale)
     latest = _finite(gpu.memory_reserved)
     if latest == latest and latest > 0:
         depth = max(1.0, latest * scale)  # always visible when NVML reports some
@@ -365,7 +365,7 @@ def plan_timeline(
         layers=tuple(layers),
         reserved=reserved,
         road=road,
-        ticks=_ticks(t0, dots_w, dt),
+        ticks=clock_ticks(t0, dots_w, dt),
         y_labels=_y_labels(total, plot_h),
         legend=tuple(legend),
         markers=tuple(markers),
