@@ -340,3 +340,13 @@ def test_tab_switches_the_timeline_and_the_help_says_so() -> None:
     assert ui.key("KEY_TAB") and ui.state.chart_stacked
     ui.key("?")  # with the help open, Tab still switches
     assert ui.key("\t") and not ui.state.chart_stacked
+
+
+def test_command_fits_in_cells_with_wide_glyphs() -> None:
+    from vramtop.render.grid import text_width
+
+    cmd = "/usr/bin/python3 /data/実験/モデル/学習.py --epochs 3"
+    for width in (40, 24, 18):
+        out = short_command(cmd, width)
+        assert text_width(out) <= width and out.startswith("python3 ")
+    assert short_command(cmd, 24) == "python3 …/学習.py --epo…"

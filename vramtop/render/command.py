@@ -5,6 +5,7 @@ sampler's sanitised command line, or the enricher's argv when it has one; the de
 the full command. ``/root/.pyenv/versions/3.11.7/bin/python3.11 /tmp/job-42/src/train.py --lr 3e-4``
 reads ``python3.11 …/src/train.py --lr 3e-4`` when space is short: the program's basename, the
 script's path shortened from the left (its file name always kept), the arguments as they are.
+Widths are terminal cells (a CJK file name takes two per glyph).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
+
+from vramtop.render.grid import clip, text_width
 
 # Programs whose first non-option argument is the script that says what the job is.
 _INTERPRETER = re.compile(
@@ -47,14 +50,14 @@ def _script_index(argv: Sequence[str]) -> int:
 
 def _shorten_path(path: str, room: int) -> str:
     """``path`` in at most ``room`` cells, dropping directories from the left (never the name)."""
-    if len(path) <= room:
+    if text_width(path) <= room:
         return path
     parts = path.split("/")
     name = parts[-1]
     kept = name
     for part in reversed(parts[:-1]):
         candidate = f"{part}/{kept}"
-        if len(ELLIPSIS) + 1 + len(candidate) > room:
+        if 2 + text_width(candidate) > room:  # "…/" takes two cells
             break
         kept = candidate
     return f"{ELLIPSIS}/{kept}"
@@ -73,10 +76,10 @@ def short_command(command: str, width: int | None = None, argv: Sequence[str] = 
     if _INTERPRETER.match(words[0]):
         i = _script_index(words)
         if i > 0 and width is not None:
-            rest = len(" ".join(words)) - len(words[i])
-            words[i] = _shorten_path(words[i], max(len(os.path.basename(words[i])) + 2,
-                                                   width - rest))  # fmt: skip
+            rest = text_width(" ".join(words)) - text_width(words[i])
+            least = text_width(os.path.basename(words[i])) + 2
+            words[i] = _shorten_path(words[i], max(least, width - rest))
     text = " ".join(words)
-    if width is not None and len(text) > width:
-        text = text[: max(0, width - 1)] + ELLIPSIS if width > 1 else text[:width]
+    if width is not None and text_width(text) > width:
+        text = clip(text, width - 1) + ELLIPSIS if width > 1 else clip(text, width)
     return text

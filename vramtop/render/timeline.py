@@ -287,7 +287,7 @@ def plan_timeline(
     if plot_w < 4 or plot_h < 1:
         return base
     mode = "stacked by top processes" if stacked else "GPU total"
-    title = f"GPU {gpu.index} memory, {mode}"
+    title = f"{gpu.label} memory, {mode}"
     if not total or total != total:
         note = "memory total n/a: nothing to scale the chart to"
         return dataclasses.replace(base, title=title, note=note)
