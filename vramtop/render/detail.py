@@ -17,7 +17,7 @@ import time
 from vramtop.analysis.model import UNKNOWN
 from vramtop.config import Config
 from vramtop.fmt import size
-from vramtop.render.grid import Grid, Style, wrap
+from vramtop.render.grid import Grid, Style, text_width, wrap
 from vramtop.render.history import History
 from vramtop.render.model import Knowledge, ProcView
 from vramtop.render.procchart import draw_process_chart, plan_process_chart
@@ -183,6 +183,51 @@ def server_lines(s: ServerMetrics, now: float | None = None) -> list[Line]:
     return out
 
 
+def _words(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` cells, broken at spaces."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split(" "):
+        candidate = f"{line} {word}" if line else word
+        if text_width(candidate) <= width or not line:
+            line = candidate
+        else:
+            lines.append(line)
+            line = word
+    lines.append(line)
+    return lines
+
+
+def _columns(
+    view: ProcView, knowledge: Knowledge, config: Config, inner: int, accessible: bool
+) -> tuple[list[list[Line]], list[int]]:
+    """The panel's text as one column, or two on a wide panel (who and where | trend, allocator,
+    server) when every figure fits: the rows saved go to the chart. In two columns an
+    explanation (a note) that is too long goes on over the next line; a figure never does."""
+    one = ([detail_lines(view, knowledge, config, inner, accessible)], [inner])
+    if inner < TWO_COLUMNS_W:
+        return one
+    lines = detail_lines(view, knowledge, config, inner // 2 - 2, accessible)
+    split = next((i for i, (t, st) in enumerate(lines) if t == "memory trend" and st == HEAD),
+                 len(lines))  # fmt: skip
+    left, right = lines[:split], lines[split:]
+    cap = inner // 2
+    left_w = min(cap, max((text_width(t) for t, st in left if st != NOTE), default=0))
+    right_w = inner - left_w - 3
+    out: list[list[Line]] = []
+    for column, width in ((left, left_w), (right, right_w)):
+        folded: list[Line] = []
+        for text, style in column:
+            if text_width(text) <= width:
+                folded.append((text, style))
+            elif style == NOTE:
+                folded.extend((part, style) for part in _words(text, width))
+            else:
+                return one
+        out.append(folded)
+    return out, [left_w, right_w]
+
+
 def draw_detail(
     grid: Grid,
     view: ProcView | None,
@@ -203,24 +248,18 @@ def draw_detail(
         return
     bottom = y0 + bh - 1
     avail = bottom - y
-    two = inner >= TWO_COLUMNS_W
-    col_w = (inner - 3) // 2 if two else inner
-    lines = detail_lines(view, knowledge, config, col_w, accessible)
-    columns = [lines]
-    if two:
-        split = next((i for i, (t, st) in enumerate(lines) if t == "memory trend" and st == HEAD),
-                     len(lines))  # fmt: skip
-        columns = [lines[:split], lines[split:]]
+    columns, widths = _columns(view, knowledge, config, inner, accessible)
     text_need = max(len(c) for c in columns)
     # The chart takes what the text leaves, and never less than a readable few rows.
     chart_h = max(avail - text_need - 1, MIN_CHART_ROWS if avail >= 2 * MIN_CHART_ROWS else 0)
     text_rows = avail - chart_h - (1 if chart_h else 0)
-    for c, column in enumerate(columns):
-        x = x0 + 2 + c * (col_w + 3)
+    x = x0 + 2
+    for column, col_w in zip(columns, widths, strict=True):
         for i, (text, style) in enumerate(column[: max(0, text_rows)]):
             if text.startswith("verdict"):
                 style = verdict_style(text[12:]).but(bg="panel")
             grid.put(x, y + i, text, style, col_w)
+        x += col_w + 3
     if chart_h <= 0:
         return
     general = config.general
