@@ -603,6 +603,7 @@ def compare_trees(other: Path, cases: Sequence[Case], plan: Plan, repeat: int) -
     """This tree against ``other``, alternating (A B A B ...) so drift hits both alike; the
     median per actor of each side, and their ratio."""
     rows = []
+    tty_rows = []
     failed = False
     with tempfile.TemporaryDirectory(prefix="vramtop-bench-") as tmp:
         for case in cases:
@@ -615,6 +616,15 @@ def compare_trees(other: Path, cases: Sequence[Case], plan: Plan, repeat: int) -
                         measure_program(case, path, plan, result, tree)
                     failed = failed or result.failed
                     runs[side].append(result)
+            # Bytes sent to the terminal per idle second: what a UI change costs a slow link.
+            tty = {
+                side: statistics.median([r.tty_bytes_per_s for r in res] or [math.nan])
+                for side, res in runs.items()
+            }
+            tty_rows.append(
+                [case.label, _num(tty["other"], 0), _num(tty["this"], 0),
+                 _num(tty["this"] / tty["other"] if tty["other"] else None, 2)]
+            )  # fmt: skip
             roles = sorted({r for res in runs["this"] + runs["other"] for r in res.cpu})
             for role in roles:
                 this = [100.0 * r.cpu[role] for r in runs["this"] if role in r.cpu]
@@ -649,6 +659,9 @@ def compare_trees(other: Path, cases: Sequence[Case], plan: Plan, repeat: int) -
     )
     print()
     print(markdown_table(headers, rows))
+    print()
+    tty_headers = ("configuration", f"{other.name} tty B/s", "this tree tty B/s", "ratio")
+    print(markdown_table(tty_headers, tty_rows))
     return 1 if failed else 0
 
 

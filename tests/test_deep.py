@@ -60,11 +60,13 @@ def screen(ui: Ui) -> str:
 
 
 def detail_of(ui: Ui, pid: int) -> str:
+    """The detail panel of ``pid`` on a 120-column terminal: one column of text, so each
+    allocator line reads whole (a wider panel splits the text in two narrower columns)."""
     ui.state.overlay = ""
     key = next(v.key for v in ui.state.views if v.pid == pid)
     ui.state.selected = key
     ui.key("d")
-    return screen(ui)
+    return "\n".join(ui.draw(120, 60).text())
 
 
 def test_import_is_light_and_report_pulls_in_nothing_heavy(tmp_path: Path) -> None:

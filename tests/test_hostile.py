@@ -411,7 +411,11 @@ def test_resize_storm_and_extreme_terminal_sizes(home: Path) -> None:
         tui.resize(40, 10)
         tui.wait_for(lambda s: "train_small" in s or "GPU 0" in s, timeout=10)
         tui.resize(120, 40)
-        screen = tui.wait_for(lambda s: "COMMAND" in s and "python serve.py" in s, timeout=10)
+        # The whole frame, footer included: a read between two writes of one frame sees its top.
+        screen = tui.wait_for(
+            lambda s: "COMMAND" in s and "python serve.py" in s and "q quit" in s.splitlines()[-1],
+            timeout=10,
+        )
         assert "q quit" in screen.splitlines()[-1]
         assert_same_actors(tui, before)
         assert_screen_clean(tui)

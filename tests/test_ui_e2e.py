@@ -49,21 +49,23 @@ def test_layouts_at_every_size_and_after_resizes(home: Path) -> None:
     tui = Tui(["--demo", "small", *FAST], cols=160, rows=45, home=home, env=_env(home))
     try:
         full = tui.wait_for("python train_small.py")
-        assert "GPU 0  NVIDIA A10" in full and "hist " in full
+        # one GPU at 160x45: its memory timeline replaces the sparkline
+        assert "GPU 0  NVIDIA A10" in full and "GPU 0 memory, GPU total" in full
         header = next(ln for ln in full.splitlines() if "COMMAND" in ln)
         for column in ("GPU", "PID", "USER", "VRAM", "%MEM", "PHASE", "RATE", "VERDICT", "ETA",
                        "FRAMEWORK", "CONTAINER"):  # fmt: skip
             assert column in header, column
         tui.resize(100, 24)
         compact = tui.wait_for(lambda s: "PHASE" not in s and "python serve.py" in s)
-        assert "mem [" in compact and "total" in compact and "hist " not in compact
+        assert "mem [" in compact and "total" in compact and "hist " in compact
+        assert "GPU 0 memory" not in compact
         tui.resize(50, 12)
         mini = tui.wait_for(lambda s: s.splitlines()[2].startswith("0 ["))
         assert "GPU 0  NVIDIA" not in mini
         tui.resize(30, 8)
         tui.wait_for("too small (needs 40x10)")
         tui.resize(160, 45)
-        tui.wait_for(lambda s: "PHASE" in s and "hist " in s)
+        tui.wait_for(lambda s: "PHASE" in s and "GPU 0 memory, GPU total" in s)
         tui.send("q")
         assert tui.wait_exit() == 0
     finally:

@@ -108,6 +108,8 @@ def eta_range(p: OomPrediction) -> str:
 
 def _retrying(n: int) -> str:
     return f"allocator retrying: {n} {'retry' if n == 1 else 'retries'} in the last minute"
+
+
 def times(k: int) -> str:
     return {1: "once", 2: "twice"}.get(k, f"{k}x")
 

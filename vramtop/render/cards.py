@@ -2,8 +2,9 @@
 
 Where it sits: ``screen.py`` calls these with the newest :class:`GpuSample`, the analyzer's
 :class:`GpuAnalysis` (OOM alert, temperature warning) and the shm history (sparkline). A card is
-a title line with the live figures, a memory bar split used / reserved / free, and, when the
-analyzer predicts one, an OOM alert line.
+a title line with the live figures, a memory bar split used / reserved / free with a sparkline
+of the history (unless a timeline is drawn under the card), and, when the analyzer predicts
+one, an OOM alert line.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from vramtop.gpu.snapshot import GpuSample
 from vramtop.na import NaType
 from vramtop.render.grid import Grid, Style
 from vramtop.render.history import History
-from vramtop.render.widgets import MUTED, duration, memory_bar, put_runs, rate, sparkline
+from vramtop.render.widgets import MUTED, duration, memory_bar, put_runs, rate
+from vramtop.render.widgets import sparkline as spark_line
 
 TITLE = Style(fg="header", bold=True)
 ACCENT = Style(fg="accent", bold=True)
 CRIT = Style(fg="crit", bold=True)
 SPARK_W = 32
+SPARK_W_COMPACT = 16
+MIN_BAR_W = 16  # a sparkline never squeezes the memory bar below this
 
 
 def _mhz(value: int | NaType) -> str:
@@ -47,6 +51,13 @@ def oom_alert(gpu: GpuSample, analysis: GpuAnalysis | None, config: Config) -> s
     return text
 
 
+def card_rows(gpu: GpuSample, analysis: GpuAnalysis | None, config: Config) -> int:
+    """Lines :func:`gpu_card` will use (the full layout plans its charts around them)."""
+    if gpu.lost:
+        return 2
+    return 3 if oom_alert(gpu, analysis, config) else 2
+
+
 def gpu_card(
     grid: Grid,
     y: int,
@@ -57,8 +68,10 @@ def gpu_card(
     *,
     full: bool,
     accessible: bool,
+    sparkline: bool = True,
 ) -> int:
-    """Draw one card from line ``y``; return the first line after it."""
+    """Draw one card from line ``y``; return the first line after it. ``sparkline=False``: the
+    GPU has a timeline under its card, which says more than the sparkline would."""
     w = grid.width
     # A MIG instance is drawn as a sub-card under its GPU.
     name = f" {'└ ' if gpu.parent_index is not None else ''}{gpu.label}  {gpu.name}"
@@ -100,7 +113,11 @@ def gpu_card(
     tail = f" {size(used)} used  {size(reserved)} reserved  {size(free)} free  {size(total)} total"
     if gpu.memory_source == "host":
         tail += " (host memory)"  # unified memory: the driver reports none of its own
-    spark_w = SPARK_W if full and w >= 120 else 0
+    spark_w = 0
+    if sparkline:
+        spark_w = SPARK_W if full and w >= 120 else SPARK_W_COMPACT
+        if w - len(tail) - 8 - (spark_w + 7) < MIN_BAR_W:
+            spark_w = 0
     bar_w = max(10, w - len(tail) - 8 - (spark_w + 7 if spark_w else 0))
     x = grid.put(1, y, "mem [", MUTED) + 1
     x = put_runs(grid, x, y, memory_bar(gpu, bar_w, accessible))
@@ -109,7 +126,7 @@ def gpu_card(
     if spark_w:
         top = float(total) if not isinstance(total, NaType) else 0.0
         values = history.gpu_used(gpu.index, spark_w)
-        line = sparkline(values, spark_w, accessible, top=top) if values else ""
+        line = spark_line(values, spark_w, accessible, top=top) if values else ""
         x += grid.put(x, y, "  hist ", MUTED)
         if line:
             grid.put(x, y, line, Style(fg="used"))

@@ -62,6 +62,7 @@ class Ui:
         st = self.state
         if isinstance(message, SampleMessage):
             st.sample = message
+            st.events.observe_sample(message)
             st.knowledge.forget_except({r.identity for r in message.rows})
             forget = getattr(self.history, "forget", None)
             if forget is not None:
@@ -100,6 +101,7 @@ class Ui:
             return True
         if isinstance(message, AnalysisMessage):
             st.knowledge.set_analysis(message.result)
+            st.events.observe_analysis(message.result)
             self.rebuild()
             return True
         if isinstance(message, ScrapeMessage):
@@ -165,7 +167,7 @@ class Ui:
         if action is None:
             return False
         if st.overlay and action not in ("quit", "escape", "help", "detail", "theme",
-                                         "screenshot", "up", "down"):  # fmt: skip
+                                         "screenshot", "up", "down", "chart_mode"):  # fmt: skip
             return False
         getattr(self, f"_do_{action}")()
         return True
@@ -237,6 +239,12 @@ class Ui:
         st = self.state
         st.theme = next_theme(st.theme)
         st.say(f"theme {st.theme}", 3)
+
+    def _do_chart_mode(self) -> None:
+        st = self.state
+        st.chart_stacked = not st.chart_stacked
+        st.say("timeline: stacked by top processes" if st.chart_stacked
+               else "timeline: GPU total", 3)  # fmt: skip
 
     def _do_layout(self) -> None:
         st = self.state

@@ -1,9 +1,13 @@
 """The detail panel (d / Enter): everything known about the selected process.
 
 Where it sits: ``screen.py`` draws it as an overlay from the selected :class:`ProcView`, the
-render process's :class:`Knowledge` and the shm history. Sections whose data comes from actors
-that have not reported (enricher, analyzer, deep mode, scraper) say why they are empty and what
-would fill them, instead of silently showing nothing. The deep-mode lines are ``deep_panel.py``'s.
+render process's :class:`Knowledge` and the shm history. The text (in two columns on a wide
+panel) comes first; the history chart (``procchart.py``) fills the rest of the panel's width
+and height: the full command line is here, the table shows its informative part. Sections whose
+data comes from actors that have not reported (enricher, analyzer, scraper) say why they are
+empty, instead of silently showing nothing. The panel names only sources vramtop has: allocator
+statistics (deep mode) get their section with the actor that collects them
+(``deep_panel.py``'s lines).
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from vramtop.analysis.model import UNKNOWN
 from vramtop.config import Config
 from vramtop.fmt import size
 from vramtop.render.deep_panel import deep_lines
-from vramtop.render.grid import Grid, Style, wrap
+from vramtop.render.grid import Grid, Style, text_width, wrap
 from vramtop.render.history import History
 from vramtop.render.model import Knowledge, ProcView
-from vramtop.render.widgets import box, chart, duration, phase_badge, rate, verdict_style
+from vramtop.render.procchart import draw_process_chart, plan_process_chart
+from vramtop.render.widgets import box, duration, phase_badge, rate, verdict_style
 from vramtop.scrape.model import ServerMetrics
 
 LABEL = Style(fg="muted", bg="panel")
@@ -28,6 +33,9 @@ HEAD = Style(fg="accent", bg="panel", bold=True)
 NOTE = Style(fg="muted", bg="panel")
 
 Line = tuple[str, Style]
+
+TWO_COLUMNS_W = 120  # a panel this wide puts the text in two columns, leaving rows to the chart
+MIN_CHART_ROWS = 7
 
 
 def _wrap(text: str, width: int) -> list[str]:
@@ -189,6 +197,51 @@ def server_lines(s: ServerMetrics, now: float | None = None) -> list[Line]:
     return out
 
 
+def _words(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` cells, broken at spaces."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split(" "):
+        candidate = f"{line} {word}" if line else word
+        if text_width(candidate) <= width or not line:
+            line = candidate
+        else:
+            lines.append(line)
+            line = word
+    lines.append(line)
+    return lines
+
+
+def _columns(
+    view: ProcView, knowledge: Knowledge, config: Config, inner: int, accessible: bool
+) -> tuple[list[list[Line]], list[int]]:
+    """The panel's text as one column, or two on a wide panel (who and where | trend, allocator,
+    server) when every figure fits: the rows saved go to the chart. In two columns an
+    explanation (a note) that is too long goes on over the next line; a figure never does."""
+    one = ([detail_lines(view, knowledge, config, inner, accessible)], [inner])
+    if inner < TWO_COLUMNS_W:
+        return one
+    lines = detail_lines(view, knowledge, config, inner // 2 - 2, accessible)
+    split = next((i for i, (t, st) in enumerate(lines) if t == "memory trend" and st == HEAD),
+                 len(lines))  # fmt: skip
+    left, right = lines[:split], lines[split:]
+    cap = inner // 2
+    left_w = min(cap, max((text_width(t) for t, st in left if st != NOTE), default=0))
+    right_w = inner - left_w - 3
+    out: list[list[Line]] = []
+    for column, width in ((left, left_w), (right, right_w)):
+        folded: list[Line] = []
+        for text, style in column:
+            if text_width(text) <= width:
+                folded.append((text, style))
+            elif style == NOTE:
+                folded.extend((part, style) for part in _words(text, width))
+            else:
+                return one
+        out.append(folded)
+    return out, [left_w, right_w]
+
+
 def draw_detail(
     grid: Grid,
     view: ProcView | None,
@@ -208,27 +261,24 @@ def draw_detail(
         grid.put(x0 + 2, y, "no process selected", NOTE)
         return
     bottom = y0 + bh - 1
-    chart_h = 5 if bh >= 26 else 3 if bh >= 18 else 0
-    lines = detail_lines(view, knowledge, config, inner, accessible)
-    while chart_h and len(lines) > bottom - y - chart_h - 2:
-        chart_h = 3 if chart_h == 5 else 0  # text before the chart: it shrinks, then goes
-    text_rows = bottom - y - (chart_h + 2 if chart_h else 0)
-    for text, style in lines[: max(0, text_rows)]:
-        style = verdict_style(text[12:]).but(bg="panel") if text.startswith("verdict") else style
-        grid.put(x0 + 2, y, text, style, inner)
-        y += 1
-    if not chart_h:
+    avail = bottom - y
+    columns, widths = _columns(view, knowledge, config, inner, accessible)
+    text_need = max(len(c) for c in columns)
+    # The chart takes what the text leaves, and never less than a readable few rows.
+    chart_h = max(avail - text_need - 1, MIN_CHART_ROWS if avail >= 2 * MIN_CHART_ROWS else 0)
+    text_rows = avail - chart_h - (1 if chart_h else 0)
+    x = x0 + 2
+    for column, col_w in zip(columns, widths, strict=True):
+        for i, (text, style) in enumerate(column[: max(0, text_rows)]):
+            if text.startswith("verdict"):
+                style = verdict_style(text[12:]).but(bg="panel")
+            grid.put(x, y + i, text, style, col_w)
+        x += col_w + 3
+    if chart_h <= 0:
         return
-    values = history.process_used(view.row.slot, inner - 10)
-    cy = bottom - chart_h - 1
-    grid.put(x0 + 2, cy, "memory history", HEAD)
-    finite = [v for v in values if not math.isnan(v)]
-    if len(finite) < 2:
-        grid.put(x0 + 18, cy, "no history yet (the sampler's rings fill once a tick)", NOTE)
-        return
-    grid.put(x0 + 18, cy, f"last {len(values)} samples", NOTE)
-    rows = chart(values, inner - 10, chart_h, accessible)
-    for i, line in enumerate(rows):
-        label = size(max(finite)) if i == 0 else size(min(finite)) if i == len(rows) - 1 else ""
-        grid.put(x0 + 2, cy + 1 + i, f"{label:>8} ", LABEL)
-        grid.put(x0 + 11, cy + 1 + i, line, Style(fg="used", bg="panel"))
+    general = config.general
+    plan = plan_process_chart(
+        view, history, inner, chart_h, dt=general.refresh_rate,
+        history_length=general.history_length, accessible=accessible,
+    )  # fmt: skip
+    draw_process_chart(grid, x0 + 2, bottom - chart_h, plan, accessible)

@@ -18,10 +18,17 @@ from vramtop.shm import HistoryReader, ShmSegment, TornReadError
 RETRY_S = 2.0
 
 
+Series = tuple[list[float], list[float]]  # (timestamps, values), oldest first, same length
+
+
 class History(Protocol):
     def gpu_used(self, gpu: int, n: int) -> list[float]: ...
 
     def process_used(self, slot: int, n: int) -> list[float]: ...
+
+    def gpu_series(self, gpu: int, field: str, n: int) -> Series: ...
+
+    def process_series(self, slot: int, n: int) -> Series: ...
 
 
 class NoHistory:
@@ -33,6 +40,12 @@ class NoHistory:
     def process_used(self, slot: int, n: int) -> list[float]:
         return []
 
+    def gpu_series(self, gpu: int, field: str, n: int) -> Series:
+        return [], []
+
+    def process_series(self, slot: int, n: int) -> Series:
+        return [], []
+
 
 class ShmHistory:
     def __init__(self, shm_name: str) -> None:
@@ -41,6 +54,7 @@ class ShmHistory:
         self._reader: HistoryReader | None = None
         self._retry_at = 0.0
         self._last: dict[tuple[str, int, int], list[float]] = {}
+        self._last_series: dict[tuple[str, int, int], Series] = {}
         self.error = ""
 
     def _ready(self) -> HistoryReader | None:
@@ -88,9 +102,38 @@ class ShmHistory:
             values.pop(0)
         return values
 
+    def _series(self, key: tuple[str, int, int], read: object) -> Series:
+        reader = self._ready()
+        if reader is None:
+            return self._last_series.get(key, ([], []))
+        try:
+            ts, values = read(reader)  # type: ignore[operator]
+        except TornReadError:
+            return self._last_series.get(key, ([], []))
+        except (IndexError, ValueError, KeyError):
+            return [], []
+        out = ([float(t) for t in ts], [float(v) for v in values])
+        self._last_series[key] = out
+        return out
+
+    def gpu_series(self, gpu: int, field: str, n: int) -> Series:
+        """Timestamps and one GPU field (``used``, ``reserved``, ``total``...) of the last n
+        samples; the timeline places samples by their time, so gaps stay gaps."""
+        if n <= 0:
+            return [], []
+        key = (f"gpu:{field}", gpu, n)
+        return self._series(key, lambda r: r.gpu_field(gpu, field, n))
+
+    def process_series(self, slot: int, n: int) -> Series:
+        """Timestamps and used bytes of a slot's occupant; NaN before it arrived."""
+        if slot < 0 or n <= 0:
+            return [], []
+        return self._series(("proc", slot, n), lambda r: r.process_history(slot, None, n))
+
     def forget(self) -> None:
         """Drop cached copies of processes (called when the process list changes)."""
         self._last = {k: v for k, v in self._last.items() if k[0] == "gpu"}
+        self._last_series = {k: v for k, v in self._last_series.items() if k[0] != "proc"}
 
     def close(self) -> None:
         if self._segment is not None:

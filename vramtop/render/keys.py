@@ -35,6 +35,7 @@ BINDINGS: tuple[Binding, ...] = (
     Binding(("T", "KEY_F5"), "T / F5", "tree", "tree view: GPU processes under their parents"),
     Binding(("t",), "t", "theme", "next colour theme"),
     Binding(("L",), "L", "layout", "next layout (auto, full, compact, mini)"),
+    Binding(("KEY_TAB", "\t"), "Tab", "chart_mode", "timeline: GPU total / stacked by process"),
     Binding(("s",), "s", "screenshot", "save an SVG screenshot"),
     Binding(("?", "h", "KEY_F1"), "? / h / F1", "help", "this help"),
     Binding(("KEY_ESCAPE",), "Esc", "escape", "close what is open; clear the filter"),

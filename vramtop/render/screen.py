@@ -3,9 +3,11 @@
 Where it sits: ``controller.py`` calls :func:`draw` for every frame; the writer then sends the
 difference to the terminal, and ``svg.py`` can turn the same grid into a screenshot.
 
-Layouts (``display.layout = "auto"`` picks by size): full >= 120x30 (cards with sparklines and
-clocks, a table with phase, rate, verdict and ETA), compact >= 80x20 (cards, bars, table),
-mini >= 40x10 (one line per GPU and a short table), smaller: a one-line notice. A forced layout
+Layouts (``display.layout = "auto"`` picks by size): full >= 120x30 (cards with clocks, a memory
+timeline per GPU in the rows the table does not need, or one for the selected process's GPU when
+they do not all fit, a table with phase, rate, verdict and ETA), compact >= 80x20 (cards, bars
+and sparklines, table), mini >= 40x10 (one line per GPU and a short table, no history), smaller:
+a one-line notice. A forced layout
 holds at any size from 40x10 up. Overlays (detail, help, kill dialog) draw over the layout.
 """
 
@@ -15,6 +17,7 @@ import time
 
 from vramtop import __version__
 from vramtop.render.cards import gpu_card, gpu_line_mini, oom_alert
+from vramtop.render.charts import ChartPlacement, draw_gpu_chart, plan_charts
 from vramtop.render.detail import draw_detail
 from vramtop.render.footer import draw_footer, notes
 from vramtop.render.grid import Grid, Style
@@ -76,17 +79,25 @@ def draw(
             y += 1
     else:
         full = layout == "full"
+        charts = plan_charts(state, gpus, y, h) if full else ChartPlacement()
         for gpu in gpus:
             if y >= h - 6:
                 grid.put(1, y, "+ more GPUs (a taller terminal shows them)", MUTED)
                 y += 1
                 break
+            rows = charts.rows.get(gpu.index, 0)
             y = gpu_card(
                 grid, y, gpu, knowledge.gpus.get(gpu.index), state.config, history,
-                full=full, accessible=state.accessible,
+                full=full, accessible=state.accessible, sparkline=not rows,
             )  # fmt: skip
-            if full:
+            if rows and not charts.single:
+                y = draw_gpu_chart(grid, y, gpu, rows, state, history)
+            if full and charts.gaps:
                 y += 1
+        if charts.single:
+            focus = next((g for g in gpus if g.index in charts.rows), None)
+            if focus is not None:
+                y = draw_gpu_chart(grid, y, focus, charts.rows[focus.index], state, history, True)
     if sample is not None or layout != "mini":
         draw_table(grid, y + (0 if layout == "mini" else 1), h - 1, state, layout == "full")
     draw_footer(grid, state)

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from vramtop.config import Config
 from vramtop.enrich.users import OtherUsers
 from vramtop.messages import ActorState, SampleMessage
+from vramtop.render.events import EventLog
 from vramtop.render.filters import ProcessFilter
+from vramtop.render.grid import Grid
 from vramtop.render.model import Knowledge, ProcView, RowKey, TableItem
 
 
@@ -76,6 +78,11 @@ class ViewState:
     # Actors' standing lines (a paused recording...): key -> (text, theme colour).
     notices: dict[str, tuple[str, str]] = field(default_factory=dict)
     last_screenshot: str = ""
+    # timelines (full layout): GPU total or stacked by the top processes (Tab)
+    chart_stacked: bool = False
+    events: EventLog = field(default_factory=EventLog)
+    # GPU index -> (what the chart showed, the chart as drawn): reused until one of them changes
+    chart_cache: dict[int, tuple[tuple[object, ...], Grid]] = field(default_factory=dict)
 
     def say(self, text: str, seconds: float = 8.0, style: str = "accent") -> None:
         self.status = text

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from vramtop.analysis.model import OK, UNKNOWN
 from vramtop.analysis.verdict import KV_TIGHT
 from vramtop.fmt import size
+from vramtop.render.command import short_command
 from vramtop.render.grid import Grid, Style, fit
 from vramtop.render.model import GroupLine, ProcView
 from vramtop.render.state import ViewState, resolve_selection
@@ -284,7 +285,9 @@ def draw_table(grid: Grid, y: int, bottom: int, state: ViewState, full: bool) ->
         if item.deep is not None and item.deep.report is not None:
             # Deep mode: the process reports its allocator figures (detail panel).
             x += grid.put(x, yy, DEEP_BADGE, DEEP_STYLE if item.row.same_user else base) + 1
-        grid.put(x, yy, item.tree_prefix + item.command, base)
+        argv = item.enrichment.cmdline if item.enrichment is not None else ()
+        room = w - x - len(item.tree_prefix)
+        grid.put(x, yy, item.tree_prefix + short_command(item.command, room, argv), base)
         if state.offset + i == sel_item:
             grid.style_row(yy, SELECTED_NO_COLOR if state.no_color else SELECTED)
             if state.accessible:

@@ -1,4 +1,5 @@
-"""Small drawing helpers every layout uses: bars, sparklines, charts, badges, boxes.
+"""Small drawing helpers every layout uses: bars, sparklines, badges, boxes (the braille charts
+live in ``braille.py``, ``timeline.py`` and ``procchart.py``).
 
 Where it sits: called by ``cards.py``, ``table.py`` and the overlays while they draw into a
 :class:`~vramtop.render.grid.Grid`. Each helper has an accessible form (``--accessible``): ASCII
@@ -88,31 +89,6 @@ def sparkline(values: Sequence[float], width: int, accessible: bool, top: float 
             level = (min(max(v, lo), hi) - lo) / span
             out.append(ramp[min(len(ramp) - 1, int(level * (len(ramp) - 1) + 0.5))])
     return " " * (width - len(out)) + "".join(out)
-
-
-def chart(values: Sequence[float], width: int, height: int, accessible: bool) -> list[str]:
-    """A column chart ``height`` rows tall (top row first), scaled to min..max of the data."""
-    vals = list(values)[-width:]
-    finite = [v for v in vals if not math.isnan(v)]
-    if not finite or width <= 0 or height <= 0:
-        return []
-    lo, hi = min(finite), max(finite)
-    lo = min(lo, hi * 0.9)  # a flat line sits low in the box rather than filling it
-    span = hi - lo or 1.0
-    eighths = [-1 if math.isnan(v) else round((v - lo) / span * height * 8) for v in vals]
-    rows = []
-    for r in range(height - 1, -1, -1):
-        line = []
-        for e in eighths:
-            part = e - r * 8
-            if e < 0 or part <= 0:
-                line.append(" ")
-            elif part >= 8:
-                line.append("#" if accessible else "█")
-            else:
-                line.append(("." if part < 4 else "#") if accessible else SPARK[part - 1])
-        rows.append("".join(line))
-    return rows
 
 
 def phase_badge(phase: str, accessible: bool) -> tuple[str, Style]:
