@@ -30,9 +30,11 @@ from the scenario clock, and both slopes are given. With ``--refresh-rate 0.5`` 
 the literal command line, ``python -m vramtop --demo SCENARIO --refresh-rate R --speed 1/R``;
 ``--quick`` (the CI version, ``tests/test_soak.py``) does that for two minutes.
 
-Thresholds (slope of a least-squares line after warm-up; noise-tolerant because a line over
-hundreds of points shrugs off single allocator jumps and transient /proc fds, yet a leak of a
-few bytes per sample adds up to a clear slope):
+Thresholds, on the slope of a least-squares line after warm-up through the *floor* of each
+series (the lowest value of every run of 10 measurements: a leak raises it, while buffers that
+are allocated and freed again between measurements, such as the analyzer's numpy temporaries,
+do not), so it is noise-tolerant, yet a leak of a few bytes per sample adds up to a clear
+slope:
 
 * full run: RSS and anonymous RSS of any one process <= 32 KiB per 1000 samples (under 3 MiB
   a day), of all processes together <= 96 KiB; fds, threads, children and /dev/shm entries
@@ -515,6 +517,24 @@ def fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
     return float(slope), stderr
 
 
+FLOOR_RUN = 10  # measurements per run whose lowest value is the floor
+
+
+def floor(x: Sequence[float], y: Sequence[float], k: int = FLOOR_RUN) -> tuple[
+    list[float], list[float]
+]:  # fmt: skip
+    """The lowest value of each run of ``k`` measurements, at the run's mean position: the
+    level a leak raises, while a buffer that is allocated and freed again between two
+    measurements (numpy temporaries, a burst of messages) does not move it."""
+    fx, fy = [], []
+    for i in range(0, len(x) - k + 1, k):
+        ys = [v for v in y[i : i + k] if math.isfinite(v)]
+        if ys:
+            fx.append(sum(x[i : i + k]) / k)
+            fy.append(min(ys))
+    return fx, fy
+
+
 def measured(run: Run) -> list[Probe]:
     """The probes after warm-up."""
     if not run.probes:
@@ -534,8 +554,8 @@ def slopes(run: Run) -> list[Slope]:
     h = [p.sim_s / 3600.0 for p in probes]
 
     def add(metric: str, who: str, ys: list[float], limit: float, unit: str) -> None:
-        per_1000, err = fit(k, ys)
-        per_hour, _ = fit(h, ys)
+        per_1000, err = fit(*floor(k, ys))
+        per_hour, _ = fit(*floor(h, ys))
         out.append(Slope(metric, who, ys[0], ys[-1], per_1000, per_hour, err, limit, unit))
 
     roles = sorted({r for p in probes for r in p.procs}, key=_role_order)
