@@ -226,11 +226,7 @@ def run_monitor_child(scenario: str, config_path: str, refresh: float, export: s
     from vramtop.config import load_config
     from vramtop.gpu.factory import BackendSpec
     from vramtop.gpu.scenario import load_scenario
-
-    try:
-        from vramtop.modes.monitor import run_monitor  # type: ignore[import-not-found]
-    except ImportError:
-        from vramtop.cli import run_monitor
+    from vramtop.modes.monitor import run_monitor
 
     config = load_config(config_path)
     config = dataclasses.replace(
