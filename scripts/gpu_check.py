@@ -747,9 +747,9 @@ def gpu_mode(ctx: Ctx, gpu_name: str) -> None:
     start_at = time.time() + START_DELAY_S
     workers = start_workers(ctx, start_at)
     try:
-        for w in workers:
-            if not w.ready.wait(START_DELAY_S + 30):
-                ctx.note(f"worker {w.pattern} not ready after {START_DELAY_S + 30:.0f} s")
+        for w in workers:  # one deadline for all: the check must end within 3 minutes
+            if not w.ready.wait(max(0.0, start_at + 30 - time.time())):
+                ctx.note(f"worker {w.pattern} not ready {START_DELAY_S + 30:.0f} s after its start")
         sleep_until(start_at + ONCE_AT_S)
         doc = run_once(ctx, None)
         sleep_until(start_at + TUI_AT_S)
@@ -914,7 +914,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def _on_term(_signo: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # the time limit in gpu_check.sh: stop the workloads on the way out
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _on_term)
     try:
         sys.exit(main())
     except KeyboardInterrupt:

@@ -53,4 +53,12 @@ if [ -n "$wheels" ]; then
         site_args=(--site "$site")
     fi
 fi
-"${py[@]}" "$root/scripts/gpu_check.py" --root "$root" "${site_args[@]}" "${args[@]}"
+# The check promises to end within 3 minutes; a hang anywhere is cut there, with one line.
+limit=()
+command -v timeout >/dev/null 2>&1 && limit=(timeout --foreground -k 10 175)
+"${limit[@]}" "${py[@]}" "$root/scripts/gpu_check.py" --root "$root" "${site_args[@]}" "${args[@]}"
+rc=$?
+if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    echo "gpu_check: did not finish within 175 s (logs so far in ${OUT:-the directory named above})" >&2
+fi
+exit "$rc"
