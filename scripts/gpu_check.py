@@ -167,8 +167,11 @@ def table(checks: Sequence[Check]) -> str:
 
 
 class NvmlProbe(threading.Thread):
-    """Calls every NVML function vramtop's backend uses, round-robin, timing each call, until
-    stopped; keeps NVML's per-process used memory of GPU 0 with the time it was read."""
+    """Times NVML calls per function until stopped: vramtop's own, when its backend keeps them
+    in one table (``NvmlBackend._api``, the choke point of design principle 5), by wrapping each
+    entry and sampling the way the sampler does; otherwise every function the backend is known
+    to use, called round-robin through pynvml. Also keeps NVML's own per-process used memory of
+    GPU 0 (read directly, not through vramtop) with the time it was read."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True, name="nvml-probe")
@@ -177,6 +180,34 @@ class NvmlProbe(threading.Thread):
         self.errors: dict[str, dict[str, int]] = {}  # function -> error text -> count
         self.used: dict[int, list[tuple[float, int]]] = {}
         self.failure = ""
+        self.source = ""
+
+    def _timed(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        import pynvml as nv
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            except nv.NVMLError as exc:
+                seen = self.errors.setdefault(name, {})
+                seen[str(exc)] = seen.get(str(exc), 0) + 1
+                raise
+            finally:
+                self.times.setdefault(name, []).append(time.perf_counter() - started)
+
+        return call
+
+    def _vramtop_backend(self) -> Any:
+        from vramtop.gpu.nvml import NvmlBackend
+
+        backend = NvmlBackend()
+        api = getattr(backend, "_api", None)
+        if not isinstance(api, dict):
+            return None
+        for name, fn in list(api.items()):
+            api[name] = self._timed(name, fn)
+        return backend
 
     def calls(self, nv: Any, handle: Any) -> list[tuple[str, Callable[[], Any]]]:
         calls: list[tuple[str, Callable[[], Any]]] = [
@@ -232,25 +263,29 @@ class NvmlProbe(threading.Thread):
 
             nv.nvmlInit()
             handle = nv.nvmlDeviceGetHandleByIndex(0)
-            calls = self.calls(nv, handle)
+            backend = self._vramtop_backend()
+            calls = []
+            if backend is not None:
+                self.source = "vramtop's NvmlBackend, per tick"
+                backend.open()
+            else:
+                self.source = "pynvml, round-robin"
+                calls = [(name, self._timed(name, fn)) for name, fn in self.calls(nv, handle)]
             while not self.stop.is_set():
-                for name, call in calls:
-                    started = time.perf_counter()
-                    try:
-                        result = call()
-                    except nv.NVMLError as exc:
-                        seen = self.errors.setdefault(name, {})
-                        seen[str(exc)] = seen.get(str(exc), 0) + 1
-                        result = None
-                    elapsed = time.perf_counter() - started
-                    self.times.setdefault(name, []).append(elapsed)
-                    if name == "nvmlDeviceGetComputeRunningProcesses" and result is not None:
-                        now = time.time()
-                        for p in result:
-                            used = getattr(p, "usedGpuMemory", None)
-                            if isinstance(used, int):
-                                self.used.setdefault(int(p.pid), []).append((now, used))
-                self.stop.wait(0.05)
+                if backend is not None:
+                    backend.sample()
+                for _, call in calls:
+                    with contextlib.suppress(nv.NVMLError):
+                        call()
+                with contextlib.suppress(nv.NVMLError):
+                    now = time.time()
+                    for p in nv.nvmlDeviceGetComputeRunningProcesses(handle):
+                        used = getattr(p, "usedGpuMemory", None)
+                        if isinstance(used, int):
+                            self.used.setdefault(int(p.pid), []).append((now, used))
+                self.stop.wait(0.1)
+            if backend is not None:
+                backend.close()
             nv.nvmlShutdown()
         except Exception as exc:  # shown as a failed row, never a traceback
             self.failure = f"{type(exc).__name__}: {exc}"
@@ -679,7 +714,9 @@ def latency_rows(ctx: Ctx, probe: NvmlProbe) -> None:
     vramtop shows n/a for it; occasional errors (e.g. no new process samples) are counted."""
     if probe.failure:
         ctx.add("NVML probe", probe.failure, "runs", False)
-    for name, times in probe.times.items():
+    elif probe.source:
+        ctx.note(f"NVML latencies: {probe.source}")
+    for name, times in sorted(probe.times.items()):
         errors = probe.errors.get(name, {})
         failed = sum(errors.values())
         if failed == len(times):
