@@ -929,6 +929,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [env.get("PYTHONPATH")])])
     for name in ("NO_COLOR", "VRAMTOP_FAULT"):
         env.pop(name, None)
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # torch's cuda:0 is then NVML's GPU 0
     ctx = Ctx(root, out, env, dry=not present)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="vramtop-gpu-check-home-") as home:
