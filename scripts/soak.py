@@ -45,7 +45,8 @@ slope:
   not), all together <= 12 MiB; counts <= 10 per 1000 samples (one per sample is 1000).
 
 Usage: ``.venv/bin/python scripts/soak.py [--quick] [--samples N] [--max-minutes M]
-[--refresh-rate SEC] [--json FILE]``; the full run takes about an hour on two cores.
+[--refresh-rate SEC] [--json FILE] [--reanalyze FILE]``; the full run ends at 86400 samples or
+after 90 minutes, whichever comes first (on two busy cores: the minutes).
 """
 
 from __future__ import annotations
