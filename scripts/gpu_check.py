@@ -181,6 +181,10 @@ class NvmlProbe(threading.Thread):
         self.used: dict[int, list[tuple[float, int]]] = {}
         self.failure = ""
         self.source = ""
+        self.tick_cpu: list[float] = []  # CPU seconds per NvmlBackend.sample()
+        self.strides: list[tuple[str, int | None, int, int]] = []
+        self.own_stats: list[str] = []  # vramtop's call_stats(), when it keeps them
+        self._originals: dict[str, Any] = {}
 
     def _timed(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         import pynvml as nv
@@ -205,9 +209,30 @@ class NvmlProbe(threading.Thread):
         api = getattr(backend, "_api", None)
         if not isinstance(api, dict):
             return None
+        self._originals = dict(api)
         for name, fn in list(api.items()):
             api[name] = self._timed(name, fn)
         return backend
+
+    def _after(self, backend: Any) -> None:
+        """What only the real driver can say: the process-record stride it writes (against what
+        its exports imply and the binding's v3 struct), and vramtop's own call statistics."""
+        with contextlib.suppress(ImportError, AttributeError):
+            import ctypes
+
+            import pynvml as nv
+
+            from vramtop.gpu.nvml import ProcessGetter, expected_record_size
+
+            binding = ctypes.sizeof(nv.c_nvmlProcessInfo_v3_t)
+            for api, fn in sorted(self._originals.items()):
+                if isinstance(fn, ProcessGetter) and api in self.times:  # the ones in use
+                    self.strides.append((api, fn.record_size, expected_record_size(api), binding))
+        stats = getattr(backend, "call_stats", None)
+        if callable(stats):
+            self.own_stats = [
+                f"{c.function} {c.mean_ms:.3f}/{c.max_ms:.3f} ms ({c.calls})" for c in stats()[:3]
+            ]
 
     def calls(self, nv: Any, handle: Any) -> list[tuple[str, Callable[[], Any]]]:
         calls: list[tuple[str, Callable[[], Any]]] = [
@@ -273,7 +298,9 @@ class NvmlProbe(threading.Thread):
                 calls = [(name, self._timed(name, fn)) for name, fn in self.calls(nv, handle)]
             while not self.stop.is_set():
                 if backend is not None:
+                    cpu = time.process_time()
                     backend.sample()
+                    self.tick_cpu.append(time.process_time() - cpu)
                 for _, call in calls:
                     with contextlib.suppress(nv.NVMLError):
                         call()
@@ -285,6 +312,7 @@ class NvmlProbe(threading.Thread):
                             self.used.setdefault(int(p.pid), []).append((now, used))
                 self.stop.wait(0.1)
             if backend is not None:
+                self._after(backend)
                 backend.close()
             nv.nvmlShutdown()
         except Exception as exc:  # shown as a failed row, never a traceback
@@ -669,6 +697,27 @@ def check_once(
     """Every worker listed with its memory; ``gone``: workers that have exited by then (why)."""
     if doc is None:
         return
+    try:
+        import jsonschema  # type: ignore[import-untyped]
+
+        from vramtop.export.document import schema_text
+
+        try:
+            jsonschema.validate(doc, json.loads(schema_text()))
+            ctx.add("--once --json: schema", "valid", "valid against schema.json", True)
+        except jsonschema.ValidationError as exc:
+            ctx.add("--once --json: schema", exc.message[:100], "valid against schema.json", False)
+    except ImportError:
+        ctx.add("--once --json: schema", "jsonschema not installed", "validated", None)
+    for g in doc.get("gpus", []):
+        m = g.get("memory", {})
+        ctx.add(
+            f"--once --json: GPU {g.get('index')}",
+            f"{g.get('name')}, {g.get('state')}, total {m.get('total_bytes')} B, "
+            f"{len(g.get('processes', []))} processes",
+            "state ok",
+            g.get("state") == "ok",
+        )
     procs = [p for g in doc.get("gpus", []) for p in g.get("processes", [])]
     for pattern, match in pick.items():
         found = [p for p in procs if match(p)]
@@ -703,8 +752,9 @@ def check_tui(ctx: Ctx, text: str, status: int | None, gpu_name: str, pids: Sequ
     flat = " ".join(text.split())
     short = gpu_name.replace("NVIDIA", "").strip().split()[0] if gpu_name else ""
     ctx.add("monitor: GPU on screen", repr(short), "the GPU's name", bool(short) and short in flat)
-    shown = [pid for pid in pids if str(pid) in flat]
-    ctx.add("monitor: workers on screen", f"{len(shown)} of {len(pids)}", ">= 1", bool(shown))
+    if pids:
+        shown = [pid for pid in pids if str(pid) in flat]
+        ctx.add("monitor: workers on screen", f"{len(shown)} of {len(pids)}", ">= 1", bool(shown))
     ctx.add("monitor: quit with q", f"exit {status}", "exit 0", status == 0)
 
 
@@ -716,6 +766,24 @@ def latency_rows(ctx: Ctx, probe: NvmlProbe) -> None:
         ctx.add("NVML probe", probe.failure, "runs", False)
     elif probe.source:
         ctx.note(f"NVML latencies: {probe.source}")
+    if probe.tick_cpu:
+        cpu = sorted(probe.tick_cpu)
+        ctx.add(
+            "NVML backend tick (all GPUs)",
+            f"CPU median {cpu[len(cpu) // 2] * 1e3:.2f} ms, max {cpu[-1] * 1e3:.2f} (n={len(cpu)})",
+            "median < 50 ms",
+            cpu[len(cpu) // 2] < LATENCY_LIMIT_US / 1e6,
+        )
+    for api, measured, implied, binding in probe.strides:
+        ctx.add(
+            f"NVML {api}: record stride",
+            f"measured {measured} bytes" if measured else "not measured (no process listed)",
+            f"exports imply {implied}, binding's v3 struct {binding}",
+            True if measured else None,
+        )
+    if probe.own_stats:
+        ctx.add("NVML slowest calls (vramtop's own stats)", "; ".join(probe.own_stats),
+                "mean/max ms (calls)", True)  # fmt: skip
     for name, times in sorted(probe.times.items()):
         errors = probe.errors.get(name, {})
         failed = sum(errors.values())
@@ -768,7 +836,7 @@ def by_pid(pid: int) -> Callable[[dict[str, Any]], bool]:
     return lambda p: p.get("pid") == pid
 
 
-def gpu_mode(ctx: Ctx, gpu_name: str) -> None:
+def log_nvidia_smi(ctx: Ctx) -> None:
     with open(ctx.out / "check.log", "a") as log, contextlib.suppress(OSError):
         query = "index,name,memory.total,memory.used,memory.reserved,driver_version"
         subprocess.run(
@@ -778,6 +846,38 @@ def gpu_mode(ctx: Ctx, gpu_name: str) -> None:
             timeout=30,
             check=False,
         )
+
+
+def nvml_mode(ctx: Ctx, gpu_name: str, reason: str) -> None:
+    """A GPU but no CUDA workloads (torch missing): vramtop on the driver alone."""
+    ctx.note(
+        f"NVML only ({reason}): the CUDA workloads, VRAM-vs-torch and phase checks are "
+        "skipped; record, --once, the monitor and NVML latencies run on the driver"
+    )
+    ctx.add("CUDA workloads", reason, "torch", None)
+    log_nvidia_smi(ctx)
+    probe = NvmlProbe()
+    probe.start()
+    rec = recorder(ctx, None, None)
+    try:
+        time.sleep(3.0)
+        doc = run_once(ctx, None)
+        text, status = run_tui(ctx, None, TUI_FOR_S)
+        time.sleep(2 * REFRESH)
+    finally:
+        code = stop(rec, "vramtop record", ctx)
+        probe.stop.set()
+        probe.join(5)
+    docs = read_recording(ctx.out / "record.ndjson")
+    ctx.add("vramtop record", f"{len(docs)} samples, exit {code}", "samples, exit 0",
+            bool(docs) and code == 0)  # fmt: skip
+    check_once(ctx, doc, {})
+    check_tui(ctx, text, status, gpu_name, [])
+    latency_rows(ctx, probe)
+
+
+def gpu_mode(ctx: Ctx, gpu_name: str) -> None:
+    log_nvidia_smi(ctx)
     probe = NvmlProbe()
     probe.start()
     rec = recorder(ctx, None, None)
@@ -917,11 +1017,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(missing_line(missing), file=sys.stderr)
         return 2
     present, what = (False, "--dry given") if args.dry else gpu_present()
-    if present:
-        missing = missing_modules(with_cuda=True)
-        if missing:
-            print(missing_line(missing) + " (the CUDA workloads need torch)", file=sys.stderr)
-            return 2
+    no_torch = "torch not importable by this Python" if missing_modules(with_cuda=True) else ""
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="vramtop-gpu-check-"))
     out.mkdir(parents=True, exist_ok=True)
     (out / "check.log").write_text("")
@@ -935,15 +1031,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="vramtop-gpu-check-home-") as home:
         # The user's own config must not change what is checked.
         env.update({"XDG_CONFIG_HOME": f"{home}/config", "XDG_STATE_HOME": f"{home}/state"})
-        if present:
+        if present and no_torch:
+            nvml_mode(ctx, what, no_torch)
+        elif present:
             ctx.note(f"GPU mode on {what}: workloads start in {START_DELAY_S:.0f} s, ~2 min in all")
             gpu_mode(ctx, what)
         else:
             dry_mode(ctx, what if args.dry else f"no GPU: {what}")
-    title = (
-        f"vramtop gpu_check ({'dry mode, simulated GPUs' if ctx.dry else 'GPU: ' + what}), "
-        f"{time.monotonic() - started:.0f} s, logs in {out}"
-    )
+    mode = "dry mode, simulated GPUs" if ctx.dry else f"GPU: {what}{', NVML only' * bool(no_torch)}"
+    title = f"vramtop gpu_check ({mode}), {time.monotonic() - started:.0f} s, logs in {out}"
     summary = "\n".join([title, "", table(ctx.checks), *ctx.log])
     print(summary)
     (out / "summary.txt").write_text(summary + "\n")
