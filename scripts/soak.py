@@ -586,7 +586,7 @@ def _fmt(value: float, unit: str) -> str:
     if unit == "B":
         if abs(value) >= MIB:
             return f"{value / MIB:.2f}M"
-        return f"{value / KIB:.1f}K"
+        return f"{value / KIB:.1f}K".replace("-0.0K", "0.0K")
     return f"{value:.3g}"
 
 
@@ -665,6 +665,36 @@ def report(run: Run, table: Sequence[Slope]) -> str:
     return "\n".join(lines)
 
 
+def summary(run: Run, table: Sequence[Slope]) -> str:
+    """The same slopes, one row per process (what the README quotes)."""
+    by = {(s.metric, s.who): s for s in table}
+    roles = [who for (metric, who) in by if metric == "rss"]
+    headers = ("process", "RSS", "RSS /1000 samples", "RSS /sim. hour", "heap /1000 samples",
+               "fds /1000", "threads /1000")  # fmt: skip
+    rows = []
+    for who in roles:
+        rss, anon = by[("rss", who)], by[("anon", who)]
+        fds, threads = by.get(("fds", who)), by.get(("threads", who))
+        rows.append((
+            who, f"{_fmt(rss.first, 'B')} → {_fmt(rss.last, 'B')}", _fmt(rss.per_1000, "B"),
+            _fmt(rss.per_hour, "B"), _fmt(anon.per_1000, "B"),
+            _fmt(fds.per_1000, "") if fds else "", _fmt(threads.per_1000, "") if threads else "",
+        ))  # fmt: skip
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        pairs = enumerate(zip(cells, widths, strict=True))
+        padded = [c.rjust(w) if i else c.ljust(w) for i, (c, w) in pairs]
+        return "| " + " | ".join(padded) + " |"
+
+    out = [line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)]
+    counts = [by[k] for k in (("children", "supervisor"), ("/dev/shm", "all")) if k in by]
+    out.append("")
+    out.append("; ".join(f"{s.metric} {_fmt(s.first, '')} → {_fmt(s.last, '')} "
+                         f"({_fmt(s.per_1000, '')} per 1000 samples)" for s in counts))  # fmt: skip
+    return "\n".join(out)
+
+
 def as_json(run: Run, table: Sequence[Slope]) -> dict[str, Any]:
     return {
         "plan": dataclasses.asdict(run.plan),
@@ -712,11 +742,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--reanalyze", metavar="FILE", help="print the table of an earlier run's --json FILE"
     )
+    parser.add_argument("--summary", action="store_true", help="also one row per process")
     args = parser.parse_args(argv)
     if args.reanalyze:
         run = load_run(Path(args.reanalyze))
         table = slopes(run)
         print(report(run, table))
+        if args.summary:
+            print("\n" + summary(run, table))
         return 1 if problems(run, table) else 0
     plan = QUICK if args.quick else FULL
     if args.samples is not None:
