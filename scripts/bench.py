@@ -7,10 +7,10 @@ pseudo-terminal (``python -m vramtop --demo SCENARIO``), for 1 and 8 GPUs with 1
 processes each, and prints one report of two markdown tables sharing the same row labels:
 
 * core costs: CPU milliseconds per sampler tick (median), on the simulated backend and on the
-  NVML backend against the simulated driver of ``tests/nvml_sim.py``. The tick includes resolving
+  NVML backend (nvidia-ml-py's ctypes code) against the simulated libnvidia-ml.so.1 of
+  ``tests/simdriver``, compiled C answering in microseconds. The tick includes resolving
   identities, writing the shared-memory rings and pickling the sample for the three readers (a
-  forked drainer process reads the mailboxes, so unpickling is not counted). The NVML figure
-  includes the simulated driver's Python callbacks, so it overstates what libnvidia-ml costs.
+  forked drainer process reads the mailboxes, so unpickling is not counted).
 * whole-program costs: CPU seconds per wall second (shown as %, 100 = one core) and PSS of every
   vramtop process over a window after start-up, time to first frame (spawn to the GPU name on the
   terminal), key-to-redraw latency (Down/Up arrows, median) and bytes sent to the terminal per
@@ -22,7 +22,10 @@ here asserts a budget; ``tests/test_bench.py`` only checks that the script runs 
 
 A measurement that fails shows as n/a with its reason under the tables, and the exit status is 1.
 
-Usage: ``.venv/bin/python scripts/bench.py [--quick] [--json FILE]``
+* with ``--nvitop``: vramtop beside nvitop on the same simulated driver, as ratios
+  (``scripts/bench_nvitop.py``; nvitop is pip-installed into a throwaway venv when installable).
+
+Usage: ``.venv/bin/python scripts/bench.py [--quick] [--json FILE] [--nvitop]``
 """
 
 from __future__ import annotations
@@ -54,21 +57,21 @@ import psutil  # noqa: E402
 from vramtop.actors.base import ActorContext  # noqa: E402
 from vramtop.actors.mailbox import Mailbox, make_channels  # noqa: E402
 from vramtop.actors.routes import STATE_ROUTES  # noqa: E402
-from vramtop.actors.sampler import ROWS_READERS, SamplerCore  # noqa: E402
+from vramtop.actors.sampler import SamplerCore  # noqa: E402
 from vramtop.actors.supervisor import channel_capacity  # noqa: E402
-
-READERS = ROWS_READERS  # every reader; render and exporter also get the snapshot
 from vramtop.config import Config  # noqa: E402
 from vramtop.gpu.factory import BackendSpec  # noqa: E402
 from vramtop.gpu.scenario import load_scenario  # noqa: E402
 from vramtop.gpu.simulated import SimulatedBackend  # noqa: E402
 from vramtop.shm import ShmSegment  # noqa: E402
 
+READERS = ("render", "analyzer", "enricher", "exporter")  # the monitor's, with a file export
+
 GPU_NAME = "NVIDIA H100 80GB HBM3"
 GPU_MIB = 81559
 ROWS, COLS = 45, 160
 REFRESH = "0.5"
-ACTORS = ("supervisor", "sampler", "render")
+ACTORS = ("supervisor", "sampler", "render", "scraper")
 FULL_CASES = ((1, 16), (1, 256), (1, 1024), (8, 16), (8, 256), (8, 1024))
 QUICK_CASES = ((1, 16), (8, 1024))
 CURSOR_QUERY, CURSOR_REPLY = b"\x1b[6n", b"\x1b[1;1R"
@@ -158,38 +161,21 @@ def _drain(boxes: list[Mailbox], ack: Any) -> None:
         ack.send(1)
 
 
-def nvml_driver(case: Case, scenario_path: Path) -> Any:
-    """A simulated libnvidia-ml showing the same GPUs and processes as the scenario."""
-    from nvml_sim import MIB, SimDriver, SimGpu, SimProcess, UtilSample
-
+def nvml_scenario(case: Case, scenario_path: Path) -> str:
+    """The simulated driver's scenario (tests/simdriver) showing the same GPUs and processes as
+    the simulated backend's scenario, every process busy (so utilisation samples flow)."""
     snapshot = SimulatedBackend(load_scenario(str(scenario_path))).sample()
-    gpus = []
+    lines = [f"gpus {case.gpus}"]
     for g in range(case.gpus):
-        mine = [p for p in snapshot.processes if p.gpu_index == g]
-        used = [int(p.used_bytes) if isinstance(p.used_bytes, int) else 64 * MIB for p in mine]
-        gpus.append(
-            SimGpu(
-                name=GPU_NAME,
-                uuid=f"GPU-00000000-1111-2222-3333-{g:012d}",
-                total=GPU_MIB * MIB,
-                used=sum(used) + 512 * MIB,
-                processes={
-                    "compute": [SimProcess(p.pid, u) for p, u in zip(mine, used, strict=True)],
-                    "graphics": [],
-                    "mps": [],
-                },
-                util_samples=[UtilSample(p.pid, 1, 10, 4) for p in mine],
-            )
-        )
-    return SimDriver(gpus)
-
-
-def _fresh_util_samples(driver: Any, stamp_us: int) -> None:
-    # A real driver keeps producing per-process samples; without new timestamps the backend
-    # would see none after the first tick and the NVML path would look cheaper than it is.
-    for gpu in driver.gpus:
-        for sample in gpu.util_samples:
-            sample.timestamp = stamp_us
+        lines += [
+            f"gpu {g} name {GPU_NAME}",
+            f"gpu {g} memory {GPU_MIB}M 512M",
+            f"gpu {g} util 30 10",
+        ]
+    for p in snapshot.processes:
+        used = p.used_bytes if isinstance(p.used_bytes, int) else 64 << 20
+        lines.append(f"proc {p.gpu_index} {p.pid} compute {used} sm=10 mem=4")
+    return "\n".join(lines) + "\n"
 
 
 def measure_core(case: Case, kind: str, scenario_path: Path, plan: Plan) -> float:
@@ -206,7 +192,6 @@ def measure_core(case: Case, kind: str, scenario_path: Path, plan: Plan) -> floa
     segment = ShmSegment.create(
         config.general.history_length, case.gpus, max(config.general.process_slots, case.procs)
     )
-    driver = nvml_driver(case, scenario_path) if kind == "nvml" else None
     spec = (
         BackendSpec("nvml")
         if kind == "nvml"
@@ -215,10 +200,13 @@ def measure_core(case: Case, kind: str, scenario_path: Path, plan: Plan) -> floa
     costs: list[float] = []
     try:
         with contextlib.ExitStack() as stack:
-            if driver is not None:
-                from nvml_sim import install
+            if kind == "nvml":
+                from simdriver.build import write_scenario as write_driver_scenario
+                from simdriver.harness import loaded
 
-                stack.enter_context(install(driver))
+                driver_path = scenario_path.with_suffix(".scenario")
+                write_driver_scenario(driver_path, nvml_scenario(case, scenario_path))
+                stack.enter_context(loaded("current", driver_path))
             core = SamplerCore(spec)
             ctx = ActorContext(
                 "sampler", config, inbox, supervisor, outboxes, segment.name, channels=channels
@@ -226,8 +214,6 @@ def measure_core(case: Case, kind: str, scenario_path: Path, plan: Plan) -> floa
             core.start(ctx)
             try:
                 for i in range(plan.warmup_ticks + plan.ticks):
-                    if driver is not None:
-                        _fresh_util_samples(driver, 1000 + i * 500_000)
                     before = time.process_time()
                     ctx.deliver(core.tick(time.monotonic())[1])
                     ack_r.recv()  # blocks without CPU until the samples were pickled and read
@@ -235,8 +221,6 @@ def measure_core(case: Case, kind: str, scenario_path: Path, plan: Plan) -> floa
                         costs.append(time.process_time() - before)
             finally:
                 core.stop()
-            if driver is not None and driver.callback_failures:
-                raise RuntimeError(f"simulated driver failed: {driver.callback_failures[:3]}")
     finally:
         for box in outboxes.values():
             box.post("stop")
@@ -555,6 +539,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--cases", metavar="GxP,...", help="configurations to run, e.g. 8x1024,1x16"
     )
     parser.add_argument("--repeat", type=int, default=2, help="with --against: runs per tree")
+    parser.add_argument(
+        "--nvitop",
+        action="store_true",
+        help="also run nvitop (pip-installed into a throwaway venv) on the same simulated driver",
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.cases:
@@ -580,12 +569,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report(results, plan))
     parts_ok = True
     parts: dict[str, list[dict[str, object]]] = {}
-    if not args.no_parts:
-        for title, module, function in PARTS:
+    parts_run = [] if args.no_parts else list(PARTS)
+    if args.nvitop:
+        parts_run.append(PEER)
+    if parts_run:
+        for title, module, function in parts_run:
             with _progress(title):
                 try:
-                    rows = getattr(importlib.import_module(module), function)(args.quick)
+                    part = getattr(importlib.import_module(module), function)
+                    if module == PEER[1] and args.cases:
+                        rows = part(args.quick, chosen)  # the configurations asked for
+                    else:
+                        rows = part(args.quick)
                 except Exception as exc:  # one failed part must not hide the others
+                    if type(exc).__name__ == "Unavailable":  # nvitop not installable: a skip
+                        print(f"\n{title}: skipped: {exc}")
+                        continue
                     parts_ok = False
                     print(f"\n{title}: failed: {type(exc).__name__}: {exc}")
                     continue
@@ -658,9 +657,19 @@ PARTS = (
     ("Terminal, 160x45 demo", "bench_ui", "ui_rows"),
     ("Analyzer, CPU per tick", "bench_analyzer", "analyzer_rows"),
     ("Enricher, CPU per update", "bench_enricher", "enricher_rows"),
+    ("Scraper, CPU per wall second at the default rate limit", "bench_scraper", "scraper_rows"),
+    ("Deep mode, report() in the reporting process", "bench_deep", "deep_rows"),
     ("Replay --speed max --json, one hour at 1 Hz, 8 GPUs x 64 processes", "bench_replay",
      "replay_rows"),
+    ("Exporter scrape and fleet view, CPU per refresh", "bench_fleet", "fleet_rows"),
 )  # fmt: skip
+
+
+PEER = (
+    "vramtop beside nvitop on the same simulated libnvidia-ml.so.1 (1 s refresh, 160x45)",
+    "bench_nvitop",
+    "peer_rows",
+)
 
 
 def dict_table(rows: Sequence[dict[str, object]]) -> str:

@@ -8,6 +8,12 @@ simply absent (``AttributeError``), which pynvml reports as FUNCTION_NOT_FOUND.
 
 The structs below are written from the C headers, not borrowed from pynvml, so a layout mistake on
 either side shows up as wrong numbers in the tests.
+
+It stays beside the compiled driver of ``tests/simdriver`` because it does what a shared library
+cannot: any symbol can be absent for one test (a library's exports are fixed when it is built),
+every call is counted exactly per test, a callback's own failure is caught and reported, and it
+runs in-process in milliseconds. The whole program, other monitors and the benchmarks use the
+compiled driver.
 """
 
 from __future__ import annotations

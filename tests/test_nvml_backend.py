@@ -289,30 +289,36 @@ def test_compute_graphics_and_mps_merge_by_pid() -> None:
     assert {(p.pid, p.used_bytes) for p in snap.processes_on(1)} == {(100, 7 * GIB)}
 
 
-def test_per_process_utilisation_passes_last_seen_timestamp_back() -> None:
+def test_per_process_utilisation_is_a_window_idle_is_zero_unsupported_is_na() -> None:
+    """Each tick asks for the last second (NVML timestamps are wall-clock microseconds), so a
+    busy process keeps its figure on a tick without a new sample, and a listed process with no
+    sample in the window reads 0%, not n/a."""
+    wall = [100.0]  # seconds
     gpu = SimGpu()
-    gpu.processes["compute"] = [SimProcess(100, GIB), SimProcess(200, GIB)]
+    gpu.processes["compute"] = [SimProcess(100, GIB), SimProcess(200, GIB), SimProcess(300, GIB)]
     gpu.util_samples = [
-        UtilSample(100, 1_000, sm=40, mem=10),
-        UtilSample(100, 2_000, sm=55, mem=12),
-        UtilSample(200, 1_500, sm=5, mem=1),
+        UtilSample(100, 99_200_000, sm=40, mem=10),
+        UtilSample(100, 99_800_000, sm=60, mem=14),
+        UtilSample(200, 98_000_000, sm=90, mem=50),  # older than the window
     ]
     driver = SimDriver([gpu])
     with install(driver):
-        backend = NvmlBackend(slow_interval=0)
+        backend = NvmlBackend(slow_interval=0, wall=lambda: wall[0])
         backend.open()
         first = {p.pid: (p.sm_util, p.mem_util) for p in backend.sample().processes}
-        gpu.util_samples.append(UtilSample(100, 3_000, sm=70, mem=20))
         second = {p.pid: (p.sm_util, p.mem_util) for p in backend.sample().processes}
+        wall[0] = 105.0  # nothing in the last second: NOT_FOUND, every process idle
         third = {p.pid: (p.sm_util, p.mem_util) for p in backend.sample().processes}
         backend.close()
-    assert first == {100: (55, 12), 200: (5, 1)}  # the newest sample of each process
-    assert second == {100: (70, 20), 200: (NA, NA)}
-    assert third == {100: (NA, NA), 200: (NA, NA)}  # NOT_FOUND: nothing newer, not an error
-    # Each distinct question (sizing + data calls repeat it) carries the last timestamp seen.
-    assert sorted(set(gpu.util_last_seen)) == [0, 2_000, 3_000]
-    assert gpu.util_last_seen[-1] == 3_000
+    assert first == second == {100: (50, 12), 200: (0, 0), 300: (0, 0)}  # mean over the window
+    assert third == {100: (0, 0), 200: (0, 0), 300: (0, 0)}
+    assert set(gpu.util_last_seen) == {99_000_000, 104_000_000}
     assert driver.callback_failures == []
+
+    gpu.errors["nvmlDeviceGetProcessUtilization"] = ERROR_NOT_SUPPORTED
+    snap = one(driver)
+    assert {(p.sm_util, p.mem_util) for p in snap.processes} == {(NA, NA)}
+    assert "process utilisation n/a (not supported)" in snap.gpus[0].note
 
 
 # -- n/a fields -----------------------------------------------------------------------------------
@@ -539,3 +545,52 @@ def test_handle_failure_at_open_marks_only_that_gpu_lost(code: int) -> None:
     assert snap.gpus[0].state is GpuState.LOST
     assert snap.gpus[0].name == "unknown"
     assert snap.gpus[1].state is GpuState.OK and snap.gpus[1].uuid == "GPU-b"
+
+
+# -- what a failed query and a lost GPU say ---------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [ERROR_NO_PERMISSION, ERROR_UNKNOWN])
+def test_a_failed_process_query_is_unknown_not_empty(code: int) -> None:
+    from vramtop.export.document import to_document
+
+    gpu = SimGpu()
+    gpu.processes["compute"] = [SimProcess(4242, 3 * GIB)]
+    gpu.errors = {symbol: code for symbol in process_symbols("compute").values()}
+    ok = SimGpu(uuid="GPU-ok")
+    snap = one(SimDriver([gpu, ok]))
+    assert snap.gpus[0].processes_known is False and snap.gpus[1].processes_known is True
+    doc = to_document(snap)
+    failed, fine = doc["gpus"]
+    assert failed["processes"] is None, "null: the driver did not say, not 'no processes'"
+    assert failed["memory"]["processes_sum_bytes"] is None
+    assert "compute processes n/a (" in failed["note"]
+    assert fine["processes"] == [] and fine["memory"]["processes_sum_bytes"] == 0
+
+
+def test_once_names_a_lost_gpu_and_promises_no_retry() -> None:
+    gpus = [SimGpu(uuid="GPU-a"), SimGpu(uuid="GPU-b")]
+    gpus[1].lost = True
+    for retries in (True, False):
+        with install(SimDriver(gpus)):
+            backend = NvmlBackend(slow_interval=0, retries=retries)
+            backend.open()
+            try:
+                lost = backend.sample().gpus[1]
+            finally:
+                backend.close()
+        assert lost.state is GpuState.LOST and lost.index == 1
+        assert "NVML says GPU is lost" in lost.note, lost.note
+        assert ("retrying every 5 s" in lost.note) is retries
+
+
+def test_metrics_of_a_gpu_whose_process_query_failed_give_no_process_count() -> None:
+    from vramtop.export.document import to_document
+    from vramtop.export.prometheus import exposition, families
+
+    gpu = SimGpu()
+    gpu.errors = {symbol: ERROR_UNKNOWN for symbol in process_symbols("compute").values()}
+    doc = to_document(one(SimDriver([gpu, SimGpu(uuid="GPU-ok")])))
+    text = exposition(families(doc, "host", 100)).decode()
+    counts = [ln for ln in text.splitlines() if ln.startswith("vramtop_gpu_processes{")]
+    assert len(counts) == 1 and 'gpu="1"' in counts[0], counts  # GPU 0's count is unknown

@@ -77,9 +77,15 @@ def test_demo_once_json_names_the_framework_and_has_no_invented_history() -> Non
     doc = json.loads(out.stdout)
     jsonschema.validate(doc, SCHEMA)
     procs = {p["command"]: p for g in doc["gpus"] for p in g["processes"] if p["command"]}
-    vllm = next(p for c, p in procs.items() if c.startswith("vllm serve"))
+    vllm = procs["VLLM::EngineCore"]
     assert vllm["framework"] == "vLLM"
     assert vllm["preallocates"] is True  # a vLLM server reserves its pool by design
+    # Its parent, the demo's API server, was asked over loopback HTTP for its KV cache.
+    server = vllm["server"]
+    assert server["kind"] == "vLLM" and server["url"].startswith("http://127.0.0.1:")
+    assert server["model"] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert 0.0 <= server["kv_cache_usage"] <= 1.0 and server["note"] == ""
+    assert all(p["server"] is None for c, p in procs.items() if c.startswith("python train"))
     assert next(p for c, p in procs.items() if c == "ollama serve")["framework"] == "Ollama"
     # One sample: no trend can be known yet, and none is made up.
     for gpu in doc["gpus"]:
@@ -217,11 +223,11 @@ def test_exporter_joins_by_seq_keeps_order_and_never_drops(tmp_path: Path) -> No
     assert core.written == 0, "a sample waits for its analysis"
     core.handle([AnalysisMessage(1, _result(s1, "TIGHT"))], now[0])
     assert core.written == 1
-    # Sample 2's analysis never comes; sample 3's does: 2 is written without one, then 3.
+    # Sample 2's analysis never comes; sample 3's does: 2 is written (with the last one), then 3.
     core.handle([s3], now[0])
     core.handle([AnalysisMessage(3, _result(s3, "OK"))], now[0])
     assert core.written == 3
-    # Sample 4's analysis is late beyond one interval: written without it, not held back.
+    # Sample 4's analysis is late beyond one interval: written without waiting for it.
     core.handle([s4], now[0])
     now[0] += 0.5
     core.tick(now[0])
@@ -238,7 +244,9 @@ def test_exporter_joins_by_seq_keeps_order_and_never_drops(tmp_path: Path) -> No
         m.snapshot.timestamp for m in (s1, s2, s3, s4)
     ]
     verdicts = [{r["verdict"] for r in s if r["row"] == "process"} for s in samples]
-    assert verdicts == [{"TIGHT"}, {""}, {"OK"}, {""}]
+    # Samples 2 and 4 never got their own analysis: each is written with the newest earlier one,
+    # the verdict the screen showed beside it then.
+    assert verdicts == [{"TIGHT"}, {"TIGHT"}, {"OK"}, {"OK"}]
     first = next(r for r in samples[0] if r["pid"] == str(ident.pid))
     assert first["framework"] == "PyTorch" and first["container"] == "docker:" + "ab" * 6
     assert first["phase"] == "growing" and float(first["rate_mib_s"]) == 12.5
@@ -260,3 +268,20 @@ def test_exporter_writes_what_it_holds_when_stopped(tmp_path: Path) -> None:
     assert [d["timestamp"] for d in docs] == [m.snapshot.timestamp for m in messages]
     for doc in docs:
         jsonschema.validate(doc, SCHEMA)
+
+
+def test_record_of_the_demo_carries_the_fake_servers_kv_cache(tmp_path: Path) -> None:
+    path = tmp_path / "demo.csv"
+    done = subprocess.run(
+        [*VRAMTOP, "record", str(path), "--demo", "--count", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [r for r in csv_rows(path) if r["row"] == "process"]
+    engine = [r for r in rows if r["command"] == "VLLM::EngineCore"]
+    assert len(engine) == 2
+    assert all(0.0 <= float(r["kv_cache_usage"]) <= 1.0 and r["requests_waiting"] for r in engine)
+    assert all(r["kv_cache_usage"] == "" for r in rows if r["command"].startswith("python"))

@@ -149,7 +149,7 @@ def test_screen_lists_processes_biggest_first_and_marks_lost_gpu() -> None:
 
 def test_sorting_by_column_and_reversing() -> None:
     ui = ui_with([1 * GiB, 30 * GiB, 5 * GiB])
-    ui.key(">")  # VRAM -> %GPU
+    ui.key(">")  # VRAM -> %MEM
     ui.key(">")  # -> SM%
     ui.key(">")  # -> RATE
     ui.key(">")  # -> ETA
@@ -259,7 +259,7 @@ def test_enrichment_and_analysis_fill_columns_alert_and_detail() -> None:
     ui.key("d")
     detail = "\n".join(ui.draw(160, 45).text())
     for text in ("PyTorch", "maps: libtorch_cuda.so", "docker 0123456789ab", "llama.safetensors",
-                 "grows 30 MiB/s", "OOM ETA", "deep mode: not reporting"):  # fmt: skip
+                 "grows 30 MiB/s", "OOM ETA", "growing"):  # fmt: skip
         assert text in detail, text
 
 
@@ -269,7 +269,9 @@ def test_detail_says_why_sections_are_empty() -> None:
     detail = "\n".join(ui.draw(160, 45).text())
     assert "enricher: not reported" in detail
     assert "analyzer: not reporting" in detail
-    assert "vramtop.report()" in detail
+    # Deep mode exists: the panel says how a process turns it on.
+    assert "deep mode: not reporting" in detail
+    assert "vramtop.report()" in detail and "vramtop wrap" in detail
     ui.key("KEY_ESCAPE")
     assert "analyzer: not reporting" not in "\n".join(ui.draw(160, 45).text())
 
@@ -361,6 +363,59 @@ def test_pid_namespace_note_is_shown_once_in_the_status_line() -> None:
     ui.handle(EnrichmentMessage((), (note,)))
     text = "\n".join(ui.draw(200, 45).text())
     assert text.count("processes from another PID namespace") == 1
+
+
+def _no_phases() -> Ui:
+    import dataclasses
+
+    from vramtop.config import Config
+
+    cfg = Config()
+    display = dataclasses.replace(cfg.display, phase_indicator=False)
+    ui = Ui(dataclasses.replace(cfg, display=display))
+    ui.handle(sample([1 * GiB, 30 * GiB]))
+    ui.handle(AnalysisMessage(seq=1, result=_analysis(101)))
+    return ui
+
+
+def test_phase_indicator_false_drops_the_phase_column_and_badges() -> None:
+    on = ui_with([1 * GiB, 30 * GiB])
+    on.handle(AnalysisMessage(seq=1, result=_analysis(101)))
+    off = _no_phases()
+    for ui, shown in ((on, True), (off, False)):
+        screen = "\n".join(ui.draw(160, 45).text())
+        row = next(ln for ln in screen.splitlines() if "job1.py" in ln)
+        assert ("PHASE" in screen) is shown and ("growing" in row) is shown
+        assert "+30M/s" in row and "OOM risk" in row, "the rest of the analysis stays"
+        ui.key("d")
+        detail = "\n".join(ui.draw(160, 45).text())
+        assert ("growing" in detail) is shown, detail
+        assert "+30M/s" in detail
+
+
+def test_phase_indicator_takes_effect_on_reload() -> None:
+    import dataclasses
+
+    from vramtop.messages import ConfigUpdate
+
+    ui = _no_phases()
+    assert "PHASE" not in "\n".join(ui.draw(160, 45).text())
+    cfg = ui.state.config
+    ui.handle(ConfigUpdate(dataclasses.replace(cfg, display=dataclasses.replace(
+        cfg.display, phase_indicator=True)), source="c.toml"))  # fmt: skip
+    assert "PHASE" in "\n".join(ui.draw(160, 45).text())
+
+
+def test_detail_shows_why_there_are_no_pelt_segments() -> None:
+    import dataclasses
+
+    ui = ui_with([1 * GiB, 30 * GiB])
+    result = _analysis(101)
+    hint = "pip install 'vramtop[pelt]'"
+    proc = dataclasses.replace(result.processes[0], segments_note=hint)
+    ui.handle(AnalysisMessage(seq=1, result=dataclasses.replace(result, processes=(proc,))))
+    ui.key("d")
+    assert f"PELT change points: {hint}" in "\n".join(ui.draw(160, 45).text())
 
 
 def test_unknown_phase_shows_no_rate() -> None:
@@ -462,3 +517,75 @@ def test_a_sample_waits_for_its_analysis_then_is_shown_without_it_when_late() ->
     assert "job3.py" in _row_of(core, 103)
     core.handle([a3], now=102.0)  # type: ignore[attr-defined]
     assert core.frame_seqs == (3, 3) and "+3.0M/s" in _row_of(core, 103)  # type: ignore[attr-defined]
+
+
+# --- papercuts: what the columns mean, sorting what is shown, saying the layout ------------
+
+
+def test_memory_share_column_is_named_for_what_it_is_and_help_says_what_columns_mean() -> None:
+    ui = ui_with([1 * GiB, 30 * GiB])
+    header = next(ln for ln in ui.draw(160, 45).text() if "COMMAND" in ln)
+    assert "%MEM" in header and "%GPU" not in header
+    ui.key("?")
+    overlay = "\n".join(ui.draw(160, 60).text())
+    assert "%MEM" in overlay and "share of the GPU's memory (not utilisation)" in overlay
+    for column in ("VRAM", "SM%", "PHASE", "VERDICT", "ETA", "COMMAND"):
+        assert f" {column} " in overlay, column
+
+
+def test_sort_keys_cycle_through_the_columns_on_screen_only() -> None:
+    ui = ui_with([1 * GiB, 30 * GiB, 5 * GiB])
+    ui.draw(100, 24)  # compact: no SM%, RATE or PHASE column
+    header = next(ln for ln in ui.draw(100, 24).text() if "COMMAND" in ln)
+    shown = [c for c in ("GPU", "PID", "USER", "VRAM", "%MEM", "SM%", "RATE", "ETA") if c in header]
+    assert "SM%" not in shown and "RATE" not in shown
+    seen = []
+    for _ in range(12):
+        ui.key(">")
+        seen.append(ui.state.sort)
+        ui.draw(100, 24)
+    assert set(seen) == {*shown, "COMMAND"}, "every column on screen, none other"
+    ui.draw(160, 45)  # full: every column, so every sort key
+    for _ in range(12):
+        ui.key("<")
+        seen.append(ui.state.sort)
+    assert "SM%" in seen and "RATE" in seen
+
+
+def test_the_header_always_names_the_active_sort() -> None:
+    ui = ui_with([1 * GiB, 30 * GiB])
+    for width in (80, 100, 160):
+        header = next(ln for ln in ui.draw(width, 30).text() if "COMMAND" in ln)
+        assert "sort VRAM ▼" in header, (width, header)
+    ui.key(">")
+    header = next(ln for ln in ui.draw(80, 30).text() if "COMMAND" in ln)
+    assert "sort %MEM ▼" in header
+
+
+def test_layout_key_says_which_layout_and_what_auto_means() -> None:
+    ui = ui_with([GiB])
+    ui.draw(160, 45)
+    ui.key("L")  # auto -> full: looks the same at this size, so the status line says so
+    assert "layout full (what auto shows at 160x45)" in ui.draw(160, 45).text()[-1]
+    ui.key("L")
+    assert "layout compact" in ui.draw(160, 45).text()[-1]
+    ui.key("L")
+    ui.key("L")  # mini -> auto
+    assert "layout auto (full at 160x45)" in ui.draw(160, 45).text()[-1]
+
+
+def test_mini_layout_labels_utilisation_and_its_bars_have_one_length() -> None:
+    ui = Ui()
+    gpus = (
+        GpuSample(0, "GPU-0", "NVIDIA H100", memory_total=80 * GiB, memory_used=71 * GiB,
+                  util_gpu=100),
+        GpuSample(1, "GPU-1", "NVIDIA H100", memory_total=80 * GiB, memory_used=2 * GiB,
+                  util_gpu=5),
+    )  # fmt: skip
+    ui.handle(SampleMessage(1, Snapshot(0.0, "simulated", gpus, ()), ()))
+    ui.state.layout = "mini"
+    lines = [ln for ln in ui.draw(60, 14).text() if ln[:2] in ("0 ", "1 ")]
+    assert len(lines) == 2
+    assert "util 100%" in lines[0] and "util   5%" in lines[1]
+    first, second = (ln.index("]") for ln in lines)
+    assert first == second, lines

@@ -53,8 +53,9 @@ def test_default_scenario_shape() -> None:
     assert any(len(p.gpus) == 2 for p in s.processes)
     assert any(p.start > 0 for p in s.processes)
     assert any(p.stop is not None for p in s.processes)
-    vllm = next(p for p in s.processes if p.argv and p.argv[0] == "vllm")
+    vllm = next(p for p in s.processes if p.serve == "vllm")
     assert vllm.memory.kind == "preallocated"
+    assert vllm.argv == ("VLLM::EngineCore",) and vllm.serve_argv[:2] == ("vllm", "serve")
 
 
 def test_stress_scenario_expands_process_group() -> None:

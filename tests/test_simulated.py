@@ -245,13 +245,14 @@ def test_wall_clock_runs_at_scenario_speed() -> None:
 def test_stress_scenario_sample_is_cheap_enough_for_1hz() -> None:
     s = Sim(load_scenario("stress"))
     s.at(0)
-    started = time.perf_counter()
+    # CPU time of this process, not wall time: other jobs on a shared machine do not count.
+    started = time.process_time()
     for t in range(60, 65):
         snap = s.at(t)
-    per_sample = (time.perf_counter() - started) / 5
-    print(f"stress: {per_sample * 1000:.1f} ms per sample of 8 GPUs x 1024 processes")
+    per_sample = (time.process_time() - started) / 5
+    print(f"stress: {per_sample * 1000:.1f} ms CPU per sample of 8 GPUs x 1024 processes")
     assert len(snap.gpus) == 8 and len(snap.processes) == 1024
-    assert per_sample < 1.0  # the whole budget of one 1 Hz tick
+    assert per_sample < 1.0  # the whole CPU budget of one 1 Hz tick
 
 
 # -- real child processes --------------------------------------------------------------------

@@ -51,7 +51,7 @@ def test_layouts_at_every_size_and_after_resizes(home: Path) -> None:
         full = tui.wait_for("python train_small.py")
         assert "GPU 0  NVIDIA A10" in full and "hist " in full
         header = next(ln for ln in full.splitlines() if "COMMAND" in ln)
-        for column in ("GPU", "PID", "USER", "VRAM", "%GPU", "PHASE", "RATE", "VERDICT", "ETA",
+        for column in ("GPU", "PID", "USER", "VRAM", "%MEM", "PHASE", "RATE", "VERDICT", "ETA",
                        "FRAMEWORK", "CONTAINER"):  # fmt: skip
             assert column in header, column
         tui.resize(100, 24)
@@ -157,12 +157,18 @@ def test_accessible_selection_stays_on_its_process_while_rows_resort(home: Path)
         assert len(selected) == 1 and "steady.py" in selected[0], tui.text()
         pid = selected[0].split()[2]
         orders = set()
-        for _ in range(5):  # five refreshes at 0.5 s
+        # Up to eight refreshes at 0.5 s, until the table has re-sorted: flip.py changes places
+        # every sample, but while the analyzer's first analyses lag (a few seconds after the
+        # start) the render shows samples as their pairing wait ends, which can be every other
+        # one, always in the same order.
+        for _ in range(8):
             tui.pump(0.55)
             rows = _table(tui.text())
             orders.add(tuple(ln.split()[-1] for ln in rows))
             marked = [ln for ln in rows if ln.startswith(">")]
             assert len(marked) == 1 and marked[0].split()[2] == pid, rows
+            if len(orders) > 1:
+                break
         assert len(orders) > 1, "the table re-sorted meanwhile"
         screen = tui.text()
         assert not set(screen) & GLYPHS, "no glyph carries meaning in accessible mode"

@@ -215,3 +215,84 @@ def test_a_render_restart_during_the_countdown_does_not_lose_the_sigkill(home: P
     story = [(r["signal"], r["result"]) for r in records if r["pid"] == stubborn]
     assert story == [("SIGTERM", "sent"), (None, "resumed"), ("SIGKILL", "sent")], story
     assert len({(r["monitor_pid"], r["monitor_start"]) for r in records}) == 1
+
+
+# -- a second, explicit confirmation for what is not the user's own job ----------------------
+
+
+def test_pid_1_as_root_asks_twice_naming_the_risk_and_enter_never_kills_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vramtop import kill
+
+    sent: list[tuple[int, signal.Signals]] = []
+    # Whatever happens here, PID 1 is never signalled for real.
+    monkeypatch.setattr(kill, "_send", lambda pid, fd, sig: sent.append((pid, sig)))
+    init = psutil.Process(1)
+    snap = Snapshot(
+        time.time(), "simulated",
+        (GpuSample(0, "GPU-0", "NVIDIA L4", memory_total=24 * GiB, memory_used=GiB),),
+        (ProcessSample(1, 0, used_bytes=GiB),),
+    )  # fmt: skip
+    row = ProcessRow(ProcessIdentity(1, init.create_time()), 0, 0, "root", "init", True)
+    ui = Ui(Config(), kill=KillFlow(True, my_uid=0, audit_path=tmp_path / "a.jsonl"))
+    ui.handle(SampleMessage(1, snap, (row,)))
+    ui.key("k")
+    first = "\n".join(ui.draw(120, 30).text())
+    assert "warning: PID 1 is init" in first and "[y / Enter] kill" in first
+    ui.key("y")
+    second = "\n".join(ui.draw(120, 30).text())
+    assert "This is not your own job" in second and "[Y] (shift-y) kill it anyway" in second
+    for key in ("y", "KEY_ENTER", "k"):
+        ui.key(key)  # a second y or Enter (a double press) is not the answer
+    assert "This is not your own job" in "\n".join(ui.draw(120, 30).text())
+    ui.key("n")
+    assert "kill process" not in "\n".join(ui.draw(120, 30).text())
+    assert sent == []
+
+
+def test_another_users_process_as_root_is_killed_only_after_shift_y(tmp_path: Path) -> None:
+    import dataclasses
+
+    from vramtop.enrich.model import Enrichment
+    from vramtop.messages import EnrichmentMessage
+
+    proc = _child()
+    try:
+        start = psutil.Process(proc.pid).create_time()
+        config = Config()
+        config = dataclasses.replace(
+            config, display=dataclasses.replace(config.display, show_other_users=True)
+        )
+        ui = _ui_for(proc, start, KillFlow(True, my_uid=0, audit_path=tmp_path / "a.jsonl"))
+        ui._apply_config(config)
+        ident = ProcessIdentity(proc.pid, start)
+        # The enricher says the process belongs to UID 4242; vramtop runs as root.
+        ui.handle(EnrichmentMessage((Enrichment(ident, 4242, "carol", False),)))
+        ui.key("k")
+        assert "belongs to bob, not to you" in "\n".join(ui.draw(120, 30).text())
+        ui.key("KEY_ENTER")
+        time.sleep(0.2)
+        assert proc.poll() is None, "the first confirmation only asks again"
+        ui.key("Y")
+        assert proc.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_own_job_is_killed_after_one_confirmation(tmp_path: Path) -> None:
+    proc = _child()
+    try:
+        start = psutil.Process(proc.pid).create_time()
+        me = psutil.Process().uids().real
+        ui = _ui_for(proc, start, KillFlow(True, my_uid=me, audit_path=tmp_path / "a.jsonl"))
+        ui.key("k")
+        assert "warning:" not in "\n".join(ui.draw(120, 30).text())
+        ui.key("y")
+        assert proc.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

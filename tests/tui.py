@@ -11,6 +11,7 @@ from pathlib import Path
 import pexpect
 import psutil
 import pyte
+from wcwidth import wcwidth
 
 VRAMTOP = [sys.executable, "-m", "vramtop"]
 
@@ -24,6 +25,27 @@ class _AnsweringScreen(pyte.Screen):  # type: ignore[misc]
     def write_process_input(self, data: str) -> None:
         if self.answer is not None:
             self.answer(data)
+
+    @property
+    def display(self) -> list[str]:
+        """The screen as lines, a wide glyph's second cell skipped. pyte's own version fails on
+        the second half of a wide glyph whose first half was overwritten (what a writer that
+        mismeasures widths leaves behind); such a cell reads as the blank a terminal shows."""
+        out = []
+        for y in range(self.lines):
+            line = self.buffer[y]
+            chars: list[str] = []
+            after_wide = False
+            for x in range(self.columns):
+                data = line[x].data
+                if after_wide and data == "":
+                    after_wide = False
+                    continue
+                data = data or " "
+                after_wide = wcwidth(data[0]) == 2
+                chars.append(data)
+            out.append("".join(chars))
+        return out
 
 
 class Tui:

@@ -18,14 +18,22 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from collections.abc import Callable, Sequence
 
 from vramtop import __version__
 from vramtop.config import Config, ConfigError, load_config
 from vramtop.gpu.factory import BackendSpec
-from vramtop.modes.exits import EXIT_OK, EXIT_USAGE, UsageError, fail
+from vramtop.modes.exits import (
+    EXIT_GPU,
+    EXIT_OK,
+    EXIT_USAGE,
+    OutputError,
+    UsageError,
+    emit,
+    fail,
+    silence_stdout,
+)
 from vramtop.render.filters import ProcessFilter, add_filter_arguments
 
 DESCRIPTION = """\
@@ -44,7 +52,16 @@ usage:
   vramtop replay FILE [--speed N|max] [--json]
                                   play a recording back in the monitor, or (--json) print each
                                   sample with vramtop's analysis of it as NDJSON
-  vramtop record --help, vramtop replay --help    their options
+  vramtop exporter [--listen 127.0.0.1:9400] [--demo [SCENARIO]]
+                                  serve vramtop's view as Prometheus metrics, without a UI
+  vramtop --prometheus URL        the fleet view: every exporter's hosts, through Prometheus
+  vramtop --remote URL,...        the fleet view straight from exporters (read-only)
+  vramtop wrap -- CMD [ARGS...]   run CMD with deep mode on: its Python processes report their
+                                  PyTorch allocator figures, as `vramtop.report()` does
+  vramtop record --help, vramtop replay --help, vramtop exporter --help    their options
+
+config: $XDG_CONFIG_HOME/vramtop/config.toml (or --config PATH); kill -HUP reloads it, except
+  general.history_length and general.process_slots, which take effect at the next start.
 """
 
 
@@ -101,8 +118,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="one JSON document per sample (the --once --json schema), on stdout without a "
         "UI, or appended to FILE while the monitor runs",
     )
+    p.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="the fleet view: every host's vramtop exporter, read through this Prometheus "
+        "server (e.g. http://prometheus:9090); read-only",
+    )
+    p.add_argument(
+        "--remote",
+        metavar="URL,...",
+        help="the fleet view straight from vramtop exporters (http://node:9400/metrics,...); "
+        "read-only",
+    )
     add_filter_arguments(p)
+    # `vramtop --demo --once leak`: a scenario name after other flags is still the scenario.
+    p.add_argument("late_scenario", nargs="?", metavar="SCENARIO", help=argparse.SUPPRESS)
     return p
+
+
+def _late_scenario(args: argparse.Namespace) -> None:
+    """Take a scenario name that came after other flags (``--demo --once leak``)."""
+    name = getattr(args, "late_scenario", None)
+    if name is None:
+        return
+    if args.demo is None:
+        raise UsageError(f"unrecognized argument {name!r} (scenario names go with --demo)")
+    if args.demo != "default":
+        raise UsageError(f"two scenarios given: {args.demo!r} and {name!r}")
+    args.demo = name
+
+
+def _url(text: str, flag: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UsageError(f"{flag} takes http:// or https:// URLs (got {text!r})")
+    return text.strip()
 
 
 def _speed(text: str) -> float:
@@ -154,6 +206,36 @@ def build_record_parser() -> argparse.ArgumentParser:
     return p
 
 
+def build_exporter_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="vramtop exporter",
+        description="Run headless and serve vramtop's view (memory, processes, phases, OOM "
+        "ETAs, verdicts, restarts) as Prometheus metrics at http://LISTEN/metrics. Binds "
+        "loopback unless told otherwise.",
+    )
+    p.add_argument(
+        "--listen",
+        default="127.0.0.1:9400",
+        metavar="HOST:PORT",
+        help="where to serve /metrics (default 127.0.0.1:9400; 0.0.0.0:9400 for the network)",
+    )
+    p.add_argument(
+        "--hostname", metavar="NAME", help="the hostname label (default: this machine's name)"
+    )
+    p.add_argument(
+        "--demo",
+        nargs="?",
+        const="default",
+        metavar="SCENARIO",
+        help="export simulated GPUs (a shipped scenario name or a TOML file)",
+    )
+    p.add_argument(
+        "--speed", type=float, metavar="N", help="with --demo: simulated seconds per real second"
+    )
+    _common(p)
+    return p
+
+
 def build_replay_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="vramtop replay",
@@ -193,12 +275,20 @@ def overrides_from(args: argparse.Namespace) -> dict[str, object]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     run: Callable[[argparse.Namespace], int] = _main
+    if argv and argv[0] == "wrap":
+        from vramtop.modes.wrap import run as run_wrap
+
+        return run_wrap(argv[1:])
     if argv and argv[0] == "record":
         args, run = build_record_parser().parse_args(argv[1:]), _record
     elif argv and argv[0] == "replay":
         args, run = build_replay_parser().parse_args(argv[1:]), _replay
+    elif argv and argv[0] == "exporter":
+        args, run = build_exporter_parser().parse_args(argv[1:]), _exporter
     else:
         args = build_parser().parse_args(argv)
+    from vramtop.export.logfile import LogWriteError
+
     try:
         return run(args)
     except UsageError as exc:
@@ -207,9 +297,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # `vramtop --once | head`: the reader went away; not an error worth a traceback.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        silence_stdout()
         return EXIT_OK
+    except (OutputError, LogWriteError) as exc:
+        silence_stdout()
+        return fail(str(exc), EXIT_GPU)
 
 
 def _load_config(args: argparse.Namespace, **extra: object) -> Config:
@@ -225,6 +317,16 @@ def _source(args: argparse.Namespace) -> tuple[BackendSpec, int | None]:
 
     if args.speed is not None and (args.demo is None or not 0 < args.speed <= 1000):
         raise UsageError("--speed needs --demo and a value in (0, 1000]")
+    prometheus, remote = getattr(args, "prometheus", None), getattr(args, "remote", None)
+    if prometheus is not None or remote is not None:
+        if args.demo is not None or (prometheus is not None and remote is not None):
+            raise UsageError("--prometheus, --remote and --demo are three different sources")
+        if prometheus is not None:
+            return BackendSpec("fleet", prometheus=_url(prometheus, "--prometheus")), None
+        urls = tuple(_url(u, "--remote") for u in str(remote).split(",") if u.strip())
+        if not urls:
+            raise UsageError("--remote takes one or more URLs, separated by commas")
+        return BackendSpec("fleet", urls=urls), None
     if args.demo is None:
         return BackendSpec("nvml"), None
     try:
@@ -238,17 +340,25 @@ def _main(args: argparse.Namespace) -> int:
     from vramtop.gpu.scenario import list_scenarios
     from vramtop.modes.record import check_log, run_record
 
+    _late_scenario(args)
     if args.list:
         if args.demo is None:
             return fail("--list goes with --demo", EXIT_USAGE)
-        print("\n".join(list_scenarios()))
+        emit("\n".join(list_scenarios()))
         return EXIT_OK
     if args.json and not args.once and sys.stdout.isatty():
         return fail("--json goes with --once", EXIT_USAGE)
     if args.json_stream is not None and args.once:
         return fail("--json-stream streams every sample; --once --json prints one", EXIT_USAGE)
     spec, gpu_count = _source(args)
-    config = _load_config(args)
+    overrides = overrides_from(args)
+    if spec.kind == "fleet":
+        # Other machines' processes: every one listed as their node listed it, none to kill.
+        fleet = {"display.show_other_users": True, "display.enable_kill": False}
+        overrides.update(fleet)
+        config = _load_config(args, **fleet)
+    else:
+        config = _load_config(args)
     for path, fmt in ((args.export_csv, "csv"), (args.json_stream, "ndjson")):
         if path is not None and path != "-" and (problem := check_log(path, fmt)):
             return fail(problem, EXIT_USAGE)
@@ -273,7 +383,7 @@ def _main(args: argparse.Namespace) -> int:
         spec,
         gpu_count,
         args.config,
-        overrides_from(args),
+        overrides,
         export_csv=args.export_csv,
         export_ndjson=args.json_stream,
         filters=ProcessFilter.from_args(args),
@@ -291,6 +401,16 @@ def _record(args: argparse.Namespace) -> int:
     if args.file != "-" and (problem := check_log(args.file, fmt)):
         return fail(problem, EXIT_USAGE)
     return run_record(spec, args.file, fmt, config, args.count)
+
+
+def _exporter(args: argparse.Namespace) -> int:
+    from vramtop.modes.exporter import run_exporter
+
+    spec, gpu_count = _source(args)
+    config = _load_config(args)
+    return run_exporter(
+        config, spec, gpu_count, args.listen, args.hostname, args.config, overrides_from(args)
+    )
 
 
 def _replay(args: argparse.Namespace) -> int:

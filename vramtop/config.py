@@ -20,13 +20,15 @@ Keys, defaults and accepted values:
   refresh_rate = 1.0            seconds between samples, 0.5 to 10
   history_length = 300          samples kept per GPU and per process, 10 to 86400
   process_slots = 1024          processes tracked at once in shared memory, 16 to 65536
+                                (both size the shared memory at start: a SIGHUP reload keeps
+                                the running values and says they take effect at the next start)
 
 [display]
   theme = "dark"                dark, light, nord, catppuccin, dracula or solarized
   layout = "auto"               auto, full, compact or mini ("auto" picks by terminal size)
   show_other_users = false      list other users' GPU processes (user and PID only)
   enable_kill = true            allow the kill key (``--no-kill`` sets false)
-  phase_indicator = true        show phase badges (loading, steady, growing...) per process
+  phase_indicator = true        the PHASE column and the detail panel's phase badge (growing...)
   accessible = false            text labels instead of colour alone (``--accessible`` sets true)
   screenshot_dir = ""           where ``s`` saves SVG screenshots; "" means
                                 $XDG_DATA_HOME/vramtop/screenshots (~/.local/share/...)
@@ -40,21 +42,27 @@ Keys, defaults and accepted values:
   enable = true                 read inference servers' metrics over localhost HTTP
   rate_limit_seconds = 5.0      at most one request per server per this many seconds, >= 0.1
   timeout_ms = 500              per-request timeout, 10 to 10000
-  allowed_ports = [8000, 8080, 11434, 3000, 30000]
+  allowed_ports = [8000, 8080, 9931, 11434, 3000, 30000]
                                 the only ports ever contacted, each 1 to 65535
 
 [oom_prediction]
   algorithm = "variance"        variance or pelt (pelt needs the ``pelt`` extra: ruptures)
   min_sustained_samples = 10    growth must last this many samples before a prediction, 2 to 100000
   min_rate_mb_per_sec = 1.0     slower growth than this is not a leak, >= 0
+
+[exporter]
+  max_process_series = 1000     ``vramtop exporter``: process series for the largest this many
+                                processes (the rest are counted), 1 to 100000
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
+import stat
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -78,6 +86,7 @@ __all__ = [
     "OomPredictionConfig",
     "ScrapingConfig",
     "default_config_path",
+    "keep_restart_only",
     "load_config",
     "resolve_screenshot_dir",
 ]
@@ -148,7 +157,7 @@ class ScrapingConfig:
     rate_limit_seconds: float = _key(5.0, _Rule(float, low=0.1))
     timeout_ms: int = _key(500, _Rule(int, low=10, high=10000))
     allowed_ports: tuple[int, ...] = _key(
-        (8000, 8080, 11434, 3000, 30000), _Rule(tuple, low=1, high=65535)
+        (8000, 8080, 9931, 11434, 3000, 30000), _Rule(tuple, low=1, high=65535)
     )
 
 
@@ -160,6 +169,11 @@ class OomPredictionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ExporterConfig:
+    max_process_series: int = _key(1000, _Rule(int, low=1, high=100000))
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; ``source`` is the file it came from, or "defaults"."""
 
@@ -168,6 +182,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     scraping: ScrapingConfig = field(default_factory=ScrapingConfig)
     oom_prediction: OomPredictionConfig = field(default_factory=OomPredictionConfig)
+    exporter: ExporterConfig = field(default_factory=ExporterConfig)
     source: str = ""
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
@@ -191,6 +206,7 @@ _SECTIONS: Final[dict[str, type[Any]]] = {
     "alerts": AlertsConfig,
     "scraping": ScrapingConfig,
     "oom_prediction": OomPredictionConfig,
+    "exporter": ExporterConfig,
 }
 
 
@@ -200,15 +216,15 @@ DEFAULT_CONFIG_TOML: Final = """\
 
 [general]
 refresh_rate = 1.0          # seconds between samples, 0.5 to 10
-history_length = 300        # samples kept per GPU and per process, 10 to 86400
-process_slots = 1024        # processes tracked at once in shared memory, 16 to 65536
+history_length = 300        # samples kept per GPU and per process, 10 to 86400 (at start)
+process_slots = 1024        # processes tracked at once in shared memory, 16 to 65536 (at start)
 
 [display]
 theme = "dark"              # dark, light, nord, catppuccin, dracula, solarized
 layout = "auto"             # auto, full, compact, mini
 show_other_users = false    # list other users' GPU processes (user and PID only)
 enable_kill = true          # allow the kill key; --no-kill sets false
-phase_indicator = true      # phase badges per process
+phase_indicator = true      # the PHASE column and the detail panel's phase badge
 accessible = false          # text labels instead of colour alone; --accessible sets true
 screenshot_dir = ""         # "" means ~/.local/share/vramtop/screenshots
 
@@ -221,13 +237,32 @@ oom_min_confidence = 0.3    # hide less certain OOM predictions, 0 to 1
 enable = true               # read inference servers' metrics over localhost HTTP
 rate_limit_seconds = 5.0    # per server, at least 0.1
 timeout_ms = 500            # per request, 10 to 10000
-allowed_ports = [8000, 8080, 11434, 3000, 30000]  # the only ports contacted, 1 to 65535
+allowed_ports = [8000, 8080, 9931, 11434, 3000, 30000]  # the only ports contacted, 1 to 65535
 
 [oom_prediction]
 algorithm = "variance"      # variance or pelt (needs the "pelt" extra)
 min_sustained_samples = 10  # 2 to 100000
 min_rate_mb_per_sec = 1.0   # at least 0
+
+[exporter]
+max_process_series = 1000   # vramtop exporter: the largest processes get series, 1 to 100000
 """
+
+
+# Keys that size the shared memory, which is created once at start: a reload cannot change them.
+RESTART_ONLY: Final = ("history_length", "process_slots")
+
+
+def keep_restart_only(running: Config, new: Config) -> tuple[Config, str]:
+    """``new`` with the running values of the restart-only keys, and a note naming those the
+    file changed ("" when none), e.g. "history_length takes effect at the next start"."""
+    changed = [k for k in RESTART_ONLY if getattr(new.general, k) != getattr(running.general, k)]
+    if not changed:
+        return new, ""
+    kept = {k: getattr(running.general, k) for k in RESTART_ONLY}
+    config = dataclasses.replace(new, general=dataclasses.replace(new.general, **kept))
+    verb = "takes" if len(changed) == 1 else "take"
+    return config, f"{' and '.join(changed)} {verb} effect at the next start"
 
 
 # --- paths -----------------------------------------------------------------------------------
@@ -283,8 +318,8 @@ def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def _got(value: object) -> str:
-    """The offending value, TOML-style, safe to print."""
+def _got(value: object, depth: int = 0) -> str:
+    """The offending value, TOML-style, safe to print (nested lists shown three levels deep)."""
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, str):
@@ -293,8 +328,11 @@ def _got(value: object) -> str:
         text = repr(value)
     elif isinstance(value, Mapping):
         text = "a table"
+    elif isinstance(value, list | tuple) and depth >= 3:
+        text = "[...]"
     elif isinstance(value, list | tuple):
-        text = "[" + ", ".join(_got(v) for v in value[:8]) + (", ...]" if len(value) > 8 else "]")
+        items = ", ".join(_got(v, depth + 1) for v in value[:8])
+        text = "[" + items + (", ...]" if len(value) > 8 else "]")
     else:
         text = type(value).__name__
     return clean(text, limit=80)
@@ -410,11 +448,38 @@ def _from_overrides(config: Config, overrides: Mapping[str, object]) -> Config:
 # --- loading ---------------------------------------------------------------------------------
 
 
+def _read_capped(path: Path, where: str) -> bytes:
+    """At most ``_MAX_FILE_BYTES + 1`` bytes of ``path``, never blocking: only a regular file
+    (or ``/dev/null``) is read. A FIFO, a terminal or a device given as the config (or swapped
+    in before a SIGHUP) is refused in one line and must not freeze the supervisor."""
+    # O_NONBLOCK: opening a FIFO without a writer would otherwise wait forever.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory")
+        if not stat.S_ISREG(mode):
+            if os.path.realpath(path) == os.devnull:
+                return b""  # --config /dev/null: all defaults, as the shell idiom means
+            # A FIFO, a terminal or a device is a mistake, not a config: said, never waited on.
+            raise ConfigError(f"{where}: not a regular file (a config is a TOML file)")
+        chunks: list[bytes] = []
+        total = 0
+        while total <= _MAX_FILE_BYTES:
+            chunk = os.read(fd, min(1 << 16, _MAX_FILE_BYTES + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _read(path: Path, where: str, *, explicit: bool) -> str | None:
     """The file's text, None for a missing default file, ConfigError for anything else."""
     try:
-        with path.open("rb") as fh:
-            data = fh.read(_MAX_FILE_BYTES + 1)
+        data = _read_capped(path, where)
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"{where}: no such file") from None
@@ -455,6 +520,9 @@ def load_config(
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+        except RecursionError:
+            # The parser recurses per nesting level: `a = [[[[...` a few thousand deep.
+            raise ConfigError(f"{where}: invalid TOML: nested too deeply") from None
         config = _from_document(config, where, doc)
         config = dataclasses.replace(config, source=str(file_path))
     if overrides:

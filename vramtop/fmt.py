@@ -8,13 +8,6 @@ GiB = 1024**3
 MiB = 1024**2
 
 
-def mib(value: int | float | NaType) -> str:
-    """Bytes as MiB, e.g. ``"12,345MiB"`` (nvidia-smi style)."""
-    if isinstance(value, NaType):
-        return "N/A"
-    return f"{value / MiB:,.0f}MiB"
-
-
 def size(value: int | float | NaType) -> str:
     """Bytes in the unit a person reads fastest: ``812M``, ``12.3G``."""
     if isinstance(value, NaType):
@@ -41,11 +34,3 @@ def temp(value: int | float | NaType) -> str:
 
 def watts(value: int | float | NaType) -> str:
     return "N/A" if isinstance(value, NaType) else f"{value:.0f}W"
-
-
-def ratio(part: int | float | NaType, whole: int | float | NaType) -> float | NaType:
-    if isinstance(part, NaType) or isinstance(whole, NaType) or not whole:
-        from vramtop.na import NA
-
-        return NA
-    return float(part) / float(whole)

@@ -142,6 +142,35 @@ def refusal(target: KillTarget, my_uid: int, enabled: bool) -> str | None:
     return None
 
 
+def risk(target: KillTarget, my_uid: int) -> str | None:
+    """Why killing ``target`` is not an everyday kill of one's own job, in one line; None when
+    it is. The kill dialog then asks for a second, explicit confirmation that names it. Only
+    reachable where :func:`refusal` lets the kill through (mostly as root)."""
+    pid = target.pid
+    if pid == 1:
+        return "PID 1 is init: killing it takes down the whole system (or container)"
+    try:
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            ppid = proc.ppid()
+            cmdline = proc.cmdline()
+            terminal = proc.terminal()
+    except psutil.Error:
+        return None  # gone or hidden: refusal() answers that right before the signal
+    if pid == 2 or ppid == 2 or (not cmdline and ppid == 0):
+        return f"PID {pid} is a kernel thread"
+    # The supervisor and its actors (their titles start with "vramtop"); a demo's scripted
+    # children share the parent but carry their own argv.
+    ours = {os.getpid(), os.getppid()}
+    if (pid in ours or ppid in ours) and cmdline and cmdline[0].startswith("vramtop"):
+        return f"PID {pid} is part of this vramtop: killing it stops the monitor"
+    if target.uid != my_uid:
+        return f"PID {pid} belongs to {_user_name(target, target.uid)}, not to you"
+    if ppid == 1 and terminal is None and target.uid < 1000:
+        return f"PID {pid} is a system service (started by init, no terminal)"
+    return None
+
+
 def _open_pidfd(pid: int) -> int | None:
     """A handle on the process now holding ``pid`` (None where pidfds are unavailable)."""
     opener = getattr(os, "pidfd_open", None)

@@ -20,11 +20,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vramtop.config import Config
+from vramtop.deep.protocol import Report
 from vramtop.gpu.snapshot import Snapshot
 
 if TYPE_CHECKING:  # the model modules import ProcessIdentity from here
     from vramtop.analysis.model import AnalysisResult
     from vramtop.enrich.model import Enrichment
+    from vramtop.scrape.model import ServerMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,11 +104,14 @@ class ActorHealth:
 
 @dataclass(frozen=True, slots=True)
 class ConfigUpdate:
-    """Supervisor -> actors after SIGHUP. ``error`` set: the reload failed, the old config stays."""
+    """Supervisor -> actors after SIGHUP. ``error`` set: the reload failed, the old config stays.
+    ``note``: what the reload could not apply now (restart-only keys kept at their running
+    values), shown after "config reloaded"."""
 
     config: Config
     error: str = ""
     source: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +144,6 @@ class ActorError:
 
     actor: str
     error: str
-    fatal: bool = True
     details: tuple[str, ...] = field(default=())
 
 
@@ -167,6 +171,48 @@ class AnalysisMessage:
     result: AnalysisResult
 
 
+@dataclass(frozen=True, slots=True)
+class DeepProcess:
+    """What one deep-mode reporter said, attributed to the PID ``SO_PEERCRED`` gave."""
+
+    identity: ProcessIdentity
+    report: Report | None  # the newest good report; None: none read yet (``problem`` says why)
+    read_at: float  # wall time of that report (0.0 = never)
+    retries_last_minute: int = 0  # rise of num_alloc_retries (all devices) over the last 60 s
+    problem: str = ""  # why the newest read failed, e.g. "not JSON", "no answer within 2 s"
+
+
+@dataclass(frozen=True, slots=True)
+class DeepStateMessage:
+    """Deep actor -> render/analyzer/exporter: every reporting process, whole state each time
+    (a state message: only the newest matters)."""
+
+    processes: tuple[DeepProcess, ...]
+    notes: tuple[str, ...] = ()  # rejected sockets, unreadable directories (status line)
+    at: float = 0.0  # wall time of the round
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapeMessage:
+    """Scraper -> render/analyzer/exporter (state: the newest replaces the older): what every
+    inference server found in the GPU processes' server trees reported, or why nothing."""
+
+    servers: tuple[ServerMetrics, ...]
+    at: float = 0.0  # time.time() of the scrape round
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Actor -> render: a standing line for the status bar, e.g. "recording paused: disk full
+    (3 samples skipped)". Repeatable: each carries the whole text for its ``key``, and ""
+    clears it. ``said``: the event that changed it ("recording resumed ..."), shown briefly."""
+
+    key: str
+    text: str
+    level: str = "warn"  # warn | crit (a theme colour)
+    said: str = ""
+
+
 Message = (
     SampleMessage
     | SnapshotMessage
@@ -181,6 +227,9 @@ Message = (
     | EnrichmentMessage
     | AnalysisMessage
     | Selected
+    | DeepStateMessage
+    | ScrapeMessage
+    | Notice
 )
 
 
@@ -189,6 +238,8 @@ STATE_KINDS: dict[type, str] = {
     SampleMessage: "sample",
     ProcessRows: "rows",
     AnalysisMessage: "analysis",
+    DeepStateMessage: "deep",
+    ScrapeMessage: "scrape",
 }
 """Message classes that are state (newest replaces older), by channel name."""
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
-T = TypeVar("T")
 _SPEC = re.compile(r"(?:(.)?([<>^=]))?[+\- ]?z?#?0?(\d*)")
 
 
@@ -72,11 +71,6 @@ class NaType:
 
 
 NA: Final = NaType()
-
-
-def or_default(value: T | NaType, default: T) -> T:
-    """``value`` unless it is NA."""
-    return default if isinstance(value, NaType) else value
 
 
 def to_json(value: object) -> object:

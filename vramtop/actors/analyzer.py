@@ -11,8 +11,10 @@ to "render" (state) and "exporter" (which writes each sample with the analysis o
 showing the previous analysis.
 
 Other inputs: :class:`EnrichmentMessage` (which processes pre-allocate by design),
-:class:`ConfigUpdate` (new thresholds), and :class:`Selected` (the process selected
-in the UI: PELT segments are computed for it alone).
+:class:`ScrapeMessage` (inference servers' KV cache use and queues, for their verdicts),
+:class:`ConfigUpdate` (new thresholds), :class:`Selected` (the process selected
+in the UI: PELT segments are computed for it alone) and :class:`DeepStateMessage` (deep mode:
+PyTorch allocator retries in the last minute make a verdict TIGHT).
 """
 
 from __future__ import annotations
@@ -21,18 +23,23 @@ import math
 from collections.abc import Sequence
 
 from vramtop.actors.base import ActorContext, Out
+from vramtop.actors.routes import readers
 from vramtop.analysis.analyzer import AnalysisContext, Analyzer
 from vramtop.analysis.model import AnalysisResult
 from vramtop.analysis.spikes import SPIKE_WINDOW_S
 from vramtop.analysis.trend import PhaseParams
 from vramtop.config import Config
+from vramtop.identity import same_process
 from vramtop.messages import (
     AnalysisMessage,
     ConfigUpdate,
+    DeepStateMessage,
     EnrichmentMessage,
     ProcessIdentity,
+    ProcessRow,
     ProcessRows,
     SampleMessage,
+    ScrapeMessage,
     Selected,
 )
 from vramtop.shm import HistoryReader, ShmSegment, TornReadError, read_histories
@@ -56,7 +63,10 @@ class AnalyzerCore:
         self.analyzer = Analyzer(Config())
         self.preallocates: dict[ProcessIdentity, bool] = {}
         self.kv_cache_usage: dict[ProcessIdentity, float | None] = {}
+        self.waiting: dict[ProcessIdentity, int | None] = {}
+        self.queue_growing: dict[ProcessIdentity, bool] = {}
         self.selected: ProcessIdentity | None = None
+        self.deep_retries: dict[int, tuple[ProcessIdentity, int]] = {}  # pid -> retries/minute
         self.latest: ProcessRows | None = None
         self.last_result: AnalysisResult | None = None
         self.analyses = 0
@@ -82,6 +92,14 @@ class AnalyzerCore:
                     self.analyzer.configure(message.config)
             elif isinstance(message, Selected):
                 self.selected = message.identity
+            elif isinstance(message, ScrapeMessage):
+                self.take_servers(message)
+            elif isinstance(message, DeepStateMessage):
+                self.deep_retries = {
+                    p.identity.pid: (p.identity, p.retries_last_minute)
+                    for p in message.processes
+                    if p.retries_last_minute > 0
+                }
         if rows is None:
             return []
         self.latest = rows
@@ -89,7 +107,14 @@ class AnalyzerCore:
         if result is None:
             return []
         out = AnalysisMessage(rows.seq, result)
-        return [("render", out), ("exporter", out)]
+        return [(name, out) for name in readers("analysis")]
+
+    def take_servers(self, message: ScrapeMessage) -> None:
+        """The scraper's newest figures replace the older ones (by identity)."""
+        servers = [(i, s) for s in message.servers if s.read_at for i in s.processes]
+        self.kv_cache_usage = {i: s.kv_cache_usage for i, s in servers}
+        self.waiting = {i: s.waiting for i, s in servers}
+        self.queue_growing = {i: s.queue_growing for i, s in servers}
 
     def analyze(self, message: ProcessRows | SampleMessage) -> AnalysisResult | None:
         """Read and analyse; None when the read was torn (the tick is skipped)."""
@@ -111,12 +136,25 @@ class AnalyzerCore:
             timestamp=stamp if math.isfinite(stamp) else None,
             preallocates=self.preallocates,
             kv_cache_usage=self.kv_cache_usage,
+            waiting=self.waiting,
+            queue_growing=self.queue_growing,
             selected=self.selected,
+            alloc_retries=self._retries_by_row(rows.rows) if self.deep_retries else {},
         )
         result = self.analyzer.step(gpus, procs, context)
         self.last_result = result
         self.analyses += 1
         return result
+
+    def _retries_by_row(self, rows: tuple[ProcessRow, ...]) -> dict[ProcessIdentity, int]:
+        """The deep actor's retry counts under the sampler's identities (two readings of one
+        process: ``same_process``)."""
+        out = {}
+        for row in rows:
+            hit = self.deep_retries.get(row.identity.pid)
+            if hit is not None and same_process(hit[0], row.identity):
+                out[row.identity] = hit[1]
+        return out
 
     def tick(self, now: float) -> tuple[float, Out]:
         # Nothing to do on a timer: the work follows the sampler's messages.

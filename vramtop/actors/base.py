@@ -134,6 +134,7 @@ def run_actor(core: ActorCore, ctx: ActorContext) -> None:
         raise _StopRequested
 
     signal.signal(signal.SIGTERM, _term)
+    _die_with_parent()
     _redirect_output(ctx)
     code = 0
     try:
@@ -157,6 +158,18 @@ def run_actor(core: ActorCore, ctx: ActorContext) -> None:
     for box in (ctx.supervisor, *ctx.outboxes.values()):
         box.flush()
     os._exit(code)
+
+
+def _die_with_parent() -> None:
+    """An actor never outlives its supervisor (a SIGKILLed supervisor leaves no orphans):
+    the kernel sends SIGTERM when the parent dies (Linux ``PR_SET_PDEATHSIG``); the loop also
+    checks its parent at every heartbeat, for where that is not available."""
+    import ctypes
+
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
 
 
 def _redirect_output(ctx: ActorContext) -> None:
@@ -195,6 +208,7 @@ def _loop(core: ActorCore, ctx: ActorContext) -> None:
     next_tick = time.monotonic()
     next_beat = 0.0
     pid = os.getpid()
+    parent = os.getppid()
     # A (re)started actor begins with the newest state, whatever its predecessor left unread.
     first = ctx.inbox.resync()
     if first:
@@ -202,6 +216,8 @@ def _loop(core: ActorCore, ctx: ActorContext) -> None:
     while not core.done:
         now = time.monotonic()
         if now >= next_beat:
+            if os.getppid() != parent:
+                return  # the supervisor is gone: nobody would restart or read us
             ctx.supervisor.post(Heartbeat(ctx.name, pid, now))
             next_beat = now + HEARTBEAT_SECONDS
         if now >= next_tick:

@@ -16,7 +16,7 @@ from vramtop.actors.base import ActorContext, Out
 from vramtop.enrich.enricher import Enricher
 from vramtop.messages import EnrichmentMessage, ProcessRows, SampleMessage
 
-RECEIVERS = ("render", "analyzer", "exporter")
+RECEIVERS = ("render", "analyzer", "exporter", "scraper", "metrics")
 RESYNC_SECONDS = 10.0
 IDLE_TICK_SECONDS = 60.0
 

@@ -2,22 +2,29 @@
 
 Where it sits: the sampler sends it every tick's :class:`SnapshotMessage` and
 :class:`ProcessRows` (joined here into a :class:`SampleMessage`), the enricher sends its
-:class:`EnrichmentMessage` deltas and the analyzer the :class:`AnalysisMessage` of each sample.
+:class:`EnrichmentMessage` deltas, the analyzer the :class:`AnalysisMessage` of each sample and
+the deep actor its :class:`DeepStateMessage` (the newest is written beside every sample).
 Sample N is written together with the analysis whose ``seq`` is N, so a row's phase and verdict
 are those vramtop showed at that instant. The analysis of a sample normally arrives a few
 milliseconds after the sample; a sample waits for it at most :attr:`ExporterCore.wait_s` (one
-refresh interval), and is written without it after that, or at once when a later sample's
-analysis shows that this one was skipped. Samples are written in the order taken, none dropped,
-each in one append (``export/logfile.py``), so a ``kill -9`` loses at most the sample still
-waiting for its analysis. Enrichment is kept by identity (the latest facts about each process)
-and dropped for identities that left.
+refresh interval), or less when a later sample's analysis shows that this one was skipped; it is
+then written with the newest earlier analysis (what the screen showed beside it), at most
+:data:`STALE_ANALYSIS_SAMPLES` samples old, else without one. Samples are written in the order
+taken, none dropped, each in one append (``export/logfile.py``), so a ``kill -9`` loses at most
+the sample still waiting for its analysis. Enrichment is kept by identity (the latest facts
+about each process) and dropped for identities that left.
 
 Started by the supervisor only when an export is requested (``modes/monitor.py``); the files are
-opened for appending at every start, so a restarted exporter continues them.
+opened for appending at every start, so a restarted exporter continues them. A full disk pauses
+a file (``export.logfile.PausedWrites``): samples are skipped and counted, the status line says
+so (a :class:`Notice` to the render process, and a line on stderr, which the supervisor prints
+after the terminal is restored) and writing resumes when space returns. Any other write error stops
+that file alone, said the same way; the monitor goes on.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -25,20 +32,30 @@ from dataclasses import dataclass
 
 from vramtop.actors.base import ActorContext, Out
 from vramtop.analysis.model import AnalysisResult
+from vramtop.deep import attribution
 from vramtop.enrich.model import Enrichment
 from vramtop.export.csvlog import CsvLog
+from vramtop.export.logfile import LogWriteError, PausedWrites
 from vramtop.export.ndjson import NdjsonLog
 from vramtop.messages import (
     AnalysisMessage,
     ConfigUpdate,
+    DeepProcess,
+    DeepStateMessage,
     EnrichmentMessage,
+    Notice,
     ProcessIdentity,
     ProcessRows,
     SampleJoiner,
     SampleMessage,
+    ScrapeMessage,
     SnapshotMessage,
 )
+from vramtop.scrape.model import ServerMetrics
 
+# A sample whose own analysis never came is written with the newest earlier one (as the screen
+# showed it), if that is at most this many samples older; older still, without.
+STALE_ANALYSIS_SAMPLES = 3
 MAX_PENDING = 64  # samples waiting for their analysis: beyond this the oldest is written now
 IDLE_TICK_FRACTION = 0.25  # with nothing pending, look again after this share of an interval
 
@@ -65,10 +82,15 @@ class ExporterCore:
         self.wait_s = 1.0 if wait_s is None else wait_s
         self.clock = clock
         self.logs: list[CsvLog | NdjsonLog] = []
+        self.pauses: dict[str, PausedWrites] = {}  # by path
+        self.out: Out = []  # notices to send with the next return
         self.pending: deque[_Pending] = deque()
         self.results: dict[int, AnalysisResult] = {}
         self.newest_result = -1  # highest seq an analysis arrived for
+        self._shown: tuple[int, AnalysisResult] | None = None  # the last analysis written
         self.enrichments: dict[ProcessIdentity, Enrichment] = {}
+        self.servers: dict[ProcessIdentity, ServerMetrics] = {}  # the scraper's newest word
+        self.deep: dict[int, DeepProcess] = {}  # the deep actor's newest round, by PID
         self.written = 0
         self._joiner = SampleJoiner()
         self.with_analysis = 0  # samples written with their analysis (for tests, diagnostics)
@@ -80,6 +102,7 @@ class ExporterCore:
             self.logs.append(CsvLog(self.export_csv))
         if self.export_ndjson is not None:
             self.logs.append(NdjsonLog(self.export_ndjson))
+        self.pauses = {log.log.path: PausedWrites(log.log.path) for log in self.logs}
         return []
 
     def _configure(self, refresh_rate: float) -> None:
@@ -90,7 +113,18 @@ class ExporterCore:
         for message in batch:
             self._take(message)
         self.flush(self.clock())
-        return []
+        return self._sent()
+
+    def _sent(self) -> Out:
+        out, self.out = self.out, []
+        return out
+
+    def _notice(self, path: str, text: str, level: str = "warn", said: str = "") -> None:
+        if said:
+            # An actor's stderr goes to the supervisor, which prints it after the terminal is
+            # restored: the user finds the pause and the resume there too.
+            print(f"vramtop: {said}", file=sys.stderr, flush=True)
+        self.out.append(("render", Notice(f"export {path}", text, level, said)))
 
     def _take(self, message: object) -> None:
         if isinstance(message, SnapshotMessage | ProcessRows):
@@ -106,6 +140,10 @@ class ExporterCore:
         elif isinstance(message, EnrichmentMessage):
             for item in message.items:
                 self.enrichments[item.identity] = item
+        elif isinstance(message, ScrapeMessage):
+            self.servers = {i: s for s in message.servers for i in s.processes}
+        elif isinstance(message, DeepStateMessage):
+            self.deep = attribution.index(message.processes)
         elif isinstance(message, ConfigUpdate) and not message.error:
             self._configure(message.config.general.refresh_rate)
 
@@ -128,12 +166,42 @@ class ExporterCore:
     def _write(self, item: _Pending) -> None:
         message = item.message
         result = self.results.pop(message.seq, None)
+        if result is None and self._shown is not None:
+            # The analyzer skipped this sample (busy: its input is newest-wins) or is late.
+            # The newest earlier analysis is what the screen showed beside it at that moment.
+            seq, shown = self._shown
+            if message.seq - seq <= STALE_ANALYSIS_SAMPLES:
+                result = shown
+        elif result is not None:
+            self._shown = (message.seq, result)
         # Results for samples already written can no longer be used.
         for seq in [s for s in self.results if s < message.seq]:
             del self.results[seq]
         self._forget_departed(message)
-        for log in self.logs:
-            log.write(message.snapshot, message.rows, enrichments=self.enrichments, analysis=result)
+        for log in list(self.logs):
+            path = log.log.path
+            pause = self.pauses[path]
+            try:
+                said = pause.write(
+                    log.write,
+                    message.snapshot,
+                    message.rows,
+                    enrichments=self.enrichments,
+                    analysis=result,
+                    servers=self.servers,
+                    deep=self.deep,
+                )
+            except LogWriteError as exc:
+                # Not a full disk (an I/O error, a device gone): this file stops, the rest goes on.
+                log.close()
+                self.logs.remove(log)
+                line = f"recording stopped: {exc}"
+                self._notice(path, line, "crit", line)
+                continue
+            if pause.paused:
+                self._notice(path, pause.status(), "warn", said)
+            elif said:
+                self._notice(path, "", said=said)  # resumed: the standing line goes
         self.written += 1
         self.with_analysis += result is not None
 
@@ -150,8 +218,8 @@ class ExporterCore:
     def tick(self, now: float) -> tuple[float, Out]:
         self.flush(now)
         if self.pending:
-            return max(now, self.pending[0].deadline), []
-        return now + max(0.05, self.wait_s * IDLE_TICK_FRACTION), []
+            return max(now, self.pending[0].deadline), self._sent()
+        return now + max(0.05, self.wait_s * IDLE_TICK_FRACTION), self._sent()
 
     def stop(self) -> None:
         # Stopping (quit, SIGTERM, restart): nothing taken is left unwritten.

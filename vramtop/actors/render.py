@@ -83,9 +83,17 @@ def make_terminal(no_color: bool) -> Any:
     except ImportError:
         pass
     try:
-        return blessed.Terminal(**kwargs)
+        term = blessed.Terminal(**kwargs)
     except TypeError:
-        return blessed.Terminal()
+        term = blessed.Terminal()
+    # blessed reads the rest of a key sequence itself, with a strict decoder: a byte that is not
+    # UTF-8 there (line noise, a latin-1 paste after Esc) raised inside inkey and killed this
+    # process. Such bytes read as U+FFFD instead, as they do in _read_input.
+    decoder = getattr(term, "_keyboard_decoder", None)
+    if decoder is not None:
+        with contextlib.suppress(AttributeError):
+            decoder.errors = "replace"
+    return term
 
 
 class RenderCore:

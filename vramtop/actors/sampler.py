@@ -22,14 +22,18 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from vramtop.actors.base import ActorContext, Out
+from vramtop.actors.routes import readers
 from vramtop.enrich.procinfo import ProcessTable, build_rows
 from vramtop.gpu.backend import GpuBackend
 from vramtop.gpu.factory import BackendSpec, make_backend
-from vramtop.messages import ConfigUpdate, ProcessRow, ProcessRows, SnapshotMessage
+from vramtop.messages import (
+    AnalysisMessage,
+    ConfigUpdate,
+    ProcessRow,
+    ProcessRows,
+    SnapshotMessage,
+)
 from vramtop.shm import HistoryWriter, ShmSegment
-
-SNAPSHOT_READERS = ("render", "exporter")  # the numbers, joined with the rows by the reader
-ROWS_READERS = ("render", "analyzer", "enricher", "exporter")  # identities and slots
 
 
 class SamplerCore:
@@ -75,8 +79,13 @@ class SamplerCore:
         seq = self.writer.count
         numbers = SnapshotMessage(seq, snapshot)
         identities = ProcessRows(seq, snapshot.timestamp, rows)
-        out: Out = [(name, identities) for name in ROWS_READERS]
-        out += [(name, numbers) for name in SNAPSHOT_READERS]
+        out: Out = [(name, identities) for name in readers("rows")]
+        out += [(name, numbers) for name in readers("snapshot")]
+        analysis_for = getattr(self.backend, "analysis_for", None)
+        if analysis_for is not None and (result := analysis_for(snapshot)) is not None:
+            # The fleet view: each node analysed its own GPUs; that is what is shown.
+            judged = AnalysisMessage(seq, result)
+            out += [(name, judged) for name in readers("analysis")]
         next_due = getattr(self.backend, "next_due", None)
         if next_due is not None:
             wall = time.time()

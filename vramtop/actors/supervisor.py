@@ -35,7 +35,7 @@ from typing import Any
 
 from vramtop.actors.base import ActorContext, ActorCore, run_actor, set_title
 from vramtop.actors.mailbox import Mailbox, make_channels
-from vramtop.config import Config, ConfigError, load_config
+from vramtop.config import Config, ConfigError, keep_restart_only, load_config
 from vramtop.messages import (
     ActorError,
     ActorHealth,
@@ -120,7 +120,11 @@ class Supervisor:
         self.shm_shape = shm
         self.segment: ShmSegment | None = None
         names = {s.name for s in specs}
-        routes = {k: [a for a in v if a in names] for k, v in (state_routes or {}).items()}
+        queued = {s.name for s in specs if s.every_state}
+        routes = {
+            k: [a for a in v if a in names and a not in queued]
+            for k, v in (state_routes or {}).items()
+        }
         self.channels = make_channels(routes, channel_capacity(config.general.process_slots))
         self.inbox = Mailbox(CONTEXT, "supervisor")
         self.children = {
@@ -306,8 +310,10 @@ class Supervisor:
         except ConfigError as exc:
             self._post_all(ConfigUpdate(self.config, error=str(exc), source=self.config_path or ""))
             return
+        # The shared memory was sized from the running values; a new size waits for a restart.
+        new, note = keep_restart_only(self.config, new)
         self.config = new
-        self._post_all(ConfigUpdate(new, source=new.source))
+        self._post_all(ConfigUpdate(new, source=new.source, note=note))
 
     def _post_all(self, message: object) -> None:
         for child in self.children.values():
@@ -337,8 +343,13 @@ class Supervisor:
         texts = [t for t in texts if t]
         if not texts:
             return
-        self.log.extend(texts)
         self.logged += len(texts)
+        if not any(c.spec.owns_terminal for c in self.children.values()):
+            # Headless (the exporter): no screen to keep them off; say them as they come.
+            for text in texts:
+                print(text, file=sys.stderr, flush=True)
+            return
+        self.log.extend(texts)
         if not final:
             from vramtop.sanitize import clean
 

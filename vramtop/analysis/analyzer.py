@@ -108,7 +108,12 @@ class AnalysisContext:
     timestamp: float | None = None
     preallocates: Mapping[ProcessIdentity, bool] = field(default_factory=dict)
     kv_cache_usage: Mapping[ProcessIdentity, float | None] = field(default_factory=dict)
+    # From the scraper: requests an inference server has queued, and whether the queue grew.
+    waiting: Mapping[ProcessIdentity, int | None] = field(default_factory=dict)
+    queue_growing: Mapping[ProcessIdentity, bool] = field(default_factory=dict)
     selected: ProcessIdentity | None = None  # PELT segments are computed for this one
+    # Deep mode: how often PyTorch's allocator retried in the last minute (only those > 0).
+    alloc_retries: Mapping[ProcessIdentity, int] = field(default_factory=dict)
 
 
 class Analyzer:
@@ -262,6 +267,10 @@ class Analyzer:
                 for k in wanted:
                     for i in _rows_of(k, pid_arr, identities):
                         special.setdefault(i, None)
+        retries = context.alloc_retries
+        for k in retries:
+            for i in _rows_of(k, pid_arr, identities):
+                special.setdefault(i, None)
         for i, eta in special.items():
             identity = identities[i]
             g_index = gpu_of[i]
@@ -276,10 +285,13 @@ class Analyzer:
                     spike_need_mib=float(spikes.need_mib[i]),
                     preallocates=bool(prealloc.get(identity, False)) if prealloc else False,
                     kv_cache_usage=kv.get(identity) if kv else None,
+                    waiting=context.waiting.get(identity) if context.waiting else None,
+                    queue_growing=bool(context.queue_growing.get(identity, False)),
                     eta=eta,
                     alerting=eta is not None
                     and oom_mod.alert_passes(eta, alerts, intervals.get(g_index, 0.0)),
                     warning_s=alerts.oom_warning_seconds,
+                    alloc_retries_last_minute=retries.get(identity, 0) if retries else 0,
                 )
             )
             results[i] = dataclasses.replace(results[i], verdict=verdict, reason=reason, eta=eta)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from vramtop.analysis.model import AnalysisResult
 from vramtop.config import Config
 from vramtop.gpu.snapshot import Snapshot
 from vramtop.messages import ProcessIdentity, ProcessRow
+
+if TYPE_CHECKING:
+    from vramtop.scrape.model import ServerMetrics
 
 
 class _Windows:
@@ -105,7 +108,10 @@ class StreamAnalyzer:
         snapshot: Snapshot,
         rows: tuple[ProcessRow, ...],
         preallocates: Mapping[ProcessIdentity, bool] | None = None,
+        servers: Mapping[ProcessIdentity, ServerMetrics] | None = None,
     ) -> AnalysisResult:
+        """One sample's analysis; ``servers``: the scraper's figures by GPU process (KV cache
+        use and queues for the pre-allocating servers' verdicts)."""
         windows = self.windows
         current = windows.add(snapshot, rows)
         order = windows.order()
@@ -129,5 +135,12 @@ class StreamAnalyzer:
             tuple(k[0] for k in current),
             np.asarray([k[1] for k in current], dtype=np.int64),
         )
-        context = AnalysisContext(timestamp=snapshot.timestamp, preallocates=preallocates or {})
+        read = {i: s for i, s in (servers or {}).items() if s.read_at}
+        context = AnalysisContext(
+            timestamp=snapshot.timestamp,
+            preallocates=preallocates or {},
+            kv_cache_usage={i: s.kv_cache_usage for i, s in read.items()},
+            waiting={i: s.waiting for i, s in read.items()},
+            queue_growing={i: s.queue_growing for i, s in read.items()},
+        )
         return self.analyzer.step(gpus, procs, context)

@@ -12,6 +12,8 @@ Rules, first match wins:
 3. A repeat of the recent peak would not fit in the free memory: OOM risk; would take more
    than ``TIGHT_SHARE`` of it: TIGHT. (A process that never came down has no peak to repeat,
    so a lone stable process is never TIGHT because of itself.)
+   Deep mode: PyTorch's allocator had to retry (free its cache and call cudaMalloc again) in the
+   last minute: TIGHT — the process is already living at the edge, whatever its trend says.
 4. A process that pre-allocates by design (vLLM, SGLang, TGI, JAX) is judged by its own headroom
    signal — KV-cache usage when a scraper provides it — never by how full the GPU is.
 5. Growth is judged by the trend's ETA, not by a multiple of current usage: TIGHT when this
@@ -67,9 +69,12 @@ class VerdictInput:
     spike_need_mib: float = 0.0
     preallocates: bool = False
     kv_cache_usage: float | None = None  # 0..1
+    waiting: int | None = None  # requests the server has queued (None: it does not say)
+    queue_growing: bool = False  # ... and more than at its previous read
     eta: OomPrediction | None = None  # the GPU's raw prediction when this process drives it
     alerting: bool = False  # ... and it passed the alert thresholds
     warning_s: float = 300.0
+    alloc_retries_last_minute: int = 0  # deep mode: rise of num_alloc_retries over 60 s
 
 
 def _mib(value_mib: float) -> str:
@@ -92,12 +97,19 @@ def eta_range(p: OomPrediction) -> str:
     return f"~{_eta(p.eta_s)} ({_eta(p.eta_low_s)}-{_eta(p.eta_high_s)})"
 
 
+def _retrying(n: int) -> str:
+    return f"allocator retrying: {n} {'retry' if n == 1 else 'retries'} in the last minute"
+
+
 def judge(v: VerdictInput) -> tuple[str, str]:
     """(verdict, one-line reason) for one process."""
     free_mib = v.gpu_free_bytes / MIB if math.isfinite(v.gpu_free_bytes) else math.nan
     if not math.isfinite(v.level_bytes):
         return OK, "no memory figure from the driver (n/a)"
     if v.phase == UNKNOWN:
+        # Retries need no history to mean something: they are the allocator's own word.
+        if v.alloc_retries_last_minute > 0:
+            return TIGHT, _retrying(v.alloc_retries_last_minute)
         return OK, f"watching: {v.n_valid} samples so far"
     if v.eta is not None and v.alerting:
         return OOM_RISK, f"grows {v.rate_mib_s:+.1f} MiB/s: GPU full in {eta_range(v.eta)}"
@@ -107,13 +119,26 @@ def judge(v: VerdictInput) -> tuple[str, str]:
             return OOM_RISK, f"{peak} would not fit: {_mib(free_mib)} free"
         if v.spike_need_mib > TIGHT_SHARE * free_mib:
             return TIGHT, f"{peak} nearly fill the {_mib(free_mib)} free"
+    if v.alloc_retries_last_minute > 0:
+        n = v.alloc_retries_last_minute
+        return (
+            TIGHT,
+            f"allocator retrying: {n} {'retry' if n == 1 else 'retries'} in the last minute",
+        )
     if v.preallocates:
         kv = v.kv_cache_usage
         if kv is None or not math.isfinite(kv):
             return OK, "pre-allocates its pool by design; KV cache usage n/a"
-        if kv >= KV_TIGHT:
-            return TIGHT, f"pre-allocated pool, KV cache {kv:.0%} full"
-        return OK, f"pre-allocated pool, KV cache {kv:.0%} used"
+        # A full cache is the pool doing its job; it is tight when requests queue up behind it
+        # (or when the server does not say whether they do).
+        if kv >= KV_TIGHT and v.waiting is None:
+            return TIGHT, f"pre-allocated pool, KV {kv:.0%} full"
+        if kv >= KV_TIGHT and (v.queue_growing or v.waiting):
+            growing = " and growing" if v.queue_growing else ""
+            return TIGHT, f"pre-allocated pool, KV {kv:.0%} full, {v.waiting} waiting{growing}"
+        if v.waiting:
+            return OK, f"pre-allocated pool, KV {kv:.0%}, {v.waiting} waiting"
+        return OK, f"pre-allocated pool, KV {kv:.0%}"
     if v.eta is not None and v.eta.eta_s <= TIGHT_HORIZON * v.warning_s:
         return TIGHT, f"grows {v.rate_mib_s:+.1f} MiB/s: GPU full in {eta_range(v.eta)}"
     if v.phase == STABLE:  # the common case first: one format call

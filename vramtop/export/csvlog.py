@@ -26,7 +26,15 @@ from enum import Enum
 from typing import Final
 
 from vramtop.analysis.model import AnalysisResult
-from vramtop.export.document import Enrichments, analysis_index, gpu_extras, process_extras
+from vramtop.deep import attribution
+from vramtop.deep.attribution import DeepIndex
+from vramtop.export.document import (
+    Enrichments,
+    Servers,
+    analysis_index,
+    gpu_extras,
+    process_extras,
+)
 from vramtop.export.logfile import LogFile
 from vramtop.gpu.snapshot import GpuSample, GpuState, ProcessSample, ProcessType, Snapshot
 from vramtop.messages import ProcessIdentity, ProcessRow
@@ -64,7 +72,20 @@ PROCESS_COLUMNS: Final = (
     "mem_util_percent",
 )
 # Filled from the extras the caller passes (enricher / analyzer results); empty otherwise.
-EXTRA_COLUMNS: Final = ("framework", "container", "phase", "rate_mib_s", "verdict", "oom_eta_s")
+EXTRA_COLUMNS: Final = (
+    "framework",
+    "container",
+    "phase",
+    "rate_mib_s",
+    "verdict",
+    "oom_eta_s",
+    "kv_cache_usage",
+    "requests_waiting",
+    "deep_allocated_bytes",
+    "deep_reserved_bytes",
+    "deep_alloc_retries",
+    "deep_ooms",
+)
 COLUMNS: Final = (
     "time",
     "timestamp",
@@ -122,9 +143,13 @@ def derived_extras(
     rows: Iterable[ProcessRow],
     enrichments: Enrichments | None = None,
     analysis: AnalysisResult | None = None,
+    servers: Servers | None = None,
+    deep: DeepIndex | None = None,
+    uuids: Mapping[int, str] | None = None,
 ) -> tuple[dict[ExtrasKey, dict[str, object]], dict[int, dict[str, object]]]:
-    """The extra columns (framework ... oom_eta_s) of every process and GPU row of a sample:
-    by ``(pid, gpu_index)`` for processes, by GPU index for GPUs."""
+    """The extra columns (framework ... deep_ooms) of every process and GPU row of a sample:
+    by ``(pid, gpu_index)`` for processes, by GPU index for GPUs. ``uuids``: GPU index -> UUID,
+    which picks a deep-mode report's device for a row."""
     proc_results, gpu_results = analysis_index(analysis)
     extras: dict[ExtrasKey, dict[str, object]] = {}
     seen = set()
@@ -133,8 +158,11 @@ def derived_extras(
         seen.add(key)
         e = enrichments.get(r.identity) if enrichments else None
         pa = proc_results.get(key)
-        if e is not None or pa is not None:
-            extras[(r.identity.pid, r.gpu_index)] = process_extras(e, pa)
+        server = servers.get(r.identity) if servers else None
+        dp = attribution.lookup(deep, r.identity) if deep else None
+        if e is not None or pa is not None or server is not None or dp is not None:
+            uuid = (uuids or {}).get(r.gpu_index, "")
+            extras[(r.identity.pid, r.gpu_index)] = process_extras(e, pa, server, dp, uuid)
     for key, pa in proc_results.items():
         if key not in seen:  # a process without a row: known by PID alone
             extras.setdefault((pa.identity.pid, pa.gpu_index), process_extras(None, pa))
@@ -180,14 +208,17 @@ def format_sample(
     gpu_extras: Mapping[int, Mapping[str, object]] | None = None,
     enrichments: Enrichments | None = None,
     analysis: AnalysisResult | None = None,
+    servers: Servers | None = None,
+    deep: DeepIndex | None = None,
 ) -> bytes:
     """The whole sample as CSV lines (GPU rows, then process rows by GPU and PID). The extra
-    columns come from ``enrichments`` / ``analysis``, or as given in ``extras`` /
+    columns come from ``enrichments`` / ``analysis`` / ``deep``, or as given in ``extras`` /
     ``gpu_extras`` (which win)."""
     rows = tuple(rows)
     by_key = {(r.identity.pid, r.gpu_index): r for r in rows}
-    if enrichments or analysis is not None:
-        derived, derived_gpu = derived_extras(rows, enrichments, analysis)
+    if enrichments or analysis is not None or servers or deep:
+        uuids = {g.index: g.uuid for g in snapshot.gpus}
+        derived, derived_gpu = derived_extras(rows, enrichments, analysis, servers, deep, uuids)
         extras = {**derived, **(extras or {})}
         gpu_extras = {**derived_gpu, **(gpu_extras or {})}
     extras = extras or {}
@@ -257,9 +288,13 @@ class CsvLog:
         *,
         enrichments: Enrichments | None = None,
         analysis: AnalysisResult | None = None,
+        servers: Servers | None = None,
+        deep: DeepIndex | None = None,
     ) -> None:
         """Append one whole sample; see :func:`format_sample` for the extra columns."""
-        self.log.write(format_sample(snapshot, rows, extras, gpu_extras, enrichments, analysis))
+        self.log.write(
+            format_sample(snapshot, rows, extras, gpu_extras, enrichments, analysis, servers, deep)
+        )
 
     def close(self) -> None:
         self.log.close()

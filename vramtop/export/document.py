@@ -1,10 +1,11 @@
-"""The JSON document of one sample (``vramtop --once --json``), and its plain-text table.
+"""The JSON document of one sample (``vramtop --once --json``).
 
 Data flow: ``Snapshot`` + ``ProcessRow``s (+ the enricher's ``Enrichment``s by identity and the
 analyzer's ``AnalysisResult`` for that sample, when known) -> :func:`to_document` (plain dicts,
-NA -> null) -> ``json.dumps`` or :func:`to_table`. The schema is ``schema.json`` beside this
-module (JSON Schema, draft 2020-12) and is documented in the README; ``schema_version`` changes
-only when a field changes meaning or disappears — later issues add fields without bumping it.
+NA -> null) -> ``json.dumps``; the text table is ``export/text.py``. The schema is
+``schema.json`` beside this module (JSON Schema, draft 2020-12) and is documented in the
+README; ``schema_version`` changes only when a field changes meaning or disappears — later
+issues add fields without bumping it.
 
 This module is also the one serialisation of enrichment and analysis results: :func:`to_plain`
 (dataclasses -> JSON values) is used for the per-process and per-GPU ``"analysis"`` objects, the
@@ -23,12 +24,16 @@ from typing import Any
 
 from vramtop import __version__
 from vramtop.analysis.model import UNKNOWN, AnalysisResult, GpuAnalysis, ProcessAnalysis, Trend
+from vramtop.deep import attribution
+from vramtop.deep.attribution import DeepIndex
+from vramtop.deep.protocol import STATE_TEXT
 from vramtop.enrich.model import Container, Enrichment
 from vramtop.enrich.users import OtherUsers
-from vramtop.fmt import pct, size, temp, watts
+from vramtop.fmt import size
 from vramtop.gpu.snapshot import GpuSample, ProcessSample, Snapshot
-from vramtop.messages import ProcessIdentity, ProcessRow
+from vramtop.messages import DeepProcess, ProcessIdentity, ProcessRow
 from vramtop.na import to_json
+from vramtop.scrape.model import ServerMetrics
 
 SCHEMA_VERSION = 1
 
@@ -115,6 +120,45 @@ def enrichment_json(e: Enrichment | None) -> dict[str, Any]:
     }
 
 
+def deep_json(dp: DeepProcess | None) -> dict[str, Any] | None:
+    """A process's deep-mode state (``vramtop.report()``): null when it runs no reporter.
+
+    ``state`` is ``ok``, ``no_torch``, ``cuda_not_initialized`` or ``error`` (with ``error``);
+    ``unread`` when a reporter was found but nothing usable came from it (``problem`` says
+    why). Figures are those of ``read_at``; ``problem`` set beside them: the newest read failed.
+    """
+    if dp is None:
+        return None
+    r = dp.report
+    return {
+        "state": "unread" if r is None else r.state,
+        "error": None if r is None or not r.error else r.error,
+        "problem": dp.problem or None,
+        "torch_version": None if r is None else r.torch_version,
+        "read_at": dp.read_at or None,
+        "retries_last_minute": dp.retries_last_minute,
+        "devices": [] if r is None else to_plain(r.devices),
+        "ooms": [] if r is None else to_plain(r.ooms),
+    }
+
+
+def deep_summary(dp: DeepProcess, gpu_uuid: str) -> str:
+    """One line of a process's deep-mode state on one GPU, for the text table."""
+    r = dp.report
+    if r is None:
+        return f"reporter found, nothing usable read: {dp.problem}"
+    torch = f"torch {r.torch_version}" if r.torch_version else "torch"
+    if r.state != "ok":
+        return f"{torch}: " + (f"error: {r.error}" if r.error else STATE_TEXT.get(r.state, r.state))
+    d = attribution.device_for(r, gpu_uuid)
+    if d is None:
+        return f"{torch}: no PyTorch allocations on this GPU"
+    return (
+        f"{torch}: allocated {size(d.allocated_bytes)}, reserved {size(d.reserved_bytes)}, "
+        f"active {size(d.active_bytes)}, retries {d.num_alloc_retries}, OOMs {d.num_ooms}"
+    )
+
+
 def container_label(c: Container | None) -> str:
     """One cell for a container: ``runtime:short-id``, or ``kubernetes:pod/UID`` without id."""
     if c is None:
@@ -124,9 +168,35 @@ def container_label(c: Container | None) -> str:
     return f"{c.runtime}:pod/{c.pod_uid}" if c.pod_uid else c.runtime
 
 
-def process_extras(e: Enrichment | None, pa: ProcessAnalysis | None) -> dict[str, object]:
-    """The CSV's extra columns of a process row, from the same serialisation as the JSON."""
+Servers = Mapping[ProcessIdentity, ServerMetrics]
+"""The scraper's figures by the GPU process they belong to."""
+
+
+def process_extras(
+    e: Enrichment | None,
+    pa: ProcessAnalysis | None,
+    server: ServerMetrics | None = None,
+    deep: DeepProcess | None = None,
+    gpu_uuid: str = "",
+) -> dict[str, object]:
+    """The CSV's extra columns of a process row, from the same serialisation as the JSON;
+    the deep-mode figures are those of the CUDA device that is this row's GPU."""
     out: dict[str, object] = {}
+    if server is not None:
+        out["kv_cache_usage"] = server.kv_cache_usage
+        out["requests_waiting"] = server.waiting
+    device = (
+        attribution.device_for(deep.report, gpu_uuid)
+        if deep is not None and deep.report is not None
+        else None
+    )
+    if device is not None:
+        out.update(
+            deep_allocated_bytes=device.allocated_bytes,
+            deep_reserved_bytes=device.reserved_bytes,
+            deep_alloc_retries=device.num_alloc_retries,
+            deep_ooms=device.num_ooms,
+        )
     if e is not None:
         out["framework"] = e.framework
         out["container"] = container_label(e.container)
@@ -182,7 +252,10 @@ def _gpu(
             "used_bytes": to_json(gpu.memory_used),
             "reserved_bytes": to_json(gpu.memory_reserved),
             "free_bytes": to_json(gpu.memory_free),
-            "processes_sum_bytes": snap.process_memory_sum(gpu.index),
+            "processes_sum_bytes": snap.process_memory_sum(gpu.index)
+            if gpu.processes_known
+            else None,
+            "source": gpu.memory_source,
         },
         "utilization": {
             "gpu_percent": to_json(gpu.util_gpu),
@@ -194,7 +267,12 @@ def _gpu(
         "fan_percent": to_json(gpu.fan_percent),
         "pstate": to_json(gpu.pstate),
         "mig_mode": to_json(gpu.mig_mode),
-        "processes": procs,
+        "mig_parent_index": gpu.parent_index,
+        "gpu_instance_id": gpu.gpu_instance_id,
+        "processes_note": gpu.processes_note,
+        "slow_nvml_calls": {api: ms for api, ms in gpu.slow_calls},
+        # null, not []: the driver failed the query (the reason is in "note").
+        "processes": procs if gpu.processes_known else None,
         "analysis": None if ga is None else gpu_analysis_json(ga),
     }
 
@@ -204,6 +282,8 @@ def _process(
     row: ProcessRow | None,
     e: Enrichment | None,
     pa: ProcessAnalysis | None,
+    server: ServerMetrics | None = None,
+    deep: DeepProcess | None = None,
 ) -> dict[str, Any]:
     return {
         "pid": proc.pid,
@@ -217,6 +297,8 @@ def _process(
         "mem_util_percent": to_json(proc.mem_util),
         **enrichment_json(e),
         "analysis": None if pa is None else process_analysis_json(pa),
+        "server": None if server is None else server.to_dict(),
+        "deep": deep_json(deep),
     }
 
 
@@ -226,10 +308,17 @@ def to_document(
     enrichments: Enrichments | None = None,
     analysis: AnalysisResult | None = None,
     others: Mapping[int, OtherUsers] | None = None,
+    servers: Servers | None = None,
+    *,
+    nvml_calls: bool = True,
+    deep: DeepIndex | None = None,
 ) -> dict[str, Any]:
     """The document of one sample. ``enrichments`` (by identity) and ``analysis`` (computed at
     this sample) fill the per-process and per-GPU extras; without them those are null.
-    ``others``: per GPU, the other users' processes left out of ``snap`` (show_other_users)."""
+    ``others``: per GPU, the other users' processes left out of ``snap`` (show_other_users).
+    ``nvml_calls``: include the NVML call counters (``--once``; a stream leaves them out, or a
+    month of recording would carry them on every line).
+    ``deep``: deep-mode states by PID (``deep.attribution.index``)."""
     by_key = {(r.identity.pid, r.gpu_index): r for r in rows}
     enrichments = enrichments or {}
     proc_results, gpu_results = analysis_index(analysis)
@@ -240,7 +329,9 @@ def to_document(
             row = by_key.get((p.pid, p.gpu_index))
             ident = row_identity(p, row)
             pa = proc_results.get((ident, p.gpu_index))
-            procs.append(_process(p, row, enrichments.get(ident), pa))
+            server = servers.get(ident) if servers else None
+            dp = attribution.lookup(deep, ident) if deep and row is not None else None
+            procs.append(_process(p, row, enrichments.get(ident), pa, server, dp))
         entry = _gpu(gpu, snap, procs, gpu_results.get(gpu.index))
         hidden = (others or {}).get(gpu.index)
         entry["other_users"] = (
@@ -249,7 +340,7 @@ def to_document(
             else {"processes": hidden.processes, "used_bytes": hidden.used_bytes}
         )
         gpus.append(entry)
-    return {
+    doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "vramtop_version": __version__,
         "timestamp": snap.timestamp,
@@ -261,41 +352,15 @@ def to_document(
         "gpus": gpus,
         "notes": list(snap.notes),
     }
-
-
-def to_table(
-    snap: Snapshot,
-    rows: Iterable[ProcessRow] = (),
-    others: Mapping[int, OtherUsers] | None = None,
-) -> str:
-    """nvidia-smi / gpustat style plain text: a line per GPU, then its processes."""
-    by_key = {(r.identity.pid, r.gpu_index): r for r in rows}
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snap.timestamp))
-    out = [
-        f"vramtop {__version__}  {snap.backend}  driver {snap.driver_version}  "
-        f"CUDA {snap.cuda_version}  {stamp}"
-    ]
-    for gpu in snap.gpus:
-        if gpu.lost:
-            out.append(f"[{gpu.index}] {gpu.name}  LOST  {gpu.note}".rstrip())
-            continue
-        out.append(
-            f"[{gpu.index}] {gpu.name:<24} {size(gpu.memory_used):>6} / {size(gpu.memory_total):<6}"
-            f" reserved {size(gpu.memory_reserved):<5} util {pct(gpu.util_gpu):>4}"
-            f"  {temp(gpu.temperature_c):>5}  {watts(gpu.power_w)} / {watts(gpu.power_limit_w)}"
-        )
-        procs = sorted(snap.processes_on(gpu.index), key=lambda p: p.pid)
-        if procs:
-            out.append(f"    {'PID':>8}  {'USER':<10} {'TYPE':<4} {'VRAM':>7}  COMMAND")
-        for p in procs:
-            row = by_key.get((p.pid, p.gpu_index))
-            user = (row.user if row else "") or "?"
-            command = (row.command if row else "") or "N/A"
-            vram = size(p.used_bytes)
-            out.append(f"    {p.pid:>8}  {user[:10]:<10} {p.type_label:<4} {vram:>7}  {command}")
-        hidden = (others or {}).get(gpu.index)
-        if hidden is not None:
-            out.append(f"    {hidden.label} (hidden; show_other_users = true lists them)")
-    for note in snap.notes:
-        out.append(f"note: {note}")
-    return "\n".join(out)
+    if nvml_calls:
+        doc["nvml_calls"] = {
+            c.function: {
+                "calls": c.calls,
+                "errors": c.errors,
+                "mean_ms": c.mean_ms,
+                "max_ms": c.max_ms,
+                "last_ms": c.last_ms,
+            }
+            for c in snap.nvml_calls
+        }
+    return doc

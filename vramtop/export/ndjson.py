@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from vramtop.analysis.model import AnalysisResult
+from vramtop.deep.attribution import DeepIndex
 from vramtop.export.csvlog import MAX_WARNINGS, Sample
-from vramtop.export.document import Enrichments, to_document
+from vramtop.export.document import Enrichments, Servers, to_document
 from vramtop.export.logfile import LogFile
 from vramtop.gpu.snapshot import GpuSample, GpuState, ProcessSample, ProcessType, Snapshot
 from vramtop.messages import ProcessIdentity, ProcessRow
@@ -30,9 +31,15 @@ def format_line(
     rows: Iterable[ProcessRow] = (),
     enrichments: Enrichments | None = None,
     analysis: AnalysisResult | None = None,
+    servers: Servers | None = None,
+    deep: DeepIndex | None = None,
 ) -> bytes:
     """One sample as one line: its document with the per-process and per-GPU extras."""
-    return dump_line(to_document(snapshot, rows, enrichments, analysis))
+    return dump_line(
+        to_document(
+            snapshot, rows, enrichments, analysis, servers=servers, nvml_calls=False, deep=deep
+        )
+    )
 
 
 def dump_line(doc: Mapping[str, Any]) -> bytes:
@@ -64,8 +71,10 @@ class NdjsonLog:
         *,
         enrichments: Enrichments | None = None,
         analysis: AnalysisResult | None = None,
+        servers: Servers | None = None,
+        deep: DeepIndex | None = None,
     ) -> None:
-        self.log.write(format_line(snapshot, rows, enrichments, analysis))
+        self.log.write(format_line(snapshot, rows, enrichments, analysis, servers, deep))
 
     def write_document(self, doc: Mapping[str, Any]) -> None:
         self.log.write(dump_line(doc))
@@ -89,6 +98,11 @@ def _int(value: object) -> int | NaType:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     raise ValueError(f"expected an integer, got {value!r:.40}")
+
+
+def _optional_int(value: object) -> int | None:
+    number = _int(value)
+    return number if isinstance(number, int) else None
 
 
 def _float(value: object) -> float | NaType:
@@ -147,6 +161,11 @@ def from_document(doc: Mapping[str, Any], backend: str = "replay") -> Sample:
                 pstate=_int(g["pstate"]),
                 mig_mode=_bool(g["mig_mode"]),
                 note=_str(g["note"]),
+                # Absent in recordings made before these fields existed.
+                memory_source="host" if mem.get("source") == "host" else "device",
+                parent_index=_optional_int(g.get("mig_parent_index")),
+                gpu_instance_id=_optional_int(g.get("gpu_instance_id")),
+                processes_note=_str(g.get("processes_note") or ""),
             )
         )
         for p in g["processes"]:

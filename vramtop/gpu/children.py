@@ -27,6 +27,7 @@ started from a long-lived thread (the main thread of the supervisor), never from
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import selectors
 import signal
@@ -62,7 +63,14 @@ def main():
     with open("/proc/self/stat", "rb") as f:
         fields = f.read().rsplit(b")", 1)[1].split()
     arg_start, arg_end = int(fields[45]), int(fields[46])
-    if len(title.encode()) < arg_end - arg_start - 1 and ctypes.string_at(arg_end - 1, 1) == b"\0":
+    encoded = title.encode()
+    # setproctitle leaves a title it finds too long (above about 64 KiB) unset: the process then
+    # keeps its real NUL-separated command line, which must stay as the kernel wrote it.
+    if (
+        len(encoded) < arg_end - arg_start - 1
+        and ctypes.string_at(arg_start, len(encoded)) == encoded
+        and ctypes.string_at(arg_end - 1, 1) == b"\0"
+    ):
         ctypes.memmove(arg_end - 1, b" ", 1)
     # PR_SET_NAME = 15: comm as the real program would have it.
     libc.prctl(15, os.path.basename(argv[0]).encode()[:15], 0, 0, 0)
@@ -94,6 +102,11 @@ class ChildSpec:
     name: str
     argv: tuple[str, ...]
     ignore_sigterm: bool = False
+    # "vllm": the child is started under a fake inference server (``gpu/fakeserver.py``): the
+    # PID reported is the GPU process's, whose parent answers HTTP on one of ``serve_ports``.
+    serve: str = ""
+    serve_argv: tuple[str, ...] = ()
+    serve_ports: tuple[int, ...] = ()
 
 
 def read_start_ticks(pid: int) -> int | None:
@@ -125,11 +138,14 @@ class ChildPool:
     def __init__(self, ready_timeout: float = READY_TIMEOUT_S) -> None:
         self._ready_timeout = ready_timeout
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._served: set[str] = set()
+        self._gpu_pids: dict[str, int] = {}
 
     @property
     def pids(self) -> dict[str, int]:
-        """Name -> PID of every child started (alive or not)."""
-        return {name: p.pid for name, p in self._procs.items()}
+        """Name -> PID of every child started (alive or not); for a served child, its GPU
+        process's (the fake server's child)."""
+        return {name: self._gpu_pids.get(name, p.pid) for name, p in self._procs.items()}
 
     def start(self, specs: Iterable[ChildSpec]) -> dict[str, int]:
         """Start all children at once, wait until each has taken its title; name -> PID.
@@ -144,25 +160,20 @@ class ChildPool:
             if not spec.argv:
                 raise ValueError(f"child {spec.name!r} has an empty argv")
         env = dict(os.environ, SPT_NOENV="1")  # keep /proc/PID/environ intact
+        env["VRAMTOP_FAKESERVER_PARENT"] = str(os.getpid())
         started: dict[str, subprocess.Popen[bytes]] = {}
+        self._served = {s.name for s in specs if s.serve}
         try:
             for spec in specs:
                 started[spec.name] = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-c",
-                        _CHILD_CODE,
-                        str(os.getpid()),
-                        "1" if spec.ignore_sigterm else "0",
-                        *spec.argv,
-                    ],
+                    self._command(spec),
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL,
                     env=env,
                     start_new_session=True,
                 )
-            failures = self._await_ready(started)
+            failures, gpu_pids = self._await_ready(started)
         except BaseException:
             self._procs.update(started)
             for name in started:
@@ -175,10 +186,31 @@ class ChildPool:
                 self.terminate(name, signal.SIGKILL)
             self.reap()
             raise ChildStartError("demo child processes failed to start: " + "; ".join(failures))
-        return {name: p.pid for name, p in started.items()}
+        self._gpu_pids.update(gpu_pids)
+        return {name: gpu_pids.get(name, p.pid) for name, p in started.items()}
 
-    def _await_ready(self, procs: dict[str, subprocess.Popen[bytes]]) -> list[str]:
-        """Read every child's report in parallel; the failures as 'name: reason'."""
+    @staticmethod
+    def _command(spec: ChildSpec) -> list[str]:
+        if spec.serve:
+            from vramtop.gpu.fakeserver import demo_tree
+
+            tree = demo_tree(spec.serve, spec.name, spec.argv, spec.serve_argv, spec.serve_ports)
+            return [sys.executable, "-m", "vramtop.gpu.fakeserver", json.dumps(tree)]
+        return [
+            sys.executable,
+            "-c",
+            _CHILD_CODE,
+            str(os.getpid()),
+            "1" if spec.ignore_sigterm else "0",
+            *spec.argv,
+        ]
+
+    def _await_ready(
+        self, procs: dict[str, subprocess.Popen[bytes]]
+    ) -> tuple[list[str], dict[str, int]]:
+        """Read every child's report in parallel: the failures as 'name: reason', and the GPU
+        process's PID of each served child (a fake server reports one JSON line per process)."""
+        lines = {name: 2 if name in self._served else 1 for name in procs}
         replies: dict[str, bytes] = {name: b"" for name in procs}
         sel = selectors.DefaultSelector()
         try:
@@ -194,7 +226,7 @@ class ChildPool:
                     name = key.data
                     chunk = os.read(key.fd, 512)
                     replies[name] += chunk
-                    if not chunk or b"\n" in replies[name]:
+                    if not chunk or replies[name].count(b"\n") >= lines[name]:
                         sel.unregister(key.fileobj)
         finally:
             sel.close()
@@ -202,15 +234,21 @@ class ChildPool:
                 if proc.stdout is not None:
                     proc.stdout.close()
         failures = []
+        gpu_pids: dict[str, int] = {}
         for name, reply in replies.items():
-            line = reply.decode("utf-8", "replace").strip()
-            if line != "ok":
-                failures.append(f"{name}: {line or 'no answer'}")
-        return failures
+            text = reply.decode("utf-8", "replace").strip()
+            if name in self._served:
+                pid = _served_pid(name, text)
+                if pid is None:
+                    failures.append(f"{name}: {text[:200] or 'no answer'}")
+                else:
+                    gpu_pids[name] = pid
+            elif text != "ok":
+                failures.append(f"{name}: {text or 'no answer'}")
+        return failures, gpu_pids
 
     def pid(self, name: str) -> int | None:
-        proc = self._procs.get(name)
-        return None if proc is None else proc.pid
+        return self.pids.get(name)
 
     def terminate(self, name: str, sig: int = signal.SIGTERM) -> bool:
         """Send ``sig`` to the named child if it still runs; whether a signal was sent."""
@@ -255,3 +293,15 @@ class ChildPool:
         for proc in self._procs.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
+
+
+def _served_pid(name: str, text: str) -> int | None:
+    """The PID of the node called ``name`` in a fake server's report lines, or None."""
+    for line in text.splitlines():
+        try:
+            got = json.loads(line)
+        except ValueError:
+            return None
+        if isinstance(got, dict) and got.get("name") == name and isinstance(got.get("pid"), int):
+            return int(got["pid"])
+    return None

@@ -17,6 +17,13 @@ Fields are read in three tiers: static (names, versions, MIG mode) when a GPU is
 (temperature, fan, power limit, clocks, performance state) every ``slow_interval`` seconds,
 fast (memory, utilisation, power, processes, per-process utilisation) every tick.
 
+A call that never returns (it happens on real machines, with a GPU falling off the bus) must
+not freeze the other GPUs: each physical GPU is read in a worker thread of its own, and a tick
+waits at most ``hang_after`` seconds for it. A GPU whose worker is still inside a call is shown
+as not responding (the function and for how long, in its note) while the others keep updating;
+nothing more is asked of it until that call returns, and then it is read as usual again. So a
+tick always ends in bounded time, the sampler keeps its heartbeat, and no restart loop starts.
+
 ``pynvml`` is imported here but NVML is only initialised in :meth:`NvmlBackend.open`, which the
 sampler calls after fork: a handle inherited across fork is not usable.
 """
@@ -25,15 +32,26 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
+import struct
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+import psutil
 import pynvml
 
 from vramtop.gpu.backend import BackendUnavailable
-from vramtop.gpu.snapshot import GpuSample, GpuState, ProcessSample, ProcessType, Snapshot
+from vramtop.gpu.snapshot import (
+    GpuSample,
+    GpuState,
+    NvmlCall,
+    ProcessSample,
+    ProcessType,
+    Snapshot,
+)
 from vramtop.na import NA, NaType
 from vramtop.sanitize import clean
 
@@ -68,6 +86,7 @@ _LOST = frozenset({_GPU_IS_LOST, _RESET_REQUIRED, _GPU_NOT_FOUND})
 # pynvml raises "SUCCESS" when a sizing call finds nothing to size.
 _NO_DATA = frozenset({_SUCCESS, _NOT_FOUND})
 
+SLOW_CALL_S = 0.1  # an NVML call this slow is shown in its GPU's card
 _NOT_AVAILABLE = 0xFFFFFFFFFFFFFFFF  # NVML_VALUE_NOT_AVAILABLE as unsigned long long
 _PSTATE_UNKNOWN = 32
 _MEMORY_V2 = int(getattr(pynvml, "nvmlMemory_v2", 0x02000028))
@@ -131,7 +150,8 @@ _INIT_FAILURES = {
     _NO_PERMISSION: "no permission to use the NVIDIA driver; check access to /dev/nvidia*.",
 }
 
-ProcessRow = tuple[int, "int | None"]
+# pid, used bytes (NVML_VALUE_NOT_AVAILABLE possible), GPU instance ID (None outside MIG)
+ProcessRow = tuple[int, int, "int | None"]
 
 
 class _GpuLost(Exception):
@@ -140,46 +160,118 @@ class _GpuLost(Exception):
         self.reason = reason
 
 
-class _ProcessInfoV1(ctypes.Structure):
-    """``nvmlProcessInfo_v1_t``: what the unversioned process getters fill in."""
+# Process records as the driver writes them (nvml.h): v1 ``nvmlProcessInfo_v1_t`` (16 bytes),
+# v2 ``nvmlProcessInfo_v2_t`` (24: + GPU and compute instance IDs) and R535's first
+# ``nvmlProcessInfo_v3_t`` (32: + usedGpuCcProtectedMemory). Later drivers went back to the
+# 24-byte record for the same ``_v3`` symbols, so the symbol's name does not tell the layout, and
+# neither does the installed binding (12.535.77 carries the 32-byte record, later ones 24).
+_RECORDS = {
+    16: struct.Struct("<I4xQ"),
+    24: struct.Struct("<I4xQII"),
+    32: struct.Struct("<I4xQIIQ"),
+}
+_FILL = 0xA5  # no record's last byte can plausibly be 0xA5: it is the top byte of a size or ID
+_WIDEST = max(_RECORDS)
+_NO_INSTANCE = 0xFFFFFFFF
 
-    _fields_ = (("pid", ctypes.c_uint), ("usedGpuMemory", ctypes.c_ulonglong))
+
+def _has_symbol(name: str) -> bool:
+    try:
+        pynvml._nvmlGetFunctionPointer(name)
+    except pynvml.NVMLError:
+        return False
+    return True
 
 
-def _running_processes_v1(symbol: str, handle: Any) -> list[ProcessRow]:
-    """Call an unversioned process getter with the v1 struct (pynvml only wraps _v2/_v3)."""
-    fn = pynvml._nvmlGetFunctionPointer(symbol)
-    count = ctypes.c_uint(0)
-    ret = fn(handle, ctypes.byref(count), None)
-    if ret == _SUCCESS:
-        return []
-    # Two tries: processes may start between the sizing call and the data call; the slack
-    # absorbs a few, a second round with the driver's new count absorbs a burst.
-    for _ in range(2):
-        if ret != _INSUFFICIENT_SIZE:
-            break
-        size = count.value * 2 + 5
-        infos = (_ProcessInfoV1 * size)()
-        count = ctypes.c_uint(size)
-        ret = fn(handle, ctypes.byref(count), infos)
+def expected_record_size(symbol: str, has: Callable[[str], bool] = _has_symbol) -> int:
+    """The record size the driver's exports imply for a process getter.
+
+    ``_v3`` writes the 32-byte record only on the drivers that export the confidential-compute
+    memory query but not yet ``nvmlDeviceGetRunningProcessDetailList`` (R535's first releases);
+    every other ``_v3`` and every ``_v2`` write 24 bytes, the unversioned symbol 16.
+    """
+    if symbol.endswith("_v3"):
+        legacy = has("nvmlDeviceGetConfComputeMemSizeInfo") and not has(
+            "nvmlDeviceGetRunningProcessDetailList"
+        )
+        return 32 if legacy else 24
+    return 24 if symbol.endswith("_v2") else 16
+
+
+def measured_record_size(raw: bytes, count: int) -> int | None:
+    """How many bytes per record the driver wrote into a buffer pre-filled with ``_FILL``."""
+    if count <= 0:
+        return None
+    extent = len(raw.rstrip(bytes((_FILL,))))
+    for size in _RECORDS:
+        if extent == size * count:
+            return size
+    return None
+
+
+class ProcessGetter:
+    """One of the driver's ``nvmlDeviceGet*RunningProcesses*`` symbols, read without trusting
+    the binding's struct: records go into a buffer wide enough for any layout, pre-filled with a
+    marker, and the stride is what the driver actually wrote (the exports' answer when the
+    measure is ambiguous). The layout found is kept and logged once when it is not the one the
+    exports imply."""
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.record_size: int | None = None  # the layout last seen
+        self._expected: int | None = None
+
+    def __call__(self, handle: Any) -> list[ProcessRow]:
+        fn = pynvml._nvmlGetFunctionPointer(self.symbol)
+        if self._expected is None:
+            self._expected = expected_record_size(self.symbol)
+        count = ctypes.c_uint(0)
+        ret = fn(handle, ctypes.byref(count), None)
         if ret == _SUCCESS:
-            return [(infos[i].pid, infos[i].usedGpuMemory) for i in range(count.value)]
-    raise pynvml.NVMLError(ret)
+            return []
+        # Two tries: processes may start between the sizing call and the data call; the slack
+        # absorbs a few, a second round with the driver's new count absorbs a burst.
+        for _ in range(2):
+            if ret != _INSUFFICIENT_SIZE:
+                break
+            capacity = count.value * 2 + 5
+            buf = ctypes.create_string_buffer(capacity * _WIDEST)
+            ctypes.memset(buf, _FILL, capacity * _WIDEST)
+            count = ctypes.c_uint(capacity)
+            ret = fn(handle, ctypes.byref(count), buf)
+            if ret == _SUCCESS:
+                return self._decode(buf.raw, min(count.value, capacity))
+        raise pynvml.NVMLError(ret)
+
+    def _decode(self, raw: bytes, count: int) -> list[ProcessRow]:
+        size = measured_record_size(raw, count) or self.record_size or self._expected or 24
+        if size != self.record_size:
+            if size != self._expected:
+                log.warning(
+                    "%s writes %d-byte process records (its exports imply %d); reading %d",
+                    self.symbol,
+                    size,
+                    self._expected,
+                    size,
+                )
+            self.record_size = size
+        record = _RECORDS[size]
+        rows: list[ProcessRow] = []
+        for i in range(count):
+            fields = record.unpack_from(raw, i * size)
+            gi = fields[2] if size >= 24 and fields[2] != _NO_INSTANCE else None
+            rows.append((int(fields[0]), int(fields[1]), gi))
+        return rows
 
 
-def _running_processes(symbol: str) -> Callable[[Any], list[ProcessRow]]:
-    """pynvml's _v2/_v3 getter, retried once if the list outgrew its slack in between."""
-    wrapper = getattr(pynvml, symbol, None)
-    if wrapper is None:
-        return _missing
-    insufficient = pynvml.NVMLError_InsufficientSize
+def _retry_insufficient(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A sizing call and its data call race with the driver's sampling: one more try."""
 
-    def call(handle: Any) -> list[ProcessRow]:
+    def call(*args: Any) -> Any:
         try:
-            infos = wrapper(handle)
-        except insufficient:
-            infos = wrapper(handle)
-        return [(p.pid, p.usedGpuMemory) for p in infos]
+            return fn(*args)
+        except pynvml.NVMLError_InsufficientSize:
+            return fn(*args)
 
     return call
 
@@ -215,9 +307,14 @@ def _api_table() -> dict[str, Callable[..., Any]]:
             "nvmlDeviceGetEnforcedPowerLimit",
             "nvmlDeviceGetFanSpeed",
             "nvmlDeviceGetPerformanceState",
-            "nvmlDeviceGetProcessUtilization",
+            "nvmlDeviceGetMaxMigDeviceCount",
+            "nvmlDeviceGetMigDeviceHandleByIndex",
+            "nvmlDeviceGetGpuInstanceId",
         )
     }
+    table["nvmlDeviceGetProcessUtilization"] = _retry_insufficient(
+        _py("nvmlDeviceGetProcessUtilization")
+    )
     table[_HANDLE_API] = n.nvmlDeviceGetHandleByIndex
     # pynvml has no nvmlDeviceGetMemoryInfo_v2 function: v2 is a version argument.
     table["nvmlDeviceGetMemoryInfo_v2"] = lambda h: n.nvmlDeviceGetMemoryInfo(h, version=_MEMORY_V2)
@@ -228,10 +325,9 @@ def _api_table() -> dict[str, Callable[..., Any]]:
     )
     table["nvmlDeviceGetClockInfo(SM)"] = lambda h: n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_SM)
     table["nvmlDeviceGetClockInfo(MEM)"] = lambda h: n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_MEM)
-    for _kind, _label, (v3, v2, v1) in _PROCESS_KINDS:
-        table[v3] = _running_processes(v3)
-        table[v2] = _running_processes(v2)
-        table[v1] = lambda h, symbol=v1: _running_processes_v1(symbol, h)
+    for _kind, _label, symbols in _PROCESS_KINDS:
+        for symbol in symbols:
+            table[symbol] = ProcessGetter(symbol)
     return table
 
 
@@ -262,29 +358,45 @@ class _Gpu:
     """Everything remembered about one GPU between ticks."""
 
     __slots__ = (
+        "calling",
         "clock_mem",
         "clock_sm",
         "denied_until",
         "fan",
+        "gi",
         "handle",
         "index",
         "lost_reason",
+        "memory_source",
         "mig_mode",
+        "mig_slot",
+        "migs",
         "na",
         "name",
         "note",
+        "parent",
         "power_limit",
+        "processes_note",
+        "processes_unknown",
         "pstate",
         "retry_at",
+        "slow",
         "slow_at",
         "temperature",
         "unsupported",
-        "util_ts",
         "uuid",
     )
 
-    def __init__(self, index: int) -> None:
-        self.index = index
+    def __init__(self, index: int, parent: _Gpu | None = None, mig_slot: int = -1) -> None:
+        self.index = index  # a MIG instance's index is a slot after the physical GPUs
+        self.parent = parent
+        self.mig_slot = mig_slot  # the instance's place in nvmlDeviceGetMigDeviceHandleByIndex
+        self.gi: int | None = None
+        self.migs: list[_Gpu] = []
+        self.memory_source = "device"
+        self.processes_note = ""
+        self.processes_unknown = False  # the driver failed the compute-process query
+        self.slow: dict[str, float] = {}  # function -> milliseconds of its last slow run
         self.handle: Any = None
         self.uuid = ""
         self.name = "unknown"
@@ -298,11 +410,55 @@ class _Gpu:
         self.clock_sm: int | NaType = NA
         self.clock_mem: int | NaType = NA
         self.pstate: int | NaType = NA
-        self.util_ts = 0  # newest per-process utilisation sample seen (NVML microseconds)
         self.unsupported: set[str] = set()  # calls never to be made again on this GPU
         self.denied_until: dict[str, float] = {}  # NO_PERMISSION calls -> next try (monotonic)
         self.na: dict[str, str] = {}  # field label -> why it is n/a
         self.note = ""
+        self.calling = ""  # the NVML function being called right now (for a hung call's note)
+
+
+class _Worker:
+    """One daemon thread that reads one GPU; a tick hands it a job and waits a bounded time.
+    A job still running when the wait ends keeps the worker busy until it returns."""
+
+    def __init__(self, name: str) -> None:
+        self._lock = threading.Lock()
+        self._job: Callable[[], Any] | None = None
+        self._result: Any = None
+        self._ready = threading.Event()
+        self._wake = threading.Event()
+        self.busy_since: float | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            job = self._job
+            try:
+                result: Any = job() if job is not None else None
+            except BaseException as exc:  # handed back to the tick that asked
+                result = exc
+            with self._lock:
+                self._result = result
+                self.busy_since = None
+                self._ready.set()
+
+    def run(self, job: Callable[[], Any], timeout: float) -> tuple[bool, Any]:
+        """(True, result) when ``job`` finished within ``timeout``; (False, None) when it is
+        still running (it goes on; the next call finds the worker busy)."""
+        with self._lock:
+            if self.busy_since is not None:
+                return False, None
+            self._job = job
+            self._ready.clear()
+            self.busy_since = time.monotonic()
+        self._wake.set()
+        if not self._ready.wait(timeout):
+            return False, None
+        with self._lock:
+            return True, self._result
 
 
 class NvmlBackend:
@@ -316,13 +472,28 @@ class NvmlBackend:
         retry_interval: float = 5.0,
         *,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        util_window: float = 1.0,
+        retries: bool = True,
+        hang_after: float = 2.0,
     ) -> None:
+        """``retries``: a lost GPU is tried again every ``retry_interval`` s and its note says
+        so; false for one-shot use (``--once``), where nothing will be tried again.
+        ``hang_after``: seconds a tick waits for one GPU before showing it as not responding
+        (0: read the GPUs in this thread, without a bound)."""
+        self._retries = retries
+        self._hang_after = hang_after
+        self._workers: dict[int, _Worker] = {}
+        self._hung: set[int] = set()
         self._slow_interval = slow_interval
+        self._wall = wall
+        self._util_window = util_window
         self._retry_interval = retry_interval
         self._clock = clock
         self._now = 0.0
         self._api = _api_table()
         self._initialised = False
+        self._initialised_devices = False
         self._gpus: list[_Gpu] = []
         self._driver_version: str | NaType = NA
         self._cuda_version: str | NaType = NA
@@ -331,6 +502,10 @@ class NvmlBackend:
         self._logged: set[tuple[str, int]] = set()
         self._notes: tuple[str, ...] = ()
         self._notes_dirty = True
+        # function -> [calls, errors, total seconds, max seconds, last seconds]
+        self._stats: dict[str, list[float]] = {}
+        self._calls_view: tuple[NvmlCall, ...] = ()
+        self._calls_at = -math.inf
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -365,6 +540,14 @@ class NvmlBackend:
                 self._acquire(gpu)
             except _GpuLost as lost:
                 self._mark_lost(gpu, lost.reason)
+        # MIG instances found now get the slots after the physical GPUs, for the whole run:
+        # shared memory is sized once from the number of cards.
+        slot = count
+        for gpu in self._gpus:
+            for mig in gpu.migs:
+                mig.index = slot
+                slot += 1
+        self._initialised_devices = True
 
     def close(self) -> None:
         if not self._initialised:
@@ -384,17 +567,24 @@ class NvmlBackend:
             retry_at = gpu.denied_until.get(api)
             if retry_at is not None and self._now < retry_at:
                 return NA
+        started = time.perf_counter()
+        if gpu is not None:
+            gpu.calling = api
         try:
             value = self._api[api](*args)
         except pynvml.NVMLError as exc:
+            self._timed(gpu, api, started, failed=True)
             if fatal:
                 raise
             return self._failed(gpu, api, field, exc.value, exc)
         except Exception as exc:  # a malformed answer from the driver must not stop sampling
+            self._timed(gpu, api, started, failed=True)
             if fatal:
                 raise
             return self._failed(gpu, api, field, -1, exc)
+        self._timed(gpu, api, started, failed=False)
         if gpu is not None:
+            gpu.calling = ""
             if gpu.denied_until:
                 gpu.denied_until.pop(api, None)
             if field in gpu.na:
@@ -403,6 +593,42 @@ class NvmlBackend:
             del self._system_na[field]
             self._notes_dirty = True
         return value
+
+    def _timed(self, gpu: _Gpu | None, api: str, started: float, *, failed: bool) -> None:
+        """Cheap per-function counters; a slow call is remembered on its GPU for the card."""
+        if gpu is not None:
+            gpu.calling = ""
+        took = time.perf_counter() - started
+        stat = self._stats.get(api)
+        if stat is None:
+            stat = self._stats[api] = [0, 0, 0.0, 0.0, 0.0]
+        stat[0] += 1
+        stat[1] += failed
+        stat[2] += took
+        stat[4] = took
+        if took > stat[3]:
+            stat[3] = took
+        if gpu is not None:
+            if took >= SLOW_CALL_S:
+                gpu.slow[api] = round(took * 1000.0, 1)
+            elif gpu.slow:
+                gpu.slow.pop(api, None)
+
+    def call_stats(self) -> tuple[NvmlCall, ...]:
+        """Every NVML function called so far, slowest mean first."""
+        out = [
+            NvmlCall(
+                function=api,
+                calls=int(calls),
+                errors=int(errors),
+                mean_ms=round(total / calls * 1000.0, 3) if calls else 0.0,
+                max_ms=round(worst * 1000.0, 3),
+                last_ms=round(last * 1000.0, 3),
+            )
+            for api, (calls, errors, total, worst, last) in self._stats.items()
+        ]
+        out.sort(key=lambda c: (-c.mean_ms, c.function))
+        return tuple(out)
 
     def _failed(
         self, gpu: _Gpu | None, api: str, field: str, code: int, exc: BaseException
@@ -454,23 +680,22 @@ class NvmlBackend:
 
     def _mark_lost(self, gpu: _Gpu, reason: str) -> None:
         if not gpu.lost_reason:
-            log.warning(
-                "GPU %d lost: %s; retrying every %g s", gpu.index, reason, self._retry_interval
-            )
+            log.warning("GPU %d %s", gpu.index, self._lost_note(reason))
         gpu.lost_reason = reason
         gpu.retry_at = self._now + self._retry_interval
         self._notes_dirty = True
 
     def _refresh_notes(self) -> None:
         lines = [f"{field} n/a ({why})" for field, why in self._system_na.items()]
-        for gpu in self._gpus:
+        for gpu in self._cards():
+            label = _label(gpu)
             if gpu.lost_reason:
-                gpu.note = f"lost: {gpu.lost_reason}; retrying every {self._retry_interval:g} s"
-                lines.append(f"GPU {gpu.index}: {gpu.note}")
+                gpu.note = self._lost_note(gpu.lost_reason)
+                lines.append(f"{label}: {gpu.note}")
                 continue
             fields = sorted(gpu.na.items(), key=lambda item: _FIELD_ORDER.get(item[0], 99))
             gpu.note = ", ".join(f"{field} n/a ({why})" for field, why in fields)
-            lines.extend(f"GPU {gpu.index}: {field} n/a ({why})" for field, why in fields)
+            lines.extend(f"{label}: {field} n/a ({why})" for field, why in fields)
         self._notes = tuple(lines)
         self._notes_dirty = False
 
@@ -495,6 +720,9 @@ class NvmlBackend:
         gpu.name = "unknown" if name is NA else clean(name, 96)
         uuid = self._call(gpu, "nvmlDeviceGetUUID", h, field="UUID")
         gpu.uuid = "" if uuid is NA else clean(uuid, 96)
+        if gpu.parent is not None:
+            gpu.slow_at = math.inf  # temperature, fan, power, clocks belong to the parent
+            return
         mig = self._call(gpu, "nvmlDeviceGetMigMode", h, field="MIG mode")
         if mig is not NA:
             gpu.mig_mode = int(mig[0]) == 1
@@ -502,8 +730,43 @@ class NvmlBackend:
             # A GPU that cannot do MIG is simply not in MIG mode: no remark on every old card.
             gpu.mig_mode = False
             self._clear_na(gpu, "MIG mode")
+        if gpu.mig_mode is True:
+            self._acquire_migs(gpu)
         gpu.slow_at = self._now
-        gpu.util_ts = 0
+
+    def _acquire_migs(self, gpu: _Gpu) -> None:
+        """The GPU instances of a MIG-mode GPU, as sub-cards. Found at open only (their slots
+        are fixed then); on a later re-acquire, the known ones get fresh handles."""
+        known = {m.mig_slot: m for m in gpu.migs}
+        first = not self._initialised_devices
+        if first:
+            count = self._call(gpu, "nvmlDeviceGetMaxMigDeviceCount", gpu.handle, field="MIG")
+            slots = range(int(count)) if count is not NA else range(0)
+        else:
+            slots = range(0)
+        for slot in (*slots, *(s for s in known if s not in slots)):
+            handle = self._call(
+                gpu, "nvmlDeviceGetMigDeviceHandleByIndex", gpu.handle, slot, field="MIG"
+            )
+            mig = known.get(slot)
+            if handle is NA:  # NOT_FOUND: no instance in that slot
+                if mig is not None:
+                    mig.handle = None
+                continue
+            if mig is None:
+                if not first:
+                    continue
+                mig = _Gpu(-1, parent=gpu, mig_slot=slot)
+                gpu.migs.append(mig)
+            mig.handle = handle
+            name = self._call(mig, "nvmlDeviceGetName", handle, field="name")
+            mig.name = "MIG instance" if name is NA else clean(name, 96)
+            uuid = self._call(mig, "nvmlDeviceGetUUID", handle, field="UUID")
+            mig.uuid = "" if uuid is NA else clean(uuid, 96)
+            gi = self._call(mig, "nvmlDeviceGetGpuInstanceId", handle, field="MIG")
+            mig.gi = None if gi is NA else int(gi)
+            mig.mig_mode = True
+            mig.slow_at = math.inf
 
     def _read_slow(self, gpu: _Gpu) -> None:
         h = gpu.handle
@@ -519,12 +782,22 @@ class NvmlBackend:
         gpu.pstate = NA if pstate is NA or pstate == _PSTATE_UNKNOWN else int(pstate)
 
     def _read_processes(self, gpu: _Gpu) -> list[ProcessSample]:
+        if gpu.migs:
+            return []  # listed per MIG instance, each under its own sub-card
         merged: dict[int, tuple[int | NaType, tuple[ProcessType, ...]]] = {}
+        denied = False
+        gpu.processes_unknown = False
         for kind, field, apis in _PROCESS_KINDS:
-            rows = self._first(gpu, apis, gpu.handle, field=field)
+            # In a MIG instance a refusal is the card's one-line note, not a status remark.
+            rows = self._first(gpu, apis, gpu.handle, field="" if gpu.parent else field)
             if rows is NA:
+                refused = any(api in gpu.denied_until for api in apis)
+                denied = denied or refused
+                # A failed compute query (a reason recorded, not "no data"): unknown, not none.
+                if kind is ProcessType.COMPUTE and (refused or field in gpu.na):
+                    gpu.processes_unknown = True
                 continue
-            for pid, raw in rows:
+            for pid, raw, _gi in rows:
                 used = _used(raw)
                 seen = merged.get(pid)
                 if seen is None:
@@ -534,42 +807,47 @@ class NvmlBackend:
                 if isinstance(before, int) and (not isinstance(used, int) or before > used):
                     used = before
                 merged[pid] = (used, types if kind in types else (*types, kind))
+        gpu.processes_note = _denied_note(gpu) if denied else ""
         if not merged:
             return []
-        utils = self._read_process_util(gpu)
+        # NVML has no per-process utilisation inside a MIG instance: n/a there.
+        utils = None if gpu.parent is not None else self._read_process_util(gpu)
         out = []
         for pid, (used, types) in merged.items():
-            sm, mem = utils.get(pid, (NA, NA))
+            # A listed process without a sample in the window was idle: 0%, not n/a.
+            sm, mem = (NA, NA) if utils is None else utils.get(pid, (0, 0))
             out.append(ProcessSample(pid, gpu.index, used, types, sm, mem))
         return out
 
-    def _read_process_util(self, gpu: _Gpu) -> dict[int, tuple[int, int]]:
+    def _read_process_util(self, gpu: _Gpu) -> dict[int, tuple[int, int]] | None:
+        """Mean SM and memory utilisation per PID over the last ``util_window`` seconds.
+
+        Asking only for samples newer than the previous call would leave every idle process
+        (and, on a tick without a new sample, every process) without a figure; a window gives
+        each busy process its recent samples every tick. None: the call itself is unavailable.
+        """
+        since = max(0, int((self._wall() - self._util_window) * 1_000_000))
         samples = self._call(
-            gpu,
-            "nvmlDeviceGetProcessUtilization",
-            gpu.handle,
-            gpu.util_ts,
-            field="process utilisation",
+            gpu, "nvmlDeviceGetProcessUtilization", gpu.handle, since, field="process utilisation"
         )
         if samples is NA:
-            return {}
-        newest: dict[int, tuple[int, int, int]] = {}
-        last = gpu.util_ts
+            # NOT_FOUND (no sample in the window) is NA without a remark: every process idle.
+            return None if "process utilisation" in gpu.na else {}
+        sums: dict[int, list[int]] = {}
         for s in samples:
-            ts = int(s.timeStamp)
-            last = max(last, ts)
-            seen = newest.get(s.pid)
-            if seen is None or ts >= seen[0]:
-                newest[s.pid] = (ts, int(s.smUtil), int(s.memUtil))
-        gpu.util_ts = last
-        return {pid: (sm, mem) for pid, (_, sm, mem) in newest.items()}
+            acc = sums.setdefault(int(s.pid), [0, 0, 0])
+            acc[0] += int(s.smUtil)
+            acc[1] += int(s.memUtil)
+            acc[2] += 1
+        return {pid: (round(sm / n), round(mem / n)) for pid, (sm, mem, n) in sums.items()}
 
-    def _sample_gpu(self, gpu: _Gpu, processes: list[ProcessSample]) -> GpuSample:
+    def _sample_gpu(self, gpu: _Gpu, processes: list[ProcessSample]) -> list[GpuSample]:
+        """The GPU's card, then its MIG instances' sub-cards."""
         now = self._now
         try:
             if gpu.lost_reason:
                 if now < gpu.retry_at:
-                    return self._lost_sample(gpu)
+                    return self._lost_samples(gpu)
                 self._acquire(gpu)
                 log.warning("GPU %d is back", gpu.index)
                 gpu.lost_reason = ""
@@ -582,21 +860,14 @@ class NvmlBackend:
             util = self._call(gpu, "nvmlDeviceGetUtilizationRates", h, field="utilisation")
             power = self._call(gpu, "nvmlDeviceGetPowerUsage", h, field="power")
             procs = self._read_processes(gpu)
+            subs = [self._sample_mig(mig, processes) for mig in gpu.migs]
         except _GpuLost as lost:
             self._mark_lost(gpu, lost.reason)
-            return self._lost_sample(gpu)
-        if mem is NA:
-            total = used = reserved = free = NA
-        else:
-            total, used, free = int(mem.total), int(mem.used), int(mem.free)
-            reserved = getattr(mem, "reserved", None)
-            if reserved is None:
-                reserved = NA
-                self._set_na(gpu, "reserved memory", "driver has only the v1 memory call")
-            else:
-                reserved = int(reserved)
+            return self._lost_samples(gpu)
+        total, used, reserved, free = self._memory(gpu, mem)
         processes.extend(procs)
-        return GpuSample(
+        denied = [m.processes_note for m in gpu.migs if m.processes_note]
+        card = GpuSample(
             index=gpu.index,
             uuid=gpu.uuid,
             name=gpu.name,
@@ -615,22 +886,155 @@ class NvmlBackend:
             pstate=gpu.pstate,
             mig_mode=gpu.mig_mode,
             note=gpu.note,
+            memory_source=gpu.memory_source,
+            processes_note=denied[0] if denied else gpu.processes_note,
+            slow_calls=_slow(gpu, *gpu.migs),
+            processes_known=not gpu.processes_unknown,
+        )
+        return [card, *subs]
+
+    def _sample_mig(self, mig: _Gpu, processes: list[ProcessSample]) -> GpuSample:
+        """One MIG instance: memory and processes (the rest is the parent's). Raises
+        :class:`_GpuLost` with the parent."""
+        if mig.handle is None:
+            return GpuSample(
+                mig.index,
+                mig.uuid,
+                mig.name,
+                state=GpuState.LOST,
+                note="MIG instance gone (reconfigured?)",
+                parent_index=_parent_index(mig),
+                gpu_instance_id=mig.gi,
+            )
+        mem = self._first(mig, _MEMORY_APIS, mig.handle, field="memory")
+        total, used, reserved, free = self._memory(mig, mem)
+        processes.extend(self._read_processes(mig))
+        return GpuSample(
+            index=mig.index,
+            uuid=mig.uuid,
+            name=mig.name,
+            memory_total=total,
+            memory_used=used,
+            memory_reserved=reserved,
+            memory_free=free,
+            mig_mode=True,
+            note=mig.note,
+            parent_index=_parent_index(mig),
+            gpu_instance_id=mig.gi,
+            processes_known=not mig.processes_unknown,
         )
 
-    def _lost_sample(self, gpu: _Gpu) -> GpuSample:
-        note = f"lost: {gpu.lost_reason}; retrying every {self._retry_interval:g} s"
-        return GpuSample(gpu.index, gpu.uuid, gpu.name, state=GpuState.LOST, note=note)
+    def _memory(self, gpu: _Gpu, mem: Any) -> tuple[Any, Any, Any, Any]:
+        """total, used, reserved, free; the host's on a unified-memory GPU."""
+        if mem is not NA and int(mem.total) > 0:
+            gpu.memory_source = "device"
+            reserved = getattr(mem, "reserved", None)
+            if reserved is None:
+                self._set_na(gpu, "reserved memory", "driver has only the v1 memory call")
+            return (
+                int(mem.total),
+                int(mem.used),
+                NA if reserved is None else int(reserved),
+                int(mem.free),
+            )
+        unsupported = all(api in gpu.unsupported for api in _MEMORY_APIS)
+        if gpu.parent is None and (unsupported or mem is not NA):
+            # GB10 / Jetson class: one memory for CPU and GPU, and NVML reports none of it
+            # (NOT_SUPPORTED, or a total of 0). The host's figures are the GPU's memory there.
+            if gpu.memory_source != "host":
+                gpu.memory_source = "host"
+                self._clear_na(gpu, "memory")
+                log.info("GPU %d: no device memory figures; showing host memory", gpu.index)
+            vm = psutil.virtual_memory()
+            return int(vm.total), int(vm.total - vm.available), NA, int(vm.available)
+        return NA, NA, NA, NA
+
+    def _lost_note(self, reason: str) -> str:
+        note = f"lost: NVML says {reason}"
+        return note + (f"; retrying every {self._retry_interval:g} s" if self._retries else "")
+
+    def _lost_samples(self, gpu: _Gpu) -> list[GpuSample]:
+        note = self._lost_note(gpu.lost_reason)
+        out = [GpuSample(gpu.index, gpu.uuid, gpu.name, state=GpuState.LOST, note=note)]
+        for mig in gpu.migs:
+            out.append(
+                GpuSample(
+                    mig.index,
+                    mig.uuid,
+                    mig.name,
+                    state=GpuState.LOST,
+                    note=f"GPU {gpu.index} lost",
+                    parent_index=gpu.index,
+                    gpu_instance_id=mig.gi,
+                )
+            )
+        return out
+
+    def _sample_bounded(self, gpu: _Gpu, processes: list[ProcessSample]) -> list[GpuSample]:
+        """``_sample_gpu`` in the GPU's worker, waiting at most ``hang_after`` seconds."""
+        if self._hang_after <= 0:
+            return self._sample_gpu(gpu, processes)
+        worker = self._workers.get(gpu.index)
+        if worker is None:
+            worker = self._workers[gpu.index] = _Worker(f"nvml-gpu{gpu.index}")
+        mine: list[ProcessSample] = []
+        done, result = worker.run(lambda: self._sample_gpu(gpu, mine), self._hang_after)
+        if not done:
+            return self._hung_samples(gpu, worker)
+        if isinstance(result, BaseException):
+            raise result
+        if gpu.index in self._hung:
+            self._hung.discard(gpu.index)
+            log.warning("GPU %d responds again", gpu.index)
+            self._notes_dirty = True
+        processes.extend(mine)
+        cards: list[GpuSample] = result
+        return cards
+
+    def _hung_samples(self, gpu: _Gpu, worker: _Worker) -> list[GpuSample]:
+        since = worker.busy_since
+        waited = 0.0 if since is None else time.monotonic() - since
+        call = gpu.calling or "a driver call"
+        note = f"not responding: {call} has not returned for {waited:.0f} s"
+        if gpu.index not in self._hung:
+            self._hung.add(gpu.index)
+            log.warning("GPU %d %s; the other GPUs keep updating", gpu.index, note)
+            self._notes_dirty = True
+        out = [GpuSample(gpu.index, gpu.uuid, gpu.name, state=GpuState.LOST, note=note)]
+        for mig in gpu.migs:
+            out.append(
+                GpuSample(
+                    mig.index,
+                    mig.uuid,
+                    mig.name,
+                    state=GpuState.LOST,
+                    note=f"GPU {gpu.index} not responding",
+                    parent_index=gpu.index,
+                    gpu_instance_id=mig.gi,
+                )
+            )
+        return out
+
+    def _cards(self) -> list[_Gpu]:
+        """Every card in slot order: the physical GPUs, then the MIG instances."""
+        return [*self._gpus, *(m for g in self._gpus for m in g.migs)]
 
     def sample(self) -> Snapshot:
         if not self._initialised:
             raise RuntimeError("NvmlBackend.sample() called before open()")
         self._now = self._clock()
         processes: list[ProcessSample] = []
-        gpus = [self._sample_gpu(gpu, processes) for gpu in self._gpus]
+        # Each GPU's card is followed by its MIG instances' sub-cards.
+        gpus = [card for gpu in self._gpus for card in self._sample_bounded(gpu, processes)]
         if self._notes_dirty:
             # Notes changed during this tick: rebuild them and the per-GPU note fields.
             self._refresh_notes()
-            gpus = [g if g.lost else _with_note(g, self._gpus[i].note) for i, g in enumerate(gpus)]
+            notes = {c.index: c.note for c in self._cards()}
+            gpus = [g if g.lost else _with_note(g, notes.get(g.index, "")) for g in gpus]
+        if self._now - self._calls_at >= self._slow_interval:
+            # Rebuilt on the slow interval: the counters are cheap, their snapshot less so.
+            self._calls_view = self.call_stats()
+            self._calls_at = self._now
         return Snapshot(
             timestamp=time.time(),
             backend=self.name,
@@ -640,7 +1044,34 @@ class NvmlBackend:
             cuda_version=self._cuda_version,
             nvml_version=self._nvml_version,
             notes=self._notes,
+            nvml_calls=self._calls_view,
         )
+
+
+def _label(gpu: _Gpu) -> str:
+    if gpu.parent is None:
+        return f"GPU {gpu.index}"
+    return f"GPU {gpu.parent.index} MIG {gpu.gi}"
+
+
+def _parent_index(mig: _Gpu) -> int | None:
+    return None if mig.parent is None else mig.parent.index
+
+
+def _denied_note(gpu: _Gpu) -> str:
+    if gpu.parent is not None:
+        return "processes hidden: NVML lists the processes in MIG instances to root only"
+    return "processes hidden: no permission to list them (NVML)"
+
+
+def _slow(*gpus: _Gpu) -> tuple[tuple[str, float], ...]:
+    if not any(g.slow for g in gpus):
+        return ()
+    worst: dict[str, float] = {}
+    for g in gpus:
+        for api, ms in g.slow.items():
+            worst[api] = max(ms, worst.get(api, 0.0))
+    return tuple(sorted(worst.items(), key=lambda item: -item[1]))
 
 
 def _with_note(sample: GpuSample, note: str) -> GpuSample:

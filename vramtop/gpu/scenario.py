@@ -55,6 +55,11 @@ Top level::
                               # (above any PID Linux can hand out, like a process in another
                               # PID namespace) and /proc knows nothing of it
     ignore_sigterm = false    # the child ignores SIGTERM (kill escalation to SIGKILL)
+    serve = "vllm"            # with argv: the child is the GPU process of a fake inference
+                              # server whose API process (its parent) answers real HTTP on
+                              # 127.0.0.1 with metrics that change over time (only "vllm")
+    serve_argv = ["vllm", "serve", "m", "--port", "{port}"]  # the API process's command line
+    serve_ports = [8000, 30000]  # ports tried in order (default: the scraper's default ports)
     type = "compute"          # compute | graphics | mps | compute+graphics
     start = 0.0               # appears on the GPU at this time (its child runs from the start)
     stop = 600.0              # exits at this time (optional; its child is ended then)
@@ -430,6 +435,11 @@ class GpuSpec:
         return self.recover_at is None or t < self.recover_at
 
 
+SERVE_KINDS = ("", "vllm")
+DEFAULT_SERVE_ARGV = ("vllm", "serve", "meta-llama/Llama-3.1-8B-Instruct", "--port", "{port}")
+DEFAULT_SERVE_PORTS = (8000, 30000, 3000, 8080, 9931)
+
+
 @dataclass(frozen=True, slots=True)
 class ProcessSpec:
     index: int
@@ -439,6 +449,9 @@ class ProcessSpec:
     types: tuple[ProcessType, ...] = (ProcessType.COMPUTE,)
     argv: tuple[str, ...] | None = None
     ignore_sigterm: bool = False
+    serve: str = ""
+    serve_argv: tuple[str, ...] = ()
+    serve_ports: tuple[int, ...] = ()
     start: float = 0.0
     stop: float | None = None
     sm_util: float = 0.0
@@ -464,7 +477,14 @@ class Scenario:
     def child_specs(self) -> list[ChildSpec]:
         """The real child processes to start for this scenario (what the supervisor owns)."""
         return [
-            ChildSpec(name=p.name, argv=p.argv, ignore_sigterm=p.ignore_sigterm)
+            ChildSpec(
+                name=p.name,
+                argv=p.argv,
+                ignore_sigterm=p.ignore_sigterm,
+                serve=p.serve,
+                serve_argv=p.serve_argv,
+                serve_ports=p.serve_ports,
+            )
             for p in self.processes
             if p.argv is not None
         ]
@@ -689,6 +709,20 @@ def _parse_process(t: _Table, index: int, n_gpus: int, seed: int) -> ProcessSpec
     stop = t.num("stop", None, lo=0)
     if stop is not None and stop <= start:
         raise t.error("stop", "must be later than start")
+    serve = t.str_("serve", "")
+    if serve not in SERVE_KINDS:
+        known = ", ".join(k for k in SERVE_KINDS if k)
+        raise t.error("serve", f"unknown server {_show(serve)} (known: {known})")
+    if serve and argv is None:
+        raise t.error("serve", "needs argv (the GPU process's command line)")
+    serve_argv = t.str_list("serve_argv", list(DEFAULT_SERVE_ARGV))
+    ports = t._raw("serve_ports", list(DEFAULT_SERVE_PORTS))
+    if (
+        not isinstance(ports, list)
+        or not ports
+        or not all(isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536 for p in ports)
+    ):
+        raise t.error("serve_ports", f"expected a list of ports 1..65535, got {_show(ports)}")
     sm_util = t.num("sm_util", 0.0, lo=0)
     mem_util = t.num("mem_util", None, lo=0)
     if sm_util > 100 or (mem_util is not None and mem_util > 100):
@@ -701,6 +735,9 @@ def _parse_process(t: _Table, index: int, n_gpus: int, seed: int) -> ProcessSpec
         types=_TYPES[kind],
         argv=tuple(argv) if argv is not None else None,
         ignore_sigterm=t.bool_("ignore_sigterm", False),
+        serve=serve,
+        serve_argv=tuple(serve_argv) if serve else (),
+        serve_ports=tuple(ports) if serve else (),
         start=start,
         stop=stop,
         sm_util=sm_util,

@@ -53,10 +53,30 @@ class GpuSample:
     mig_mode: BoolNA = NA
     # Why the GPU is lost, or which fields are n/a and why; shown in the status line.
     note: str = ""
+    # "device": NVML's memory figures; "host": a unified-memory GPU (GB10, Jetson class) whose
+    # driver has none, shown with the host's memory instead.
+    memory_source: str = "device"
+    # A MIG instance is a sub-card of its physical GPU: the parent's index and the GPU instance
+    # ID (None for a physical GPU). Its index is a slot after the physical GPUs.
+    parent_index: int | None = None
+    gpu_instance_id: int | None = None
+    # Why the process list is empty although processes may run (one line, shown in the card).
+    processes_note: str = ""
+    # NVML calls on this GPU whose last run was slow: (function, milliseconds).
+    slow_calls: tuple[tuple[str, float], ...] = ()
+    # False when the driver failed the process query: "no processes" would be a guess.
+    processes_known: bool = True
 
     @property
     def lost(self) -> bool:
         return self.state is GpuState.LOST
+
+    @property
+    def label(self) -> str:
+        """How the card names it: "GPU 1", or "GPU 0 MIG 2" for GPU instance 2 of GPU 0."""
+        if self.parent_index is None:
+            return f"GPU {self.index}"
+        return f"GPU {self.parent_index} MIG {self.gpu_instance_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +98,18 @@ class ProcessSample:
 
 
 @dataclass(frozen=True, slots=True)
+class NvmlCall:
+    """Latency counters of one NVML function, summed over all GPUs since the backend opened."""
+
+    function: str
+    calls: int
+    errors: int
+    mean_ms: float
+    max_ms: float
+    last_ms: float
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything one backend tick knows."""
 
@@ -90,6 +122,8 @@ class Snapshot:
     nvml_version: StrNA = NA
     # Driver-level remarks for the status line ("fan: not supported on GPU 1", ...).
     notes: tuple[str, ...] = field(default=())
+    # NVML backend only: per function, how often it was called and how long it took.
+    nvml_calls: tuple[NvmlCall, ...] = ()
 
     def processes_on(self, gpu_index: int) -> tuple[ProcessSample, ...]:
         return tuple(p for p in self.processes if p.gpu_index == gpu_index)

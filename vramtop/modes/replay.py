@@ -12,7 +12,6 @@ how a user asks "when would vramtop have warned me?" about a recording.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -24,7 +23,7 @@ from vramtop.export.document import analysis_to_json, to_document
 from vramtop.export.ndjson import dump_line
 from vramtop.gpu.factory import BackendSpec
 from vramtop.gpu.replay import RecordingError, ReplayBackend
-from vramtop.modes.exits import EXIT_GPU, EXIT_OK, fail
+from vramtop.modes.exits import EXIT_GPU, EXIT_OK, emit, fail
 
 
 def run_replay(
@@ -54,11 +53,9 @@ def run_replay(
 
 def run_replay_json(backend: ReplayBackend, config: Config) -> int:
     """``replay --json``: the recorded samples with their analysis, one line each."""
-    out = sys.stdout.buffer
     try:
         for doc in analyze_stream(backend.samples(), config):
-            out.write(dump_line(doc))
-            out.flush()
+            emit(dump_line(doc))
     finally:
         backend.close()
     return EXIT_OK
@@ -69,6 +66,6 @@ def analyze_stream(samples: Iterable[Sample], config: Config) -> Iterator[dict[s
     stream = StreamAnalyzer(config)
     for snapshot, rows in samples:
         result = stream.step(snapshot, rows)
-        doc = to_document(snapshot, rows, analysis=result)
+        doc = to_document(snapshot, rows, analysis=result, nvml_calls=False)
         doc["analysis"] = analysis_to_json(result)
         yield doc

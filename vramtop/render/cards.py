@@ -36,7 +36,7 @@ def oom_alert(gpu: GpuSample, analysis: GpuAnalysis | None, config: Config) -> s
     if oom.eta_s > alerts.oom_warning_seconds or oom.confidence < alerts.oom_min_confidence:
         return ""
     text = (
-        f"OOM WARNING GPU {gpu.index}: out of memory in ~{duration(oom.eta_s)} "
+        f"OOM WARNING {gpu.label}: out of memory in ~{duration(oom.eta_s)} "
         f"({duration(oom.eta_low_s)}-{duration(oom.eta_high_s)}, "
         f"confidence {oom.confidence:.0%})"
     )
@@ -60,7 +60,8 @@ def gpu_card(
 ) -> int:
     """Draw one card from line ``y``; return the first line after it."""
     w = grid.width
-    name = f" GPU {gpu.index}  {gpu.name}"
+    # A MIG instance is drawn as a sub-card under its GPU.
+    name = f" {'└ ' if gpu.parent_index is not None else ''}{gpu.label}  {gpu.name}"
     grid.put(0, y, name, TITLE)
     if gpu.lost:
         x = len(name) + 2
@@ -84,6 +85,8 @@ def gpu_card(
         stats.append(("mem ", _mhz(gpu.clock_mem_mhz), Style()))
         if not isinstance(gpu.pstate, NaType):
             stats.append(("", f"P{gpu.pstate}", Style()))
+    if gpu.parent_index is not None:
+        stats = []  # a MIG instance shares its GPU's utilisation, temperature and power
     x = max(len(name) + 3, 34)
     for label, value, style in stats:
         if x + len(label) + len(value) >= w - 1:
@@ -95,6 +98,8 @@ def gpu_card(
     used, total, reserved = gpu.memory_used, gpu.memory_total, gpu.memory_reserved
     free = gpu.memory_free
     tail = f" {size(used)} used  {size(reserved)} reserved  {size(free)} free  {size(total)} total"
+    if gpu.memory_source == "host":
+        tail += " (host memory)"  # unified memory: the driver reports none of its own
     spark_w = SPARK_W if full and w >= 120 else 0
     bar_w = max(10, w - len(tail) - 8 - (spark_w + 7 if spark_w else 0))
     x = grid.put(1, y, "mem [", MUTED) + 1
@@ -111,6 +116,13 @@ def gpu_card(
         else:
             grid.put(x, y, "collecting…" if not accessible else "collecting...", MUTED)
     y += 1
+    if gpu.processes_note:
+        grid.put(1, y, gpu.processes_note, Style(fg="warn"))
+        y += 1
+    if gpu.slow_calls and full:
+        slow = ", ".join(f"{api} {ms:.0f} ms" for api, ms in gpu.slow_calls[:3])
+        grid.put(1, y, f"slow NVML calls: {slow}", Style(fg="warn"))
+        y += 1
     alert = oom_alert(gpu, analysis, config)
     if alert:
         prefix = "" if accessible else "⚠ "
@@ -124,10 +136,11 @@ def gpu_line_mini(grid: Grid, y: int, gpu: GpuSample, alert: str, accessible: bo
         grid.put(0, y, f"{gpu.index} LOST {gpu.name}", CRIT)
         return
     x = grid.put(0, y, f"{gpu.index} ", ACCENT)
-    tail = f" {size(gpu.memory_used)}/{size(gpu.memory_total)} {pct(gpu.util_gpu)}"
+    # Fixed widths, so every GPU's bar is as long as the others'; "util" says what the % is.
+    tail = f" {size(gpu.memory_used):>5}/{size(gpu.memory_total):<5} util {pct(gpu.util_gpu):>4}"
+    bar_w = max(4, grid.width - x - len(tail) - len(" OOM!") - 2)
     if alert:
         tail += " OOM!"
-    bar_w = max(4, grid.width - x - len(tail) - 2)
     x += grid.put(x, y, "[", MUTED)
     x = put_runs(grid, x, y, memory_bar(gpu, bar_w, accessible))
     x += grid.put(x, y, "]", MUTED)

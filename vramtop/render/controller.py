@@ -15,9 +15,12 @@ from vramtop.messages import (
     ActorHealth,
     AnalysisMessage,
     ConfigUpdate,
+    DeepStateMessage,
     EnrichmentMessage,
     LogLine,
+    Notice,
     SampleMessage,
+    ScrapeMessage,
 )
 from vramtop.render.filters import ProcessFilter, visible_rows
 from vramtop.render.grid import Grid
@@ -25,7 +28,7 @@ from vramtop.render.history import History, NoHistory
 from vramtop.render.keys import action_for
 from vramtop.render.killflow import DISABLED, KillFlow
 from vramtop.render.model import DESCENDING_FIRST, SORT_ORDER, build_views, tree_items
-from vramtop.render.screen import draw
+from vramtop.render.screen import draw, pick_layout
 from vramtop.render.state import ViewState, move_selection, resolve_selection, select_key
 from vramtop.render.svg import save_screenshot
 from vramtop.render.theme import THEMES, next_theme
@@ -77,7 +80,19 @@ class Ui:
                 st.say(f"config not reloaded: {message.error}", 20, "crit")
             else:
                 self._apply_config(message.config)
-                st.say(f"config reloaded from {message.source or 'defaults'}", 8)
+                said = f"config reloaded from {message.source or 'defaults'}"
+                if message.note:
+                    st.say(f"{said}; {message.note}", 20, "warn")
+                else:
+                    st.say(said, 8)
+            return True
+        if isinstance(message, Notice):
+            if message.text:
+                st.notices[message.key] = (message.text, message.level)
+            else:
+                st.notices.pop(message.key, None)
+            if message.said and not message.text:
+                st.say(message.said, 8, "ok")  # e.g. "recording resumed"
             return True
         if isinstance(message, EnrichmentMessage):
             st.knowledge.add_enrichment(message.items, message.notes)
@@ -85,6 +100,14 @@ class Ui:
             return True
         if isinstance(message, AnalysisMessage):
             st.knowledge.set_analysis(message.result)
+            self.rebuild()
+            return True
+        if isinstance(message, ScrapeMessage):
+            st.knowledge.set_servers(message.servers)
+            self.rebuild()
+            return True
+        if isinstance(message, DeepStateMessage):
+            st.knowledge.set_deep(message)
             self.rebuild()
             return True
         return False
@@ -189,8 +212,10 @@ class Ui:
 
     def _do_sort_next(self, step: int = 1) -> None:
         st = self.state
-        i = SORT_ORDER.index(st.sort) if st.sort in SORT_ORDER else 0
-        st.sort = SORT_ORDER[(i + step) % len(SORT_ORDER)]
+        # Only the columns on screen: sorting by one the layout hides would look random.
+        order = [c for c in SORT_ORDER if c in st.sortable] or list(SORT_ORDER)
+        i = order.index(st.sort) if st.sort in order else (-1 if step > 0 else 0)
+        st.sort = order[(i + step) % len(order)]
         st.descending = st.sort in DESCENDING_FIRST
         st.say(f"sorted by {st.sort}", 3)
         self.rebuild()
@@ -217,7 +242,16 @@ class Ui:
         st = self.state
         i = LAYOUT_ORDER.index(st.layout) if st.layout in LAYOUT_ORDER else 0
         st.layout = LAYOUT_ORDER[(i + 1) % len(LAYOUT_ORDER)]
-        st.say(f"layout {st.layout}", 3)
+        said = f"layout {st.layout}"
+        if self.last_grid is not None:
+            # Say what auto means here: the first press (auto -> full) often changes nothing.
+            w, h = self.last_grid.width, self.last_grid.height
+            auto = pick_layout(w, h)
+            if st.layout == "auto":
+                said += f" ({auto} at {w}x{h})"
+            elif st.layout == auto:
+                said += f" (what auto shows at {w}x{h})"
+        st.say(said, 4)
 
     def _do_screenshot(self) -> None:
         st = self.state
@@ -236,7 +270,13 @@ class Ui:
     def _do_kill(self) -> None:
         st = self.state
         if not self.kill.enabled:
-            st.say(DISABLED, 8, "warn")
+            backend = st.sample.snapshot.backend if st.sample is not None else ""
+            if backend in ("fleet", "replay"):
+                # Read-only views: the processes are other machines' (or history).
+                where = "other machines" if backend == "fleet" else "a recording"
+                st.say(f"read-only: these processes are {where}'; nothing to kill", 8, "warn")
+            else:
+                st.say(DISABLED, 8, "warn")
             return
         view = st.selected_view()
         if view is None:
@@ -251,12 +291,23 @@ class Ui:
         if dialog is None:
             st.overlay = ""
             return True
-        if tok in ("y", "Y", "KEY_ENTER") and dialog.phase == "confirm" and not dialog.refusal:
-            self.kill.confirm()
-        elif tok in ("n", "N", "KEY_ESCAPE", "q"):
+        confirming = dialog.phase == "confirm" and not dialog.refusal
+        if tok in ("n", "N", "KEY_ESCAPE", "q"):
             self.kill.close()
             st.overlay = ""
             st.kill = self.kill.dialog
+        elif not confirming:
+            return False
+        elif dialog.risk and not dialog.risk_asked:
+            if tok not in ("y", "Y", "KEY_ENTER"):
+                return False
+            dialog.risk_asked = True  # the second question, naming the risk
+        elif dialog.risk:
+            if tok != "Y":
+                return False  # only an explicit shift-Y kills what is not the user's own job
+            self.kill.confirm()
+        elif tok in ("y", "Y", "KEY_ENTER"):
+            self.kill.confirm()
         else:
             return False
         return True

@@ -3,7 +3,7 @@
 Where it sits: ``screen.py`` draws it as an overlay from the selected :class:`ProcView`, the
 render process's :class:`Knowledge` and the shm history. Sections whose data comes from actors
 that have not reported (enricher, analyzer, deep mode, scraper) say why they are empty and what
-would fill them, instead of silently showing nothing.
+would fill them, instead of silently showing nothing. The deep-mode lines are ``deep_panel.py``'s.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ import time
 from vramtop.analysis.model import UNKNOWN
 from vramtop.config import Config
 from vramtop.fmt import size
-from vramtop.render.grid import Grid, Style
+from vramtop.render.deep_panel import deep_lines
+from vramtop.render.grid import Grid, Style, wrap
 from vramtop.render.history import History
 from vramtop.render.model import Knowledge, ProcView
 from vramtop.render.widgets import box, chart, duration, phase_badge, rate, verdict_style
+from vramtop.scrape.model import ServerMetrics
 
 LABEL = Style(fg="muted", bg="panel")
 TEXT = Style(fg="text", bg="panel")
@@ -26,15 +28,9 @@ NOTE = Style(fg="muted", bg="panel")
 
 Line = tuple[str, Style]
 
-DEEP_HINT = (
-    "deep mode: not reporting — add `import vramtop; vramtop.report()` to the program "
-    "or start it with `vramtop wrap -- CMD`"
-)
-
 
 def _wrap(text: str, width: int) -> list[str]:
-    width = max(10, width)
-    return [text[i : i + width] for i in range(0, len(text), width)] or [""]
+    return wrap(text, max(10, width))  # in cells: a CJK path takes two per glyph
 
 
 def _field(label: str, value: str) -> Line:
@@ -104,14 +100,17 @@ def detail_lines(
         )
         out.append((why, NOTE))
     else:
-        badge, _style = phase_badge(a.trend.phase, accessible)
         err = f" ± {rate(a.trend.rate_stderr_mib_s)}" if a.trend.rate_stderr_mib_s else ""
         shown = (
-            "   rate: not yet (too few samples)"
+            "not yet (too few samples)"
             if a.trend.phase == UNKNOWN
-            else f"   rate {rate(a.trend.rate_mib_s)}{err}"
+            else f"{rate(a.trend.rate_mib_s)}{err}"
         )
-        out.append((f"{'phase':<12}{badge}{shown}", TEXT))
+        if config.display.phase_indicator:
+            badge, _style = phase_badge(a.trend.phase, accessible)
+            out.append((f"{'phase':<12}{badge}   rate {shown}", TEXT))
+        else:
+            out.append(_field("rate", shown))
         out.append(_field("verdict", a.verdict))
         out.append(_field("why", a.reason))
         if a.eta is not None:
@@ -125,30 +124,59 @@ def detail_lines(
             )
         else:
             out.append(_field("OOM ETA", "none predicted"))
-        segments = getattr(a, "segments", ())
-        if segments:
+        if a.segments:
             out.append(("PELT segments", HEAD))
-            for seg in segments[:6]:
+            for seg in a.segments[:6]:
                 span = duration(seg.end_ts - seg.start_ts)
                 out.append((f"  {seg.label:<12}{span:>8}  {seg.delta_mib:+.0f} MiB", TEXT))
         else:
-            algo = config.oom_prediction.algorithm
-            hint = (
-                'set oom_prediction.algorithm = "pelt" (needs the pelt extra)'
-                if algo != "pelt"
-                else "none reported yet"
-            )
-            out.append(_field("segments", f"PELT change points: {hint}"))
+            # The analyzer says why it has none (ruptures missing); otherwise it has not
+            # found a change point in this process's history yet.
+            note = a.segments_note or "none found yet"
+            out.append(_field("segments", f"PELT change points: {note}"))
     out.append(("", TEXT))
-    out.append(("allocator and server", HEAD))
-    out.append((DEEP_HINT, NOTE))
+    out.append(("allocator (deep mode)", HEAD))
+    out.extend(deep_lines(view, width, accessible))
+    out.append(("", TEXT))
+    out.append(("inference server", HEAD))
     if not config.scraping.enable:
         out.append(("server metrics: scraping is off (scraping.enable = false)", NOTE))
+    elif view.server is not None:
+        out.extend(server_lines(view.server))
     else:
         ports = ", ".join(str(p) for p in config.scraping.allowed_ports)
         out.append(
             (f"server metrics: none found (inference servers on localhost ports {ports})", NOTE)
         )
+    return out
+
+
+def _count(n: int | None) -> str:
+    return "n/a" if n is None else str(n)
+
+
+def server_lines(s: ServerMetrics, now: float | None = None) -> list[Line]:
+    """What the scraper read from this process's inference server, or why nothing."""
+    out: list[Line] = [_field("server", f"{s.kind}   model {s.model or 'not reported'}")]
+    if not s.url:
+        out.append(_field("metrics", f"not read: {s.note}"))
+        return out
+    if s.read_at:
+        kv = "n/a" if s.kv_cache_usage is None else f"{s.kv_cache_usage:.0%} used"
+        if s.tokens_total:
+            kv += f" of {s.tokens_total:,} tokens"
+        if s.shared:
+            kv += f"   (the server's figure, for its {len(s.processes)} GPU processes)"
+        out.append(_field("KV cache", kv))
+        out.append(_field("requests", f"{_count(s.running)} running, {_count(s.waiting)} waiting"))
+        rate = "n/a" if s.preemptions_per_s is None else f"{s.preemptions_per_s:.2f}/s"
+        out.append(_field("preemptions", rate))
+        age = duration(max(0.0, (now or time.time()) - s.read_at))
+        out.append(_field("read from", f"{s.url}   {age} ago   (PID {s.server_pid})"))
+    else:
+        out.append(_field("read from", f"{s.url}   no figures"))
+    if s.note:
+        out.append(_field("note", s.note))
     return out
 
 
@@ -173,6 +201,8 @@ def draw_detail(
     bottom = y0 + bh - 1
     chart_h = 5 if bh >= 26 else 3 if bh >= 18 else 0
     lines = detail_lines(view, knowledge, config, inner, accessible)
+    while chart_h and len(lines) > bottom - y - chart_h - 2:
+        chart_h = 3 if chart_h == 5 else 0  # text before the chart: it shrinks, then goes
     text_rows = bottom - y - (chart_h + 2 if chart_h else 0)
     for text, style in lines[: max(0, text_rows)]:
         style = verdict_style(text[12:]).but(bg="panel") if text.startswith("verdict") else style

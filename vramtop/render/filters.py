@@ -31,6 +31,19 @@ def _int_list(text: str) -> tuple[int, ...]:
     return values
 
 
+PID_MAX = 1 << 22  # the kernel's ceiling for /proc/sys/kernel/pid_max on 64-bit Linux
+
+
+def _pid(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= PID_MAX:
+        raise argparse.ArgumentTypeError(f"expected a PID from 1 to {PID_MAX} (got {text!r})")
+    return value
+
+
 def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("filters (live monitor)")
     group.add_argument(
@@ -40,7 +53,7 @@ def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
         "--user", action="append", metavar="NAME", help="show only this user's processes"
     )
     group.add_argument(
-        "--pid", action="append", type=int, metavar="PID", help="show only this process"
+        "--pid", action="append", type=_pid, metavar="PID", help="show only this process"
     )
     group.add_argument(
         "--only-visible",
@@ -81,13 +94,15 @@ class ProcessFilter:
         return bool(self.gpus or self.users or self.pids or self.visible is not None)
 
     def gpu_shown(self, gpu: GpuSample) -> bool:
-        if self.gpus and gpu.index not in self.gpus:
+        # A MIG instance's card goes with its physical GPU's number.
+        number = gpu.index if gpu.parent_index is None else gpu.parent_index
+        if self.gpus and number not in self.gpus:
             return False
         if self.visible is not None:
             # CUDA stops at the first entry it cannot parse; "GPU-..." entries are UUID prefixes.
             for entry in self.visible:
                 if entry.isdigit():
-                    if int(entry) == gpu.index:
+                    if int(entry) == number:
                         return True
                 elif entry.startswith(("GPU-", "MIG-")):
                     if gpu.uuid.startswith(entry):
@@ -104,6 +119,25 @@ class ProcessFilter:
             return False
         return not (self.pids and row.identity.pid not in self.pids)
 
+    def missing_gpus(self, snapshot: Snapshot) -> str:
+        """One line naming the ``--gpu`` indexes this machine does not have; "" when all exist."""
+        have = sorted(g.index for g in snapshot.gpus)
+        missing = sorted(self.gpus - set(have))
+        if not missing:
+            return ""
+        names = ", ".join(str(g) for g in missing)
+        known = f"GPUs {have[0]}-{have[-1]}" if len(have) > 1 else f"GPU {have[0]}" if have else ""
+        return f"no GPU {names} on this machine" + (f" (it has {known})" if known else "")
+
+    def no_match(self, listed: int) -> str:
+        """What to say when ``--pid``/``--user`` leave nothing listed: "" when something is."""
+        if listed or not (self.pids or self.users):
+            return ""
+        flags = [f"--pid {p}" for p in sorted(self.pids)]
+        for user in sorted(self.users):
+            flags.append(f"--user {user}" + ("" if _user_exists(user) else " (no such user)"))
+        return "no GPU process matches " + " ".join(flags)
+
     def describe(self) -> str:
         """One line for the status bar, so a filtered view never looks like missing data."""
         parts = []
@@ -116,6 +150,16 @@ class ProcessFilter:
         if self.visible is not None:
             parts.append("CUDA_VISIBLE_DEVICES=" + ",".join(self.visible))
         return "filter: " + "; ".join(parts) if parts else ""
+
+
+def _user_exists(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,9 @@
 """The kill dialog's controller: confirmation, countdown and outcome around ``vramtop.kill``.
 
 Where it sits: ``k`` in ``controller.py`` -> :meth:`KillFlow.open` (a :class:`KillDialog` for the
-selected row, or a refusal) -> ``y``/Enter -> :meth:`KillFlow.confirm` (``KillSession.start``:
+selected row, or a refusal; a process that is not the user's own job -- PID 1, a kernel
+thread, another user's while root, vramtop itself -- carries a ``risk`` and needs a second,
+explicit ``Y``) -> ``y``/Enter -> :meth:`KillFlow.confirm` (``KillSession.start``:
 identity re-check + SIGTERM) -> :meth:`KillFlow.poll` every frame (countdown, SIGKILL after the
 grace period, outcome). When kill is disabled (``--no-kill`` / ``display.enable_kill = false``)
 ``vramtop.kill`` is never imported and no session exists: no code path here can signal.
@@ -97,6 +99,8 @@ class KillFlow:
             age=duration(time.time() - start) if start else "unknown",
             refusal=kill.refusal(target, self.my_uid, self.enabled) or "",
         )
+        if not self.dialog.refusal:
+            self.dialog.risk = kill.risk(target, self.my_uid) or ""
         self._target = target
         self._session = None
         return self.dialog

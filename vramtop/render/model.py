@@ -1,7 +1,8 @@
 """The render process's picture of the world: the newest sample joined with what the enricher and
 the analyzer said, as one :class:`ProcView` per table row.
 
-Where it sits: ``SampleMessage`` / ``EnrichmentMessage`` / ``AnalysisMessage`` -> :class:`Knowledge`
+Where it sits: ``SampleMessage`` / ``EnrichmentMessage`` / ``AnalysisMessage`` /
+``DeepStateMessage`` -> :class:`Knowledge`
 -> :func:`build_views` (filter, sort, tree) -> ``table.py`` and ``detail.py``. Everything is keyed
 by process identity (pid, start time), so a reused PID never inherits an older process's facts.
 """
@@ -15,10 +16,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from vramtop.analysis.model import AnalysisResult, GpuAnalysis, ProcessAnalysis
+from vramtop.deep import attribution
 from vramtop.enrich.model import Enrichment
 from vramtop.gpu.snapshot import GpuSample, ProcessSample
 from vramtop.identity import same_process
-from vramtop.messages import ProcessIdentity, ProcessRow, SampleMessage
+from vramtop.messages import (
+    DeepProcess,
+    DeepStateMessage,
+    ProcessIdentity,
+    ProcessRow,
+    SampleMessage,
+)
+from vramtop.scrape.model import ServerMetrics
 
 RowKey = tuple[int, float, int]  # (pid, start time, gpu index): one row per process per GPU
 
@@ -38,6 +47,17 @@ class Knowledge:
     enrichment_at: float = 0.0
     enrich_notes: tuple[str, ...] = ()
     parents: dict[ProcessIdentity, tuple[int, str]] = field(default_factory=dict)
+    # Deep mode, by PID (the start time is checked on lookup): the whole state of the last round.
+    deep: dict[int, DeepProcess] = field(default_factory=dict)
+    deep_notes: tuple[str, ...] = ()
+    deep_at: float = 0.0  # time.monotonic() of the last DeepStateMessage, 0 = never
+    servers: dict[ProcessIdentity, ServerMetrics] = field(default_factory=dict)
+    scrape_at: float = 0.0  # time.monotonic() of the last ScrapeMessage, 0 = never
+
+    def set_servers(self, servers: Iterable[ServerMetrics]) -> None:
+        """The scraper's newest word replaces the older one (a server that went away is gone)."""
+        self.servers = {ident: s for s in servers for ident in s.processes}
+        self.scrape_at = time.monotonic()
 
     def add_enrichment(self, items: Iterable[Enrichment], notes: Iterable[str] = ()) -> None:
         for item in items:
@@ -50,11 +70,23 @@ class Knowledge:
         self.gpus = {g.gpu_index: g for g in result.gpus}
         self.analysis_at = time.monotonic()
 
+    def set_deep(self, message: DeepStateMessage) -> None:
+        self.deep = attribution.index(message.processes)
+        self.deep_notes = message.notes
+        self.deep_at = time.monotonic()
+
+    def deep_of(self, identity: ProcessIdentity) -> DeepProcess | None:
+        """The deep-mode report of exactly this process (a reused PID gets nothing)."""
+        return attribution.lookup(self.deep, identity)
+
     def forget_except(self, alive: set[ProcessIdentity]) -> None:
         """Drop facts about processes no longer on any GPU (memory stays bounded)."""
-        for store in (self.enrichment, self.parents):
+        for store in (self.enrichment, self.parents, self.servers):
             for ident in [i for i in store if i not in alive]:
                 del store[ident]
+        if self.deep:
+            pids = {i.pid for i in alive}
+            self.deep = {pid: p for pid, p in self.deep.items() if pid in pids}
 
     def parent_of(self, identity: ProcessIdentity) -> tuple[int, str]:
         """(parent pid, parent name): the enricher's word first, else /proc (cached by identity;
@@ -94,6 +126,8 @@ class ProcView:
     analysis: ProcessAnalysis | None
     depth: int = 0  # tree view indentation
     tree_prefix: str = ""
+    deep: DeepProcess | None = None  # its deep-mode reporter, when it runs one
+    server: ServerMetrics | None = None  # the scraper's figures of this process's server
 
     @property
     def key(self) -> RowKey:
@@ -160,7 +194,7 @@ SORT_KEYS: dict[str, Callable[[ProcView], object]] = {
     "PID": lambda v: v.pid,
     "USER": lambda v: v.user,
     "VRAM": lambda v: _num_key(v.vram),
-    "%GPU": lambda v: _num_key(v.gpu_fraction),
+    "%MEM": lambda v: _num_key(v.gpu_fraction),
     "SM%": lambda v: _num_key(v.sm),
     "RATE": lambda v: _num_key(v.rate),
     "ETA": lambda v: math.inf if math.isnan(v.eta) else v.eta,
@@ -168,7 +202,7 @@ SORT_KEYS: dict[str, Callable[[ProcView], object]] = {
 }
 SORT_ORDER = tuple(SORT_KEYS)
 # Descending first for sizes and rates (the biggest matters), ascending for names and ETAs.
-DESCENDING_FIRST = frozenset({"VRAM", "%GPU", "SM%", "RATE"})
+DESCENDING_FIRST = frozenset({"VRAM", "%MEM", "SM%", "RATE"})
 
 
 def build_views(
@@ -191,6 +225,8 @@ def build_views(
             gpu=gpus.get(row.gpu_index),
             enrichment=knowledge.enrichment.get(row.identity),
             analysis=knowledge.processes.get((row.identity, row.gpu_index)),
+            deep=knowledge.deep_of(row.identity) if knowledge.deep else None,
+            server=knowledge.servers.get(row.identity),
         )
         if needle and needle not in _haystack(view):
             continue
@@ -242,7 +278,11 @@ def tree_items(views: list[ProcView], knowledge: Knowledge) -> list[TableItem]:
 
     def emit(v: ProcView, depth: int, last: bool) -> None:
         prefix = ("  " * (depth - 1) + ("└─" if last else "├─")) if depth else ""
-        out.append(ProcView(v.row, v.proc, v.gpu, v.enrichment, v.analysis, depth, prefix))
+        out.append(
+            ProcView(
+                v.row, v.proc, v.gpu, v.enrichment, v.analysis, depth, prefix, v.deep, v.server
+            )
+        )
         if v.pid in placed:
             return  # the same process on a second GPU: its children are listed once
         placed.add(v.pid)

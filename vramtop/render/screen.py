@@ -16,11 +16,12 @@ import time
 from vramtop import __version__
 from vramtop.render.cards import gpu_card, gpu_line_mini, oom_alert
 from vramtop.render.detail import draw_detail
+from vramtop.render.footer import draw_footer, notes
 from vramtop.render.grid import Grid, Style
 from vramtop.render.history import History, NoHistory
 from vramtop.render.keys import help_lines
 from vramtop.render.state import ViewState, move_selection
-from vramtop.render.table import draw_table
+from vramtop.render.table import column_help, draw_table
 from vramtop.render.widgets import MUTED, box, memory_bar
 
 __all__ = ["ViewState", "draw", "memory_bar", "move_selection", "pick_layout"]
@@ -88,7 +89,7 @@ def draw(
                 y += 1
     if sample is not None or layout != "mini":
         draw_table(grid, y + (0 if layout == "mini" else 1), h - 1, state, layout == "full")
-    _footer(grid, state)
+    draw_footer(grid, state)
     if state.overlay == "detail":
         draw_detail(grid, state.selected_view(), knowledge, state.config, history,
                     state.accessible)  # fmt: skip
@@ -114,61 +115,35 @@ def _header(grid: Grid, state: ViewState, now: float | None) -> None:
         grid.put(grid.width - len(right) - 1, 0, right, MUTED)
 
 
-def status_parts(state: ViewState) -> list[tuple[str, Style]]:
-    """The status line, most important first: failures, lost GPUs, notices, n/a fields."""
-    parts: list[tuple[str, Style]] = []
-    for actor in state.health:
-        if actor.failed:
-            parts.append((f"{actor.name} FAILED: {actor.last_error}", Style(fg="crit", bold=True)))
-        elif actor.restarts:
-            parts.append((f"{actor.name} restarted {actor.restarts}x", Style(fg="warn")))
-    if state.status and time.monotonic() < state.status_until:
-        parts.append((state.status, Style(fg=state.status_style, bold=True)))
-    if state.filters.active:
-        parts.append((state.filters.describe(), Style(fg="accent")))
-    if state.sample is not None:
-        snap = state.sample.snapshot
-        for gpu in snap.gpus:
-            if gpu.lost:
-                parts.append((f"GPU {gpu.index} lost", Style(fg="crit", bold=True)))
-        notes: dict[str, list[str]] = {}
-        for gpu in snap.gpus:
-            if gpu.note and not gpu.lost:
-                notes.setdefault(gpu.note, []).append(str(gpu.index))
-        for note, indexes in notes.items():
-            parts.append((f"GPU {','.join(indexes)}: {note}", MUTED))
-        for note in snap.notes:
-            parts.append((note, MUTED))
-    for note in state.knowledge.enrich_notes:
-        parts.append((note, Style(fg="warn", bold=True)))
-    return parts
-
-
-def _footer(grid: Grid, state: ViewState) -> None:
-    y = grid.height - 1
-    keys = (
-        " q quit  ? help " if grid.width < 100 else " q quit  ? help  d detail  k kill  / filter "
-    )
-    x = grid.put(0, y, keys, Style(fg="muted", reverse=True))
-    for text, style in status_parts(state):
-        if x + 3 >= grid.width:
-            break
-        x += grid.put(x + 1, y, text, style) + 2
-
-
 def _help(grid: Grid, state: ViewState) -> None:
-    lines = help_lines()
-    w = min(grid.width - 4, 78)
-    h = min(grid.height - 2, len(lines) + 2)
+    # The notes first and whole (the status line cuts them), then the keys, then the columns.
+    lines: list[tuple[str, str]] = []
+    for note in notes(state):
+        lines.append(("note", note.text))
+    if lines:
+        lines.append(("", ""))
+    lines += help_lines()
+    lines += [("", ""), *column_help()]
+    w = min(grid.width - 4, 100)
+    text_w = w - 18
+    wrapped: list[tuple[str, str]] = []
+    for keys, what in lines:
+        while len(what) > text_w:
+            cut = what.rfind(" ", 0, text_w)
+            cut = cut if cut > text_w // 2 else text_w
+            wrapped.append((keys, what[:cut]))
+            keys, what = "", what[cut:].lstrip()
+        wrapped.append((keys, what))
+    h = min(grid.height - 2, len(wrapped) + 2)
     x0 = (grid.width - w) // 2
     y0 = max(1, (grid.height - h) // 2)
-    box(grid, x0, y0, w, h, "keys  (Esc closes)", state.accessible)
-    fits = h - 2 if len(lines) <= h - 2 else h - 3
-    for i, (keys, what) in enumerate(lines[:fits]):
+    box(grid, x0, y0, w, h, "help: notes, keys, columns  (Esc closes)", state.accessible)
+    fits = h - 2 if len(wrapped) <= h - 2 else h - 3
+    for i, (keys, what) in enumerate(wrapped[:fits]):
         grid.put(x0 + 2, y0 + 1 + i, f"{keys:<14}", Style(fg="accent", bg="panel", bold=True))
-        grid.put(x0 + 16, y0 + 1 + i, what, Style(fg="text", bg="panel"), w - 18)
-    if len(lines) > fits:
-        grid.put(x0 + 2, y0 + h - 2, "(a taller terminal shows every key)", MUTED.but(bg="panel"))
+        grid.put(x0 + 16, y0 + 1 + i, what, Style(fg="text", bg="panel"), text_w)
+    if len(wrapped) > fits:
+        grid.put(x0 + 2, y0 + h - 2, "(a taller terminal shows the rest)", MUTED.but(bg="panel"))
 
 
 def _kill_dialog(grid: Grid, state: ViewState) -> None:
@@ -197,9 +172,19 @@ def _kill_dialog(grid: Grid, state: ViewState) -> None:
         grid.put(x0 + 2, y, f"refused: {k.refusal}", Style(fg="crit", bg="panel", bold=True), w - 4)
         grid.put(x0 + 2, y + 2, "[Esc] close", Style(fg="accent", bg="panel", bold=True))
     elif k.phase == "confirm":
-        grid.put(x0 + 2, y, "Send SIGTERM now, SIGKILL after 5 s if it is still alive?", text)
-        grid.put(x0 + 2, y + 2, "[y / Enter] kill", Style(fg="crit", bg="panel", bold=True))
-        grid.put(x0 + 22, y + 2, "[n / Esc] cancel", Style(fg="accent", bg="panel", bold=True))
+        crit = Style(fg="crit", bg="panel", bold=True)
+        if k.risk:
+            grid.put(x0 + 2, y - 1, f"warning: {k.risk}", crit, w - 4)
+        if k.risk and k.risk_asked:
+            grid.put(
+                x0 + 2, y, "This is not your own job. Really send SIGTERM, then SIGKILL?", text
+            )
+            grid.put(x0 + 2, y + 2, "[Y] (shift-y) kill it anyway", crit)
+            grid.put(x0 + 34, y + 2, "[n / Esc] cancel", Style(fg="accent", bg="panel", bold=True))
+        else:
+            grid.put(x0 + 2, y, "Send SIGTERM now, SIGKILL after 5 s if it is still alive?", text)
+            grid.put(x0 + 2, y + 2, "[y / Enter] kill", crit)
+            grid.put(x0 + 22, y + 2, "[n / Esc] cancel", Style(fg="accent", bg="panel", bold=True))
     else:
         style = Style(fg="warn" if k.phase == "terminating" else "ok", bg="panel", bold=True)
         if k.phase in ("refused", "failed"):

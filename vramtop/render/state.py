@@ -28,6 +28,8 @@ class KillDialog:
     vram: str
     age: str
     refusal: str = ""  # non-empty: the kill is refused and only "close" is offered
+    risk: str = ""  # non-empty: not the user's own job; a second confirmation names this
+    risk_asked: bool = False  # the first "y" was given: now "Y" (shift) kills, nothing else
     phase: str = "confirm"  # confirm | terminating | killed | exited | refused | failed
     message: str = ""
     seconds_left: float = 0.0
@@ -63,6 +65,7 @@ class ViewState:
     items: list[TableItem] = field(default_factory=list)  # what the table lists (tree: + groups)
     row_at: dict[int, RowKey] = field(default_factory=dict)  # screen line -> row (mouse)
     page: int = 10  # rows the table showed last frame (PgUp/PgDn)
+    sortable: list[str] = field(default_factory=list)  # columns the table showed last frame
     # overlays: "", "detail", "help", "kill"
     overlay: str = ""
     kill: KillDialog | None = None
@@ -70,6 +73,8 @@ class ViewState:
     status: str = ""
     status_style: str = "accent"
     status_until: float = 0.0
+    # Actors' standing lines (a paused recording...): key -> (text, theme colour).
+    notices: dict[str, tuple[str, str]] = field(default_factory=dict)
     last_screenshot: str = ""
 
     def say(self, text: str, seconds: float = 8.0, style: str = "accent") -> None:

@@ -2,7 +2,9 @@
 
 Where it sits: ``s`` in the render process -> :func:`grid_to_svg` -> a file under
 ``resolve_screenshot_dir(display)``. Runs of cells with one style become one ``<text>`` element
-(bold, underline kept); cell backgrounds become ``<rect>``s. The output is plain SVG 1.1 that
+(bold, underline kept), each stretched over exactly its cells; a double-width glyph (CJK, emoji)
+is its own ``<text>`` two cells wide, so what follows it stays in its column. Cell backgrounds
+become ``<rect>``s. The output is plain SVG 1.1 that
 browsers and XML parsers read; every string is escaped.
 """
 
@@ -13,7 +15,7 @@ import time
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from vramtop.render.grid import Grid, Style
+from vramtop.render.grid import CONTINUATION, Grid, Style
 from vramtop.render.theme import Theme
 
 CELL_W, CELL_H = 8.4, 17.0
@@ -33,6 +35,25 @@ def _colours(style: Style, theme: Theme) -> tuple[str, str | None]:
     return fg, bg
 
 
+def _pieces(chars: list[str], x: int, end: int) -> list[tuple[int, int]]:
+    """Cells ``x:end`` cut into runs of single-width cells and lone double-width glyphs (the
+    glyph's cell and its continuation cell)."""
+    out: list[tuple[int, int]] = []
+    start = x
+    while x < end:
+        if x + 1 < len(chars) and chars[x + 1] == CONTINUATION:
+            if start < x:
+                out.append((start, x))
+            out.append((x, x + 2))
+            x += 2
+            start = x
+        else:
+            x += 1
+    if start < end:
+        out.append((start, end))
+    return out
+
+
 def grid_to_svg(grid: Grid, theme: Theme, title: str = "vramtop") -> str:
     width = round(grid.width * CELL_W)
     height = round(grid.height * CELL_H)
@@ -50,7 +71,7 @@ def grid_to_svg(grid: Grid, theme: Theme, title: str = "vramtop") -> str:
         while x < grid.width:
             style = styles[x]
             end = x + 1
-            while end < grid.width and styles[end] == style:
+            while end < grid.width and (styles[end] == style or chars[end] == CONTINUATION):
                 end += 1
             fg, bg = _colours(style, theme)
             if bg is not None:
@@ -58,18 +79,24 @@ def grid_to_svg(grid: Grid, theme: Theme, title: str = "vramtop") -> str:
                     f'<rect x="{x * CELL_W:.1f}" y="{y * CELL_H:.1f}" '
                     f'width="{(end - x) * CELL_W:.1f}" height="{CELL_H:.1f}" fill="{bg}"/>'
                 )
-            run = "".join(chars[x:end])
-            if run.strip():
-                attrs = f'fill="{fg}"'
-                if style.bold:
-                    attrs += ' font-weight="bold"'
-                if style.underline:
-                    attrs += ' text-decoration="underline"'
-                if style.dim:
-                    attrs += ' opacity="0.6"'
+            attrs = f'fill="{fg}"'
+            if style.bold:
+                attrs += ' font-weight="bold"'
+            if style.underline:
+                attrs += ' text-decoration="underline"'
+            if style.dim:
+                attrs += ' opacity="0.6"'
+            for start, stop in _pieces(chars, x, end):
+                run = "".join(chars[start:stop])
+                if not run.strip():
+                    continue
+                # Each piece is stretched over exactly its cells, so a glyph after a wide one
+                # lands in the column the terminal shows it in, whatever the font's widths.
+                wide = stop - start == 2 and chars[start + 1] == CONTINUATION
+                fit = ' lengthAdjust="spacingAndGlyphs"' if wide else ""
                 texts.append(
-                    f'<text x="{x * CELL_W:.1f}" y="{(y + 0.78) * CELL_H:.1f}" {attrs} '
-                    f'xml:space="preserve" textLength="{(end - x) * CELL_W:.1f}">'
+                    f'<text x="{start * CELL_W:.1f}" y="{(y + 0.78) * CELL_H:.1f}" {attrs} '
+                    f'xml:space="preserve" textLength="{(stop - start) * CELL_W:.1f}"{fit}>'
                     f"{escape(run)}</text>"
                 )
             x = end

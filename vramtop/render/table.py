@@ -2,8 +2,10 @@
 
 Where it sits: ``screen.py`` hands it the rows built by ``model.py`` (already filtered, sorted
 and, in tree view, nested). Columns whose data comes from other actors (PHASE, RATE, VERDICT,
-ETA from the analyzer; FRAMEWORK, CONTAINER from the enricher) show ``—`` until that data
-arrives. Narrow terminals drop the least important columns first; COMMAND always stays.
+ETA from the analyzer; FRAMEWORK, CONTAINER from the enricher; KV from the scraper, shown only
+while it reports a server) show ``—`` until that data arrives. Narrow terminals drop the least
+important columns first; COMMAND always stays. A process that reports in deep mode carries a
+``DEEP`` badge before its command.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vramtop.analysis.model import OK, UNKNOWN
+from vramtop.analysis.verdict import KV_TIGHT
 from vramtop.fmt import size
-from vramtop.render.grid import Grid, Style
+from vramtop.render.grid import Grid, Style, fit
 from vramtop.render.model import GroupLine, ProcView
 from vramtop.render.state import ViewState, resolve_selection
 from vramtop.render.widgets import MUTED, NONE, duration, phase_badge, rate, verdict_style
@@ -22,6 +25,9 @@ from vramtop.render.widgets import MUTED, NONE, duration, phase_badge, rate, ver
 HEAD = Style(fg="header", bold=True, underline=True)
 SELECTED = Style(fg="header", bg="selection", bold=True)
 SELECTED_NO_COLOR = Style(reverse=True, bold=True)
+
+DEEP_BADGE = "DEEP"
+DEEP_STYLE = Style(fg="accent", bold=True)
 
 Cell = tuple[str, Style]
 
@@ -34,6 +40,7 @@ class Column:
     drop: int  # drop order when narrow: higher goes first; 0 = never
     cell: Callable[[ProcView, bool], Cell]
     full_only: bool = False  # analysis columns: the full layout's (and the wide compact's)
+    help: str = ""  # what the column means, for the help overlay
 
 
 def _plain(text: str) -> Cell:
@@ -80,9 +87,38 @@ def _eta(v: ProcView, _a: bool) -> Cell:
     return duration(v.analysis.eta.eta_s), Style(fg="crit", bold=True)
 
 
+def _gpu_label(v: ProcView) -> str:
+    # A process in a MIG instance reads GPU:instance, as nvidia-smi's GI column pairs them.
+    g = v.gpu
+    if g is not None and g.parent_index is not None:
+        return f"{g.parent_index}:{g.gpu_instance_id}"
+    return str(v.row.gpu_index)
+
+
 def _framework(v: ProcView, _a: bool) -> Cell:
     e = v.enrichment
     return (e.framework, Style(fg="accent")) if e and e.framework else (NONE, MUTED)
+
+
+def kv_text(kv: float | None, waiting: int | None) -> str:
+    """ "42%", or "97% q12" when 12 requests wait (the detail panel spells it out)."""
+    text = "?" if kv is None else f"{kv:.0%}"
+    return f"{text} q{waiting}" if waiting else text
+
+
+def _kv(v: ProcView, _a: bool) -> Cell:
+    s = v.server
+    if s is None or (s.kv_cache_usage is None and not s.waiting):
+        return NONE, MUTED
+    kv = s.kv_cache_usage
+    style = (
+        Style(fg="crit", bold=True)
+        if kv is not None and kv >= KV_TIGHT
+        else Style(fg="warn")
+        if kv is not None and kv >= KV_WARN
+        else Style()
+    )
+    return kv_text(kv, s.waiting), style
 
 
 def _container(v: ProcView, _a: bool) -> Cell:
@@ -93,26 +129,50 @@ def _container(v: ProcView, _a: bool) -> Cell:
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("GPU", 3, True, 0, lambda v, a: _plain(str(v.row.gpu_index))),
-    Column("PID", 7, True, 0, lambda v, a: _plain(str(v.pid))),
-    Column("USER", 9, False, 6, lambda v, a: _plain(v.user)),
-    Column("TYPE", 4, True, 7, lambda v, a: _plain(v.proc.type_label if v.proc else "?")),
-    Column("VRAM", 7, True, 0, _vram),
-    Column("%GPU", 5, True, 5, _gpu_pct),
-    Column("SM%", 4, True, 8, _sm),
-    Column("PHASE", 11, False, 4, _phase, True),
-    Column("RATE", 8, True, 3, _rate, True),
-    Column("VERDICT", 8, False, 2, _verdict),
-    Column("ETA", 6, True, 1, _eta),
-    Column("FRAMEWORK", 9, False, 9, _framework),
-    Column("CONTAINER", 12, False, 10, _container),
-)
+    Column("GPU", 3, True, 0, lambda v, a: _plain(_gpu_label(v)),
+           help="GPU index (GPU:instance for a MIG instance)"),
+    Column("PID", 7, True, 0, lambda v, a: _plain(str(v.pid)), help="process ID"),
+    Column("USER", 9, False, 6, lambda v, a: _plain(v.user), help="who runs it"),
+    Column("TYPE", 4, True, 7, lambda v, a: _plain(v.proc.type_label if v.proc else "?"),
+           help="C compute, G graphics, M MPS (as nvidia-smi)"),
+    Column("VRAM", 7, True, 0, _vram, help="GPU memory the process holds"),
+    # Named for what it is: nearly everyone reads "%GPU" as utilisation.
+    Column("%MEM", 5, True, 5, _gpu_pct,
+           help="that memory as a share of the GPU's memory (not utilisation)"),
+    Column("SM%", 4, True, 8, _sm, help="the process's share of the GPU's compute (SM) time"),
+    Column("PHASE", 11, False, 4, _phase, True,
+           help="memory trend: growing, stable, shrinking, volatile, unknown"),
+    Column("RATE", 8, True, 3, _rate, True, help="memory growth per second"),
+    Column("VERDICT", 8, False, 2, _verdict, help="OK, TIGHT or OOM risk, and why in d"),
+    Column("ETA", 6, True, 1, _eta,
+           help="predicted time until the GPU runs out of memory (processes at risk)"),
+    Column("KV", 8, True, 9, _kv, help="an inference server's KV cache in use (scraped)"),
+    Column("FRAMEWORK", 9, False, 10, _framework, help="PyTorch, vLLM, ... from /proc"),
+    Column("CONTAINER", 12, False, 11, _container, help="container ID (docker, k8s pod...)"),
+)  # fmt: skip
+KV_WARN = 0.8
+COMMAND_HELP = "the command line"
+
+
+def column_help() -> list[tuple[str, str]]:
+    """(column, what it means) for the help overlay, in table order."""
+    return [(c.name, c.help) for c in COLUMNS] + [("COMMAND", COMMAND_HELP)]
+
+
 MIN_COMMAND = 40  # enough for "python train.py --flag value" at 120 columns
 
 
-def columns_for(width: int, full: bool) -> list[Column]:
-    """The columns that fit ``width`` with room for COMMAND, least important dropped first."""
-    cols = [c for c in COLUMNS if full or not c.full_only]
+def columns_for(width: int, full: bool, kv: bool = False, phases: bool = True) -> list[Column]:
+    """The columns that fit ``width`` with room for COMMAND, least important dropped first.
+
+    KV (an inference server's cache use) is there only while the scraper reports a server.
+    ``phases`` is ``display.phase_indicator``: false leaves the PHASE column out.
+    """
+    cols = [
+        c
+        for c in COLUMNS
+        if (full or not c.full_only) and (kv or c.name != "KV") and (phases or c.name != "PHASE")
+    ]
     for drop in sorted({c.drop for c in cols if c.drop}, reverse=True):
         if sum(c.width + 1 for c in cols) + 1 + MIN_COMMAND <= width:
             break
@@ -121,9 +181,7 @@ def columns_for(width: int, full: bool) -> list[Column]:
 
 
 def _fit(text: str, width: int, right: bool) -> str:
-    if len(text) > width:
-        text = text[: width - 1] + "…" if width > 1 else text[:width]
-    return text.rjust(width) if right else text.ljust(width)
+    return fit(text, width, right)  # in cells: a CJK user or container name keeps its column
 
 
 def sort_label(state: ViewState) -> str:
@@ -135,12 +193,15 @@ def sort_label(state: ViewState) -> str:
 def draw_table(grid: Grid, y: int, bottom: int, state: ViewState, full: bool) -> None:
     """Header on line ``y``, rows until ``bottom`` (exclusive)."""
     w = grid.width
-    cols = columns_for(w, full)
+    kv = any(v.server is not None for v in state.views)
+    cols = columns_for(w, full, kv, state.config.display.phase_indicator)
+    # What the sort keys may cycle through: the columns this frame shows.
+    state.sortable = [c.name for c in cols] + ["COMMAND"]
     x = 1
     grid.put(0, y, " " * w, HEAD)
     for c in cols:
         title = c.name
-        if c.name == state.sort or (c.name == "%GPU" and state.sort == "%GPU"):
+        if c.name == state.sort:
             title = c.name + ("*" if state.accessible else "▼" if state.descending else "▲")
         grid.put(x, y, _fit(title, c.width, c.right), HEAD)
         x += c.width + 1
@@ -183,8 +244,10 @@ def draw_table(grid: Grid, y: int, bottom: int, state: ViewState, full: bool) ->
             f"{state.offset + 1}-{min(len(items), state.offset + visible)} of {len(items)}"
         )
     info = "  ".join(extras) + " "
-    if w - len(info) > command_x + 9:
-        grid.put(w - len(info), y - 1, info, Style(fg="muted", bold=True, underline=True))
+    if w - len(info) <= command_x + 9:
+        info = sort_label(state) + " "  # the active sort is always named, whatever the width
+    grid.put(max(command_x + 9, w - len(info)), y - 1, info,
+             Style(fg="muted", bold=True, underline=True))  # fmt: skip
     if not items:
         if state.sample is None:
             grid.put(1, y, "waiting for the first sample…", MUTED)
@@ -208,6 +271,9 @@ def draw_table(grid: Grid, y: int, bottom: int, state: ViewState, full: bool) ->
                 style = base
             grid.put(x, yy, _fit(text, c.width, c.right), style)
             x += c.width + 1
+        if item.deep is not None and item.deep.report is not None:
+            # Deep mode: the process reports its allocator figures (detail panel).
+            x += grid.put(x, yy, DEEP_BADGE, DEEP_STYLE if item.row.same_user else base) + 1
         grid.put(x, yy, item.tree_prefix + item.command, base)
         if state.offset + i == sel_item:
             grid.style_row(yy, SELECTED_NO_COLOR if state.no_color else SELECTED)

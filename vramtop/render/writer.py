@@ -1,16 +1,17 @@
 """Terminal writer: turns a :class:`Grid` into escape sequences, sending only what changed.
 
 The previous frame is kept; each new frame is compared cell by cell and only runs of changed
-cells are written (one cursor move per run). A resize, a theme switch or an explicit
-``invalidate()`` forces a full redraw. With ``no_color`` no colour sequence is ever emitted:
-emphasis is bold / reverse / underline only (https://no-color.org).
+cells are written (one cursor move per run). A double-width glyph is written from its first cell
+and moves the cursor two columns; its continuation cell is never written on its own. A resize,
+a theme switch or an explicit ``invalidate()`` forces a full redraw. With ``no_color`` no colour
+sequence is ever emitted: emphasis is bold / reverse / underline only (https://no-color.org).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from vramtop.render.grid import Grid, Style
+from vramtop.render.grid import CONTINUATION, Grid, Style
 from vramtop.render.theme import Theme
 
 
@@ -76,16 +77,25 @@ class TerminalWriter:
                 changed = [x for x in range(grid.width) if chars[x] != pc[x] or styles[x] != ps[x]]
             if not changed:
                 continue
-            run_end = -2
-            for x in changed:
-                if x != run_end + 1:
+            cursor = -1
+            for cell in changed:
+                x = cell
+                ch = chars[x]
+                if ch == CONTINUATION:
+                    # The right half of a wide glyph: drawn with its left half. When only this
+                    # half changed (a restyle), the glyph is drawn again from its left half.
+                    x = cell - 1
+                    if x < 0 or x < cursor:
+                        continue
+                    ch = chars[x]
+                if x != cursor:
                     out.append(t.move_xy(x, y))
                 style = styles[x]
                 if style != current:
                     out.append(self._style_seq(style))
                     current = style
-                out.append(chars[x])
-                run_end = x
+                out.append(ch)
+                cursor = x + (2 if x + 1 < grid.width and chars[x + 1] == CONTINUATION else 1)
         if out:
             out.append(t.normal)
         self._prev = _copy(grid)
