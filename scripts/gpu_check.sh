@@ -1,147 +1,64 @@
 #!/usr/bin/env bash
-# The one prepared check to run on a machine with a real NVIDIA GPU (the lent H200, or yours).
-# It reads the real driver through vramtop's NVML backend and writes what it saw under $OUT
-# (default ./gpu_check_out). Needs vramtop's dependencies importable by $PYTHON; no network.
+# The one prepared check for a machine with a real NVIDIA GPU (the lent H200, or yours): vramtop
+# beside CUDA workloads with known memory patterns (scripts/gpu_check.py says what is checked).
+# Without a GPU it runs a dry mode on simulated GPUs and says so. Logs go under $OUT when set.
+#
+#   scripts/gpu_check.sh [--dry] [--wheels DIR]
+#
+# PYTHON (default python3; may carry flags, e.g. PYTHON="python3 -I") must have numpy, psutil,
+# requests, nvidia-ml-py (and torch for the CUDA part). What else is missing (blessed, wcwidth,
+# setproctitle, pexpect, ptyprocess, pyte) is installed from DIR, a folder of wheels made by
+# scripts/gpu_check_wheels.sh on a machine with registry access, with pip --no-index into a
+# temporary directory that is removed at the end: nothing is installed into the interpreter and
+# no network is needed. vramtop itself runs from this source tree.
 set -u
-PYTHON=${PYTHON:-python3}
-OUT=${OUT:-./gpu_check_out}
-mkdir -p "$OUT"
-cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-status=0
-
-echo "== nvidia-smi" | tee "$OUT/summary.txt"
-(nvidia-smi --query-gpu=index,name,memory.total,memory.used,memory.reserved,driver_version \
-    --format=csv 2>&1 || true) | tee -a "$OUT/summary.txt"
-
-echo "== vramtop --once --json" | tee -a "$OUT/summary.txt"
-if timeout 60 "$PYTHON" -m vramtop --once --json >"$OUT/once.json" 2>"$OUT/once.err"; then
-    "$PYTHON" - "$OUT/once.json" <<'PY' | tee -a "$OUT/summary.txt"
-import json, sys
-from vramtop.export.document import schema_text
-doc = json.load(open(sys.argv[1]))
-try:
-    import jsonschema
-    jsonschema.validate(doc, json.loads(schema_text()))
-    print("schema: valid")
-except ImportError:
-    print("schema: jsonschema not installed, not validated")
-for g in doc["gpus"]:
-    m = g["memory"]
-    print(g["index"], g["name"], g["state"], "total", m["total_bytes"], "used", m["used_bytes"],
-          "reserved", m["reserved_bytes"], "free", m["free_bytes"], "procs", len(g["processes"]))
-print("notes:", doc["notes"])
-PY
-else
-    status=1
-    cat "$OUT/once.err" | tee -a "$OUT/summary.txt"
+root=$(cd "$(dirname "$0")/.." && pwd)
+read -r -a py <<<"${PYTHON:-python3}"
+wheels=""
+args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --wheels) [ $# -ge 2 ] || { echo "gpu_check: --wheels needs a folder" >&2; exit 2; }
+                  wheels=$2; shift 2 ;;
+        --wheels=*) wheels=${1#--wheels=}; shift ;;
+        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) args+=("$1"); shift ;;
+    esac
+done
+if ! command -v "${py[0]}" >/dev/null 2>&1; then
+    echo "gpu_check: no Python interpreter '${py[0]}' (set PYTHON)" >&2
+    exit 2
 fi
-
-echo "== backend ticks (timing, call paths)" | tee -a "$OUT/summary.txt"
-timeout 120 "$PYTHON" - <<'PY' 2>&1 | tee -a "$OUT/summary.txt" || status=1
-import logging, time
-logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-from vramtop.gpu.nvml import NvmlBackend
-b = NvmlBackend(slow_interval=1.0)
-b.open()
-times = []
-for _ in range(20):
-    t = time.process_time(); s = b.sample(); times.append(time.process_time() - t)
-    time.sleep(0.1)
-times.sort()
-print(f"{len(s.gpus)} GPUs, {len(s.processes)} processes; CPU per tick median "
-      f"{times[len(times)//2]*1e3:.2f} ms, max {times[-1]*1e3:.2f} ms")
-for g in s.gpus:
-    print(g)
-# What the simulated drivers can only assume: which process-record stride this driver writes
-# (measured from a marker-filled buffer) against what its exports imply and the binding's struct.
-import ctypes, pynvml
-from vramtop.gpu.nvml import ProcessGetter, expected_record_size
-binding = ctypes.sizeof(pynvml.c_nvmlProcessInfo_v3_t)
-for api, fn in sorted(b._api.items()):
-    if isinstance(fn, ProcessGetter):
-        print(f"{api}: measured {fn.record_size} bytes, exports imply "
-              f"{expected_record_size(api)}, binding's v3 struct {binding}")
-print("slowest NVML calls (mean ms, max ms, calls):")
-for c in b.call_stats()[:8]:
-    print(f"  {c.function}: {c.mean_ms:.3f} {c.max_ms:.3f} {c.calls}")
-b.close()
-PY
-
-echo "== live monitor for 5 s in a pty" | tee -a "$OUT/summary.txt"
-timeout 60 "$PYTHON" - "$OUT/screen.txt" <<'PY' 2>&1 | tee -a "$OUT/summary.txt" || status=1
-import sys, time
-import pexpect, pyte
-screen = pyte.Screen(160, 45); stream = pyte.ByteStream(screen)
-child = pexpect.spawn(sys.executable, ["-m", "vramtop"], dimensions=(45, 160))
-def pump(seconds):
-    stop = time.time() + seconds
-    while time.time() < stop:
-        try:
-            data = child.read_nonblocking(65536, timeout=0.2)
-        except pexpect.TIMEOUT:
-            continue
-        except pexpect.EOF:
-            return
-        if b"\x1b[6n" in data:
-            child.send("\x1b[1;1R")  # answer the cursor query as a terminal does
-        stream.feed(data)
-pump(5)
-child.send("q"); pump(10); child.close()
-open(sys.argv[1], "w").write("\n".join(screen.display))
-print("exit status", child.exitstatus)
-PY
-
-echo "== deep mode: vramtop.report() with real torch on CUDA" | tee -a "$OUT/summary.txt"
-if "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
-timeout 120 "$PYTHON" - <<'PY' 2>&1 | tee -a "$OUT/summary.txt" || status=1
-# The reporter's figures against torch.cuda.memory_stats() read in the same process, a real OOM
-# caught by the observer, and the monitor's reader on the socket (SO_PEERCRED: our own PID).
-import time
-import torch
-import vramtop
-from vramtop.deep import protocol, reader
-from vramtop.deep.reporter import serving
-
-path = vramtop.report()
-r = serving()
-print("socket", path)
-print("before CUDA:", protocol.decode(r.line()).state)
-x = torch.empty(512 << 20, dtype=torch.uint8, device="cuda:0")
-y = torch.empty(64 << 20, dtype=torch.uint8, device="cuda:0"); del y
-report = protocol.decode(r.line())
-s = torch.cuda.memory_stats(0)
-d = report.devices[0]
-ok = True
-for name, key in (("allocated_bytes", "allocated_bytes.all.current"),
-                  ("reserved_bytes", "reserved_bytes.all.current"),
-                  ("active_bytes", "active_bytes.all.current"),
-                  ("segments", "segment.all.current"),
-                  ("num_alloc_retries", "num_alloc_retries")):
-    same = getattr(d, name) == s.get(key, 0)
-    ok &= same
-    print(f"{name:20} reported {getattr(d, name):>14}  memory_stats {s.get(key, 0):>14}  "
-          f"{'same' if same else 'DIFFERENT'}")
-print("uuid reported", d.gpu_uuid, " torch", torch.cuda.get_device_properties(0).uuid)
-print("mem_get_info", torch.cuda.mem_get_info(0), "reported", d.device_free_bytes, d.device_total_bytes)
-try:
-    torch.empty(1 << 50, dtype=torch.uint8, device="cuda:0")
-except torch.cuda.OutOfMemoryError:
-    pass
-report = protocol.decode(r.line())
-print("OOM moments:", report.ooms, " num_ooms", report.devices[0].num_ooms)
-t = time.perf_counter(); n = 200
-for _ in range(n):
-    r.line()
-print(f"one report (memory_stats + mem_get_info + JSON): {(time.perf_counter() - t) / n * 1e3:.3f} ms")
-round_ = reader.PollRound([(path, __import__("os").getpid())], time.monotonic(), 2.0)
-while not round_.finished:
-    round_.step(0.05)
-print("monitor reader:", [(o.pid, o.problem or o.report.state) for o in round_.outcomes])
-print("deep figures match memory_stats:", ok)
-raise SystemExit(0 if ok else 1)
-PY
-else
-    echo "torch with CUDA not importable by $PYTHON: deep-mode check skipped" | tee -a "$OUT/summary.txt"
+site_args=()
+if [ -n "$wheels" ]; then
+    [ -d "$wheels" ] || { echo "gpu_check: --wheels $wheels: not a folder" >&2; exit 2; }
+    missing=$("${py[@]}" "$root/scripts/gpu_check.py" --root "$root" --missing) || exit 2
+    if [ -n "$missing" ]; then
+        site=$(mktemp -d "${TMPDIR:-/tmp}/vramtop-gpu-check-site.XXXXXX")
+        trap 'rm -rf "$site"' EXIT
+        if ! "${py[@]}" -m pip --version >/dev/null 2>&1; then
+            echo "gpu_check: --wheels needs pip in ${py[*]} (missing: $missing)" >&2
+            exit 2
+        fi
+        # shellcheck disable=SC2086  # $missing is a list of distribution names
+        if ! "${py[@]}" -m pip install --quiet --no-index --disable-pip-version-check \
+                --find-links "$wheels" --target "$site" $missing >"$site.log" 2>&1; then
+            echo "gpu_check: cannot install $missing from $wheels: $(grep -m1 -E 'ERROR|error' "$site.log")" >&2
+            rm -f "$site.log"
+            exit 2
+        fi
+        rm -f "$site.log"
+        echo "gpu_check: installed from $wheels into a temporary directory: $missing" >&2
+        export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+        site_args=(--site "$site")
+    fi
 fi
-exit $status
+# The check promises to end within 3 minutes; a hang anywhere is cut there, with one line.
+limit=()
+command -v timeout >/dev/null 2>&1 && limit=(timeout --foreground -k 10 175)
+"${limit[@]}" "${py[@]}" "$root/scripts/gpu_check.py" --root "$root" "${site_args[@]}" "${args[@]}"
+rc=$?
+if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    echo "gpu_check: did not finish within 175 s (logs so far in ${OUT:-the directory named above})" >&2
+fi
+exit "$rc"
