@@ -21,7 +21,7 @@ from types import ModuleType
 ROOT = Path(__file__).resolve().parent.parent
 SOAK = ROOT / "scripts" / "soak.py"
 KIB, MIB = 1024, 1024 * 1024
-RSS_LIMIT = 4 * MIB  # per process, per 1000 samples
+RSS_LIMIT = 6 * MIB  # per process, per 1000 samples (as soak.py --quick; reason there)
 COUNT_LIMIT = 10.0  # fds, threads, children, /dev/shm entries per 1000 samples
 ACTORS = {"supervisor", "sampler", "analyzer", "enricher", "exporter", "render"}
 
