@@ -215,3 +215,36 @@ def test_a_call_that_hangs_on_one_gpu_does_not_stall_the_others(
         assert "GPU 1 responds again" in tui.text()
     finally:
         tui.close()
+
+
+def test_driver_faults_mid_run_leave_the_monitor_drawing(
+    tmp_path: Path, children: Children
+) -> None:
+    """Mid-run, on the real NVML path: calls start failing with UNKNOWN and TIMEOUT, the process
+    list names PIDs that do not exist, then thousands of processes. The monitor keeps drawing
+    GPU 0, says what failed, and no actor is restarted."""
+    train, serve = children.start("train_sim.py"), children.start("serve_sim.py")
+    driver = Driver(tmp_path, scenario=two_gpus(train, serve, "10G"))
+    tui = Tui(["--refresh-rate", "0.5"], cols=140, rows=40, env=driver.env, home=driver.home)
+    try:
+        tui.wait_for(lambda s: "train_sim.py" in s and "serve_sim.py" in s)
+        actors = tui.actors()
+        failing = (
+            "error 1 nvmlDeviceGetMemoryInfo_v2 999",
+            "error 1 nvmlDeviceGetUtilizationRates 10",
+        )
+        driver.write(two_gpus(train, serve, "20G", *failing))
+        screen = tui.wait_for("20.0G", timeout=15)  # GPU 0 goes on while GPU 1's calls fail
+        gpu1 = screen[screen.index("GPU 1") :].splitlines()
+        assert "util N/A" in gpu1[0] and "N/A used" in gpu1[1], "the failed fields alone are n/a"
+        ghosts = [f"proc 1 {4_000_000 + i} compute 64M" for i in range(3)]
+        driver.write(two_gpus(train, serve, "21G", *ghosts))
+        tui.wait_for("21.0G", timeout=15)
+        crowd = [f"proc {i % 2} {3_000_000 + i} compute 4M" for i in range(3000)]
+        driver.write(two_gpus(train, serve, "22G", *crowd))
+        tui.wait_for(lambda s: "22.0G" in s and " of 300" in s, timeout=30)
+        assert tui.actors() == actors, "an actor was restarted"
+        tui.send("q")
+        assert tui.wait_exit() == 0
+    finally:
+        tui.close()
