@@ -55,10 +55,20 @@ if [ -n "$wheels" ]; then
 fi
 # The check promises to end within 3 minutes; a hang anywhere is cut there, with one line.
 limit=()
-command -v timeout >/dev/null 2>&1 && limit=(timeout --foreground -k 10 175)
+command -v timeout >/dev/null 2>&1 && limit=(timeout --foreground -k 10 150)
 "${limit[@]}" "${py[@]}" "$root/scripts/gpu_check.py" --root "$root" "${site_args[@]}" "${args[@]}"
 rc=$?
 if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-    echo "gpu_check: did not finish within 175 s (logs so far in ${OUT:-the directory named above})" >&2
+    echo "gpu_check: did not finish within 150 s (logs so far in ${OUT:-the directory named above})" >&2
+fi
+# Deep mode with real torch on CUDA (scripts/gpu_check_deep.py): within the 3 minutes as well.
+if "${py[@]}" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+    echo "== deep mode: vramtop.report() with real torch on CUDA"
+    deep_log="${OUT:-${TMPDIR:-/tmp}}/gpu_check_deep.txt"
+    mkdir -p "$(dirname "$deep_log")"
+    "${limit[@]/150/25}" "${py[@]}" "$root/scripts/gpu_check_deep.py" 2>&1 | tee "$deep_log"
+    [ "${PIPESTATUS[0]}" = 0 ] || rc=1
+else
+    echo "gpu_check: no torch with CUDA here: the deep-mode check was skipped"
 fi
 exit "$rc"
