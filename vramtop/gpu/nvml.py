@@ -1000,20 +1000,7 @@ class NvmlBackend:
             self._hung.add(gpu.index)
             log.warning("GPU %d %s; the other GPUs keep updating", gpu.index, note)
             self._notes_dirty = True
-        out = [GpuSample(gpu.index, gpu.uuid, gpu.name, state=GpuState.LOST, note=note)]
-        for mig in gpu.migs:
-            out.append(
-                GpuSample(
-                    mig.index,
-                    mig.uuid,
-                    mig.name,
-                    state=GpuState.LOST,
-                    note=f"GPU {gpu.index} not responding",
-                    parent_index=gpu.index,
-                    gpu_instance_id=mig.gi,
-                )
-            )
-        return out
+        return _down(gpu, note, f"GPU {gpu.index} not responding")
 
     def _cards(self) -> list[_Gpu]:
         """Every card in slot order: the physical GPUs, then the MIG instances."""
@@ -1046,6 +1033,24 @@ class NvmlBackend:
             notes=self._notes,
             nvml_calls=self._calls_view,
         )
+
+
+def _down(gpu: _Gpu, note: str, mig_note: str) -> list[GpuSample]:
+    """A GPU that cannot be read (lost, or not responding), and its MIG instances' sub-cards."""
+    out = [GpuSample(gpu.index, gpu.uuid, gpu.name, state=GpuState.LOST, note=note)]
+    for mig in gpu.migs:
+        out.append(
+            GpuSample(
+                mig.index,
+                mig.uuid,
+                mig.name,
+                state=GpuState.LOST,
+                note=mig_note,
+                parent_index=gpu.index,
+                gpu_instance_id=mig.gi,
+            )
+        )
+    return out
 
 
 def _label(gpu: _Gpu) -> str:
