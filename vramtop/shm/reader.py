@@ -71,7 +71,12 @@ class SlotTable:
 
     def find(self, pid: int, start_time: float, gpu: int) -> int:
         """The slot holding process (pid, start_time) on ``gpu``, or -1."""
-        same = same_process_mask(self.pid, self.start_time, np.int64(pid), np.float64(start_time))
+        same = same_process_mask(
+            self.pid,
+            self.start_time,
+            np.asarray(pid, dtype=np.int64),
+            np.asarray(start_time, dtype=np.float64),
+        )
         hits = np.flatnonzero(same & (self.gpu == gpu))
         return int(hits[0]) if hits.size else -1
 
