@@ -12,17 +12,14 @@ from __future__ import annotations
 import sys
 
 from vramtop.actors.analyzer import AnalyzerCore
-from vramtop.actors.enricher import EnricherCore
 from vramtop.actors.metrics import MetricsCore, is_loopback, parse_listen
 from vramtop.actors.routes import STATE_ROUTES
 from vramtop.actors.sampler import SamplerCore
 from vramtop.actors.supervisor import ChildSpec, ShmShape, Supervisor
 from vramtop.config import Config
-from vramtop.deep.core import DeepCore
 from vramtop.gpu.factory import BackendSpec
 from vramtop.modes.exits import EXIT_GPU, EXIT_USAGE, fail
-from vramtop.modes.monitor import prepare_backend
-from vramtop.scrape.core import ScraperCore
+from vramtop.modes.monitor import local_process_children, prepare_backend
 
 
 def check_listen(listen: str) -> str:
@@ -76,9 +73,7 @@ def run_exporter(
             ChildSpec("metrics", lambda: MetricsCore(listen, hostname), essential=True),
         ]
         if spec.kind != "replay":
-            children.append(ChildSpec("enricher", EnricherCore))
-            children.append(ChildSpec("scraper", ScraperCore))
-            children.append(ChildSpec("deep", DeepCore))
+            children += local_process_children()
         supervisor = Supervisor(
             config,
             children,

@@ -71,6 +71,16 @@ def prepare_backend(
     return spec, max(1, gpu_count or 0), pool
 
 
+def local_process_children() -> list[ChildSpec]:
+    """The actors that read this machine's processes (/proc, servers, deep-mode sockets): not
+    for a replay or the fleet view, whose PIDs are not this machine's."""
+    return [
+        ChildSpec("enricher", EnricherCore),
+        ChildSpec("scraper", ScraperCore),
+        ChildSpec("deep", DeepCore),
+    ]
+
+
 def run_monitor(
     config: Config,
     spec: BackendSpec,
@@ -97,9 +107,7 @@ def run_monitor(
         if spec.kind != "fleet":  # the fleet view shows what each node judged itself
             children.append(ChildSpec("analyzer", AnalyzerCore))
         if spec.kind not in ("replay", "fleet"):  # their PIDs are not this machine's processes
-            children.append(ChildSpec("enricher", EnricherCore))
-            children.append(ChildSpec("scraper", ScraperCore))
-            children.append(ChildSpec("deep", DeepCore))
+            children += local_process_children()
         if export_csv is not None or export_ndjson is not None:
             exporter = ChildSpec(
                 "exporter", lambda: ExporterCore(export_csv, export_ndjson), every_state=True
