@@ -220,28 +220,39 @@ class ProcessGetter:
         self.symbol = symbol
         self.record_size: int | None = None  # the layout last seen
         self._expected: int | None = None
+        # Records the next buffer holds, from the largest answer so far (any GPU's): with a
+        # buffer that fits, a tick costs one call instead of a sizing call and a data call.
+        self._capacity = 0
 
     def __call__(self, handle: Any) -> list[ProcessRow]:
         fn = pynvml._nvmlGetFunctionPointer(self.symbol)
         if self._expected is None:
             self._expected = expected_record_size(self.symbol)
-        count = ctypes.c_uint(0)
-        ret = fn(handle, ctypes.byref(count), None)
+        if self._capacity:
+            count, buf = self._buffer(self._capacity)
+            ret = fn(handle, ctypes.byref(count), buf)
+        else:
+            count, buf = ctypes.c_uint(0), None
+            ret = fn(handle, ctypes.byref(count), None)
         if ret == _SUCCESS:
-            return []
-        # Two tries: processes may start between the sizing call and the data call; the slack
-        # absorbs a few, a second round with the driver's new count absorbs a burst.
+            return [] if buf is None else self._decode(buf.raw, min(count.value, self._capacity))
+        # Two more tries: processes may start between the sizing call and the data call; the
+        # slack absorbs a few, a second round with the driver's new count absorbs a burst.
         for _ in range(2):
             if ret != _INSUFFICIENT_SIZE:
                 break
-            capacity = count.value * 2 + 5
-            buf = ctypes.create_string_buffer(capacity * _WIDEST)
-            ctypes.memset(buf, _FILL, capacity * _WIDEST)
-            count = ctypes.c_uint(capacity)
+            self._capacity = count.value * 2 + 5
+            count, buf = self._buffer(self._capacity)
             ret = fn(handle, ctypes.byref(count), buf)
             if ret == _SUCCESS:
-                return self._decode(buf.raw, min(count.value, capacity))
+                return self._decode(buf.raw, min(count.value, self._capacity))
         raise pynvml.NVMLError(ret)
+
+    @staticmethod
+    def _buffer(capacity: int) -> tuple[ctypes.c_uint, Any]:
+        buf = ctypes.create_string_buffer(capacity * _WIDEST)
+        ctypes.memset(buf, _FILL, capacity * _WIDEST)
+        return ctypes.c_uint(capacity), buf
 
     def _decode(self, raw: bytes, count: int) -> list[ProcessRow]:
         size = measured_record_size(raw, count) or self.record_size or self._expected or 24
@@ -264,16 +275,30 @@ class ProcessGetter:
         return rows
 
 
-def _retry_insufficient(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A sizing call and its data call race with the driver's sampling: one more try."""
+class ProcessUtilGetter:
+    """``nvmlDeviceGetProcessUtilization`` in one call a tick: the sample buffer is sized from
+    the previous answer (any GPU's), so the sizing call is made only when the samples outgrow
+    it. The binding's own function always makes both calls."""
 
-    def call(*args: Any) -> Any:
-        try:
-            return fn(*args)
-        except pynvml.NVMLError_InsufficientSize:
-            return fn(*args)
+    symbol = "nvmlDeviceGetProcessUtilization"
 
-    return call
+    def __init__(self) -> None:
+        self._capacity = 0
+
+    def __call__(self, handle: Any, since: int) -> list[Any]:
+        fn = pynvml._nvmlGetFunctionPointer(self.symbol)
+        stamp = ctypes.c_ulonglong(since)
+        capacity = self._capacity
+        for _ in range(3):  # the samples may grow between a sizing call and the data call
+            samples = (pynvml.c_nvmlProcessUtilizationSample_t * max(capacity, 1))()
+            count = ctypes.c_uint(capacity)
+            ret = fn(handle, samples if capacity else None, ctypes.byref(count), stamp)
+            if ret == _SUCCESS:
+                return list(samples[: min(count.value, capacity)])
+            if ret != _INSUFFICIENT_SIZE:
+                break
+            capacity = self._capacity = count.value * 2 + 5
+        raise pynvml.NVMLError(ret)
 
 
 def _missing(*_: Any) -> Any:
@@ -312,9 +337,10 @@ def _api_table() -> dict[str, Callable[..., Any]]:
             "nvmlDeviceGetGpuInstanceId",
         )
     }
-    table["nvmlDeviceGetProcessUtilization"] = _retry_insufficient(
-        _py("nvmlDeviceGetProcessUtilization")
-    )
+    if callable(getattr(pynvml, "c_nvmlProcessUtilizationSample_t", None)):
+        table["nvmlDeviceGetProcessUtilization"] = ProcessUtilGetter()
+    else:
+        table["nvmlDeviceGetProcessUtilization"] = _missing
     table[_HANDLE_API] = n.nvmlDeviceGetHandleByIndex
     # pynvml has no nvmlDeviceGetMemoryInfo_v2 function: v2 is a version argument.
     table["nvmlDeviceGetMemoryInfo_v2"] = lambda h: n.nvmlDeviceGetMemoryInfo(h, version=_MEMORY_V2)
@@ -379,6 +405,7 @@ class _Gpu:
         "processes_note",
         "processes_unknown",
         "pstate",
+        "quiet_until",
         "retry_at",
         "slow",
         "slow_at",
@@ -404,6 +431,7 @@ class _Gpu:
         self.lost_reason = ""  # empty while the GPU answers
         self.retry_at = 0.0
         self.slow_at = 0.0
+        self.quiet_until: dict[ProcessType, float] = {}  # process kind -> next ask, when none
         self.temperature: int | NaType = NA
         self.fan: int | NaType = NA
         self.power_limit: float | NaType = NA
@@ -788,8 +816,14 @@ class NvmlBackend:
         denied = False
         gpu.processes_unknown = False
         for kind, field, apis in _PROCESS_KINDS:
+            if gpu.quiet_until.get(kind, 0.0) > self._now:
+                continue
             # In a MIG instance a refusal is the card's one-line note, not a status remark.
             rows = self._first(gpu, apis, gpu.handle, field="" if gpu.parent else field)
+            if kind is not ProcessType.COMPUTE:
+                # Graphics and MPS lists are empty on most compute servers: an empty one is
+                # asked again with the slow fields, a listed one every tick (NVML budget).
+                gpu.quiet_until[kind] = self._now + self._slow_interval if rows == [] else 0.0
             if rows is NA:
                 refused = any(api in gpu.denied_until for api in apis)
                 denied = denied or refused
