@@ -132,6 +132,7 @@ layout = "compact"
 show_other_users = true
 enable_kill = false
 phase_indicator = false
+clock = "minutes"
 accessible = true
 screenshot_dir = "/srv/shots"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 
 import blessed
 
@@ -18,6 +19,7 @@ from vramtop.analysis.model import (
     ProcessAnalysis,
     Trend,
 )
+from vramtop.config import load_config
 from vramtop.enrich.model import Container, Enrichment, ModelFile
 from vramtop.gpu.snapshot import GpuSample, GpuState, ProcessSample, Snapshot
 from vramtop.messages import (
@@ -594,3 +596,16 @@ def test_mini_layout_labels_utilisation_and_its_bars_have_one_length() -> None:
     assert "util 100%" in lines[0] and "util   5%" in lines[1]
     first, second = (ln.index("]") for ln in lines)
     assert first == second, lines
+
+
+def test_the_header_clock_follows_display_clock() -> None:
+    """seconds (default), minutes (an idle screen then changes once a minute), off."""
+    stamp = time.mktime((2026, 12, 1, 9, 41, 27, 0, 0, -1))
+    shown = {}
+    for clock in ("seconds", "minutes", "off"):
+        ui = Ui(load_config(overrides={"display.clock": clock}, env={"HOME": "/nonexistent"}))
+        header = "".join(ui.draw(160, 45, now=stamp).chars[0])
+        shown[clock] = header
+    assert "09:41:27" in shown["seconds"]
+    assert "09:41" in shown["minutes"] and "09:41:27" not in shown["minutes"]
+    assert "09:41" not in shown["off"]

@@ -29,6 +29,8 @@ Keys, defaults and accepted values:
   show_other_users = false      list other users' GPU processes (user and PID only)
   enable_kill = true            allow the kill key (``--no-kill`` sets false)
   phase_indicator = true        the PHASE column and the detail panel's phase badge (growing...)
+  clock = "seconds"             the header clock: seconds, minutes or off (an idle screen whose
+                                clock shows minutes sends nothing to the terminal for a minute)
   accessible = false            text labels instead of colour alone (``--accessible`` sets true)
   screenshot_dir = ""           where ``s`` saves SVG screenshots; "" means
                                 $XDG_DATA_HOME/vramtop/screenshots (~/.local/share/...)
@@ -97,6 +99,7 @@ __all__ = [
 THEMES: Final = ("dark", "light", "nord", "catppuccin", "dracula", "solarized")
 LAYOUTS: Final = ("auto", "full", "compact", "mini")
 ALGORITHMS: Final = ("variance", "pelt")
+CLOCKS: Final = ("seconds", "minutes", "off")  # the header clock; "minutes" redraws once a minute
 
 # A config file is a few hundred bytes; the cap only stops a mistaken path (a log, a device)
 # from being read whole.
@@ -143,6 +146,7 @@ class DisplayConfig:
     show_other_users: bool = _key(False, _Rule(bool))
     enable_kill: bool = _key(True, _Rule(bool))
     phase_indicator: bool = _key(True, _Rule(bool))
+    clock: str = _key("seconds", _Rule(str, choices=CLOCKS))
     accessible: bool = _key(False, _Rule(bool))
     screenshot_dir: str = _key("", _Rule(str))
 
@@ -229,6 +233,7 @@ layout = "auto"             # auto, full, compact, mini
 show_other_users = false    # list other users' GPU processes (user and PID only)
 enable_kill = true          # allow the kill key; --no-kill sets false
 phase_indicator = true      # the PHASE column and the detail panel's phase badge
+clock = "seconds"           # the header clock: seconds, minutes, off
 accessible = false          # text labels instead of colour alone; --accessible sets true
 screenshot_dir = ""         # "" means ~/.local/share/vramtop/screenshots
 

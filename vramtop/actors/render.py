@@ -30,11 +30,14 @@ from typing import Any
 from vramtop.actors.base import ActorContext, Out
 from vramtop.messages import (
     AnalysisMessage,
+    DeepStateMessage,
+    EnrichmentMessage,
     ProcessIdentity,
     ProcessRows,
     Quit,
     SampleJoiner,
     SampleMessage,
+    ScrapeMessage,
     Selected,
     SnapshotMessage,
 )
@@ -53,6 +56,7 @@ ALT_SCREEN_OFF = MOUSE_OFF + "\x1b[?1049l\x1b[?25h\x1b[0m"
 SGR_MOUSE = re.compile(r"\x1b\[<(\d+);(\d+);(\d+)([Mm])")
 COUNTDOWN_S = 0.25  # redraw cadence while a kill counts down
 CLOCK_S = 1.0  # redraw cadence for the clock and expiring status lines
+BACKGROUND = (EnrichmentMessage, ScrapeMessage, DeepStateMessage)
 
 
 def pairing_wait(refresh_rate: float) -> float:
@@ -120,6 +124,8 @@ class RenderCore:
         self._told: ProcessIdentity | None = None  # the selection the analyzer last heard of
         self._out: Out = []
         self._frame_log = os.environ.get("VRAMTOP_FRAME_LOG", "")
+        self._stale = False  # a background message changed what a frame would show
+        self._drawn_at = 0.0  # monotonic time of the last frame
 
     @property
     def state(self) -> Any:
@@ -181,13 +187,21 @@ class RenderCore:
     def handle(self, batch: Sequence[object], now: float) -> Out:
         dirty = False
         for message in batch:
+            if isinstance(message, BACKGROUND):
+                # What other actors learnt in the background waits for the next frame (the
+                # next sample's, at most CLOCK_S away): one frame a refresh, not one a message.
+                self._stale = self.ui.handle(message) or self._stale
+                continue
             if isinstance(message, SnapshotMessage | ProcessRows):
                 message = self._joiner.add(message)
                 if message is None:
                     continue
             if isinstance(message, SampleMessage):
                 if self._held is None:
-                    self._held_until = now + self._pairing_wait()
+                    # The very first sample is shown at once: processes on an empty screen
+                    # beat a complete frame half a second later.
+                    wait = self._pairing_wait() if self._shown_seq >= 0 else 0.0
+                    self._held_until = now + wait
                 self._held = message
             elif isinstance(message, AnalysisMessage):
                 self._analysis = message
@@ -237,9 +251,12 @@ class RenderCore:
     def tick(self, now: float) -> tuple[float, Out]:
         # The clock and expiring status lines (the diff keeps this cheap); faster while a kill
         # counts down; sooner when a held sample's wait for its analysis runs out.
-        self._pair(now)
-        self.ui.tick()
-        self.redraw()
+        shown = self._pair(now)
+        changed = self.ui.tick()
+        # A sample frame redraws the clock too: while samples arrive at least once a second,
+        # the tick draws only what they have not (a held sample, a countdown, news waiting).
+        if shown or changed or self._stale or now - self._drawn_at >= CLOCK_S - 0.05:
+            self.redraw()
         nxt = now + (COUNTDOWN_S if self.ui.kill.running else CLOCK_S)
         if self._held is not None:
             nxt = min(nxt, self._held_until)
@@ -343,6 +360,8 @@ class RenderCore:
                 self._quit("hangup")
                 return
         self.frames += 1
+        self._stale = False
+        self._drawn_at = time.monotonic()
         self.frame_seqs = (self._shown_seq, self._analysis_seq)
         if self._frame_log:
             self._log_frame()

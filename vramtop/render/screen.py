@@ -121,7 +121,10 @@ def _header(grid: Grid, state: ViewState, now: float | None) -> None:
         info = f"  {snap.backend}  driver {snap.driver_version}  CUDA {snap.cuda_version}"
         x += grid.put(x, 0, info, MUTED)
     right = f"theme {state.theme}  " if grid.width >= 100 else ""
-    right += time.strftime("%H:%M:%S", time.localtime(now if now is not None else time.time()))
+    clock = state.config.display.clock
+    if clock != "off":
+        stamp = time.localtime(now if now is not None else time.time())
+        right += time.strftime("%H:%M:%S" if clock == "seconds" else "%H:%M", stamp)
     if x + len(right) + 2 < grid.width:
         grid.put(grid.width - len(right) - 1, 0, right, MUTED)
 
