@@ -32,10 +32,18 @@ SCRIPT = textwrap.dedent(
     class Steady(Hangs):
         def tick(self, now): return now + 0.2, []
 
+    class Idle(Hangs):
+        # Waits for messages that never come: idle, not hung, whatever its timeout.
+        def tick(self, now): return now + 3600, []
+
     config = load_config(env={"XDG_CONFIG_HOME": "/nonexistent"})
     sup = Supervisor(
         config,
-        [ChildSpec("hung", Hangs, heartbeat_timeout=1.0), ChildSpec("steady", Steady)],
+        [
+            ChildSpec("hung", Hangs, heartbeat_timeout=1.0),
+            ChildSpec("steady", Steady),
+            ChildSpec("idle", Idle, heartbeat_timeout=1.0),
+        ],
     )
     sys.exit(sup.run())
     """
@@ -67,6 +75,7 @@ def test_a_hung_actor_is_killed_after_its_heartbeat_timeout_and_restarted(tmp_pa
             time.sleep(0.05)
         assert first, "the hung actor never started"
         steady = _titled(proc.pid, "vramtop: steady")
+        idle = _titled(proc.pid, "vramtop: idle")
         replaced: list[int] = []
         while time.monotonic() < deadline:
             replaced = [p for p in _titled(proc.pid, "vramtop: hung") if p not in first]
@@ -75,8 +84,9 @@ def test_a_hung_actor_is_killed_after_its_heartbeat_timeout_and_restarted(tmp_pa
             time.sleep(0.05)
         assert replaced, "no restart after the heartbeat timeout"
         assert not psutil.pid_exists(first[0]) or psutil.Process(first[0]).status() == "zombie"
-        # The healthy actor was left alone.
+        # The healthy actors were left alone, the one idle for longer than its timeout too.
         assert _titled(proc.pid, "vramtop: steady") == steady
+        assert idle and _titled(proc.pid, "vramtop: idle") == idle
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=15) == 0

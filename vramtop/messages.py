@@ -5,8 +5,8 @@ process, the analyzer, the enricher and the exporter, and :class:`SnapshotMessag
 to the render process and the exporter, which join the two into a :class:`SampleMessage`
 (:class:`SampleJoiner`); the analyzer and enricher read the numbers from shared memory. The
 analyzer sends
-:class:`AnalysisMessage`; every actor sends :class:`Heartbeat` to the supervisor; the supervisor
-sends :class:`ActorHealth`, :class:`ConfigUpdate` and :class:`Stop`.
+:class:`AnalysisMessage`; the supervisor sends :class:`ActorHealth`, :class:`ConfigUpdate` and
+:class:`Stop` (an actor's heartbeat is a number in shared memory, ``actors/base.py``).
 
 Two kinds (``actors/mailbox.py``): *state* — the classes in :data:`STATE_KINDS`, of which only
 the newest matters and a mailbox keeps one per kind — and *commands*, everything else, never
@@ -77,13 +77,6 @@ class ProcessRows:
     seq: int
     timestamp: float  # the snapshot's wall time
     rows: tuple[ProcessRow, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
-    actor: str
-    pid: int
-    at: float  # time.monotonic() in the sender
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +210,6 @@ Message = (
     SampleMessage
     | SnapshotMessage
     | ProcessRows
-    | Heartbeat
     | ActorHealth
     | ConfigUpdate
     | LogLine

@@ -19,19 +19,28 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import connection
 from typing import Any, Protocol
 
 from vramtop.actors.mailbox import Mailbox, Packed, StateChannel
 from vramtop.config import Config
-from vramtop.messages import ActorError, ConfigUpdate, Heartbeat, Stop, state_kind
+from vramtop.messages import ActorError, ConfigUpdate, Stop, state_kind
 
-HEARTBEAT_SECONDS = 1.0
+# The heartbeat is a number in shared memory, not a message: the monotonic time this actor
+# last left its wait (0 while it waits). An idle actor costs the supervisor no wake-up, and
+# one stuck in a step shows as busy for longer than its spec's heartbeat timeout.
+IDLE_WAKE_SECONDS = 5.0  # the longest wait: the parent check, where PR_SET_PDEATHSIG is not
 
 Out = list[tuple[str, object]]
 """What a core sends: (destination actor, or "supervisor"; message)."""
+
+
+class _RawSeconds:
+    """A stand-in for the shared value where an actor core is run without a supervisor."""
+
+    value = 0.0
 
 
 @dataclass
@@ -50,6 +59,8 @@ class ActorContext:
     # Shared with the supervisor: the monotonic time a blocking terminal write began, 0 when
     # none is in progress (a render process stuck in write() is stalled, not hung).
     writing_since: Any = None
+    # Shared with the supervisor: the heartbeat (see IDLE_WAKE_SECONDS).
+    busy_since: Any = field(default_factory=lambda: _RawSeconds())
     extra: dict[str, object] = field(default_factory=dict)
 
     def deliver(self, out: Out) -> None:
@@ -117,8 +128,12 @@ def set_title(name: str | None) -> None:
         pass
 
 
-def run_actor(core: ActorCore, ctx: ActorContext) -> None:
-    """Body of an actor process. Never returns: exits with 0 (stopped) or 1 (crashed)."""
+def run_actor(make: Callable[[], ActorCore], ctx: ActorContext) -> None:
+    """Body of an actor process. Never returns: exits with 0 (stopped) or 1 (crashed).
+
+    The core is made here, after the fork: what only this actor imports (the terminal library,
+    the statistics, the HTTP client) is imported once, in the one process that uses it, and
+    the actors import theirs side by side instead of the supervisor importing them in turn."""
     set_title(ctx.name)
     # Every disposition this process relies on is set here: a fork inherits the supervisor's
     # handlers (htop's CRT_installSignalHandlers does the same). Ctrl-C and a hang-up reach the
@@ -137,8 +152,10 @@ def run_actor(core: ActorCore, ctx: ActorContext) -> None:
     _die_with_parent()
     _redirect_output(ctx)
     code = 0
+    core: ActorCore | None = None
     try:
         _injected_fault(ctx.name)
+        core = make()
         ctx.deliver(core.start(ctx))
         _loop(core, ctx)
     except _StopRequested:
@@ -151,7 +168,8 @@ def run_actor(core: ActorCore, ctx: ActorContext) -> None:
         )
     finally:
         with contextlib.suppress(Exception, _StopRequested):
-            core.stop()
+            if core is not None:
+                core.stop()
     sys.stdout.flush()
     # Give the mailbox feeder thread a moment to flush the last message, then leave without
     # running inherited atexit handlers (they belong to the supervisor).
@@ -206,20 +224,17 @@ def _loop(core: ActorCore, ctx: ActorContext) -> None:
     fds = getattr(core, "fds", None)
     on_fd = getattr(core, "on_fd", None)
     next_tick = time.monotonic()
-    next_beat = 0.0
-    pid = os.getpid()
     parent = os.getppid()
+    busy = ctx.busy_since
+    busy.value = next_tick
     # A (re)started actor begins with the newest state, whatever its predecessor left unread.
     first = ctx.inbox.resync()
     if first:
         ctx.deliver(core.handle(first, time.monotonic()))
     while not core.done:
         now = time.monotonic()
-        if now >= next_beat:
-            if os.getppid() != parent:
-                return  # the supervisor is gone: nobody would restart or read us
-            ctx.supervisor.post(Heartbeat(ctx.name, pid, now))
-            next_beat = now + HEARTBEAT_SECONDS
+        if os.getppid() != parent:
+            return  # the supervisor is gone: nobody would restart or read us
         if now >= next_tick:
             # What is already queued comes first: a tick must not draw (or send) what a
             # waiting message has made stale, e.g. right after a SIGCONT.
@@ -228,9 +243,11 @@ def _loop(core: ActorCore, ctx: ActorContext) -> None:
             next_tick, out = core.tick(time.monotonic())
             ctx.deliver(out)
             continue
-        timeout = max(0.0, min(next_tick, next_beat) - now)
+        timeout = min(max(0.0, next_tick - now), IDLE_WAKE_SECONDS)
         extra: list[int] = fds() if fds is not None else []
+        busy.value = 0.0  # waiting is not hanging: the supervisor judges only busy stretches
         ready = connection.wait([inbox_fd, *extra], timeout)
+        busy.value = time.monotonic()
         for fd in ready:
             if fd == inbox_fd:
                 if not _take_batch(core, ctx):

@@ -21,6 +21,7 @@ a run that was SIGKILLed is cleaned up by the next start (``shm.segment.cleanup_
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing as mp
 import os
 import signal
@@ -41,7 +42,6 @@ from vramtop.messages import (
     ActorHealth,
     ActorState,
     ConfigUpdate,
-    Heartbeat,
     LogLine,
     Quit,
     Stop,
@@ -82,6 +82,19 @@ class ChildSpec:
     every_state: bool = False  # needs every sample, not the newest (the exporter's files)
 
 
+def lazy(module: str, name: str, *args: Any, **kwargs: Any) -> Callable[[], ActorCore]:
+    """A :class:`ChildSpec` factory that imports the core's module when it is called: in the
+    actor's own process, after the fork (``run_actor``), never in the supervisor."""
+
+    def make() -> ActorCore:
+        import importlib
+
+        core: ActorCore = getattr(importlib.import_module(module), name)(*args, **kwargs)
+        return core
+
+    return make
+
+
 @dataclass
 class _Child:
     spec: ChildSpec
@@ -92,8 +105,9 @@ class _Child:
     failed: bool = False
     last_error: str = ""
     start_at: float | None = 0.0  # monotonic time of the next (re)start; None = not scheduled
-    last_beat: float = 0.0
+    last_beat: float = 0.0  # monotonic time before which a busy stretch is not judged
     writing_since: Any = field(default_factory=lambda: CONTEXT.RawValue("d", 0.0))
+    busy_since: Any = field(default_factory=lambda: CONTEXT.RawValue("d", 0.0))  # heartbeat
     stalled: bool = False  # its terminal output is blocked (said once in the log)
 
 
@@ -155,7 +169,7 @@ class Supervisor:
             self._create_segment()
             while not self.stopping:
                 self._start_due()
-                self._wait(0.5)
+                self._wait(1.0)
                 self._handle_signals()
                 self._read_log()
                 self._handle_inbox()
@@ -233,17 +247,22 @@ class Supervisor:
             log_fd=self._log_w,
             owns_terminal=child.spec.owns_terminal,
             writing_since=child.writing_since,
+            busy_since=child.busy_since,
         )
 
     def _start(self, child: _Child) -> None:
         child.inbox.repair()
-        core = child.spec.factory()
         proc = CONTEXT.Process(
             target=run_actor,
-            args=(core, self._context_for(child)),
+            args=(child.spec.factory, self._context_for(child)),
             name=f"vramtop: {child.spec.name}",
         )
         proc.daemon = False
+        # What the supervisor imported is shared with every actor page by page until one
+        # writes it. A collection in the child would write every tracked object's header (and
+        # copy its page): frozen objects are never traversed.
+        gc.freeze()
+        child.busy_since.value = time.monotonic()  # busy from its start to its first wait
         proc.start()
         child.process = proc
         child.start_at = None
@@ -373,11 +392,7 @@ class Supervisor:
 
     def _handle_inbox(self) -> None:
         for message in self.inbox.drain():
-            if isinstance(message, Heartbeat):
-                child = self.children.get(message.actor)
-                if child is not None:
-                    child.last_beat = time.monotonic()
-            elif isinstance(message, ActorError):
+            if isinstance(message, ActorError):
                 child = self.children.get(message.actor)
                 if child is not None:
                     child.last_error = message.error
@@ -425,7 +440,9 @@ class Supervisor:
         now = time.monotonic()
         for child in self.children.values():
             proc = child.process
-            if proc is not None and now - child.last_beat > child.spec.heartbeat_timeout:
+            busy = child.busy_since.value  # 0 while the actor waits for work: not hanging
+            judged = max(busy, child.last_beat)  # last_beat: not judged before (SIGCONT, ...)
+            if proc is not None and busy > 0.0 and now - judged > child.spec.heartbeat_timeout:
                 if _stopped(proc.pid or 0):
                     # Stopped (SIGSTOP, a debugger), not hung: it beats again once continued.
                     child.last_beat = now

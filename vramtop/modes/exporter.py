@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import sys
 
-from vramtop.actors.analyzer import AnalyzerCore
 from vramtop.actors.metrics import MetricsCore, is_loopback, parse_listen
 from vramtop.actors.routes import STATE_ROUTES
-from vramtop.actors.sampler import SamplerCore
-from vramtop.actors.supervisor import ChildSpec, ShmShape, Supervisor
+from vramtop.actors.supervisor import ChildSpec, ShmShape, Supervisor, lazy
 from vramtop.config import Config
 from vramtop.gpu.factory import BackendSpec
 from vramtop.modes.exits import EXIT_GPU, EXIT_USAGE, fail
@@ -68,8 +66,8 @@ def run_exporter(
     try:
         backend_spec = spec
         children = [
-            ChildSpec("sampler", lambda: SamplerCore(backend_spec)),
-            ChildSpec("analyzer", AnalyzerCore),
+            ChildSpec("sampler", lazy("vramtop.actors.sampler", "SamplerCore", backend_spec)),
+            ChildSpec("analyzer", lazy("vramtop.actors.analyzer", "AnalyzerCore")),
             ChildSpec("metrics", lambda: MetricsCore(listen, hostname), essential=True),
         ]
         if spec.kind != "replay":

@@ -14,22 +14,15 @@ from __future__ import annotations
 
 import time
 
-from vramtop.actors.analyzer import AnalyzerCore
-from vramtop.actors.enricher import EnricherCore
-from vramtop.actors.exporter import ExporterCore
-from vramtop.actors.render import RenderCore
 from vramtop.actors.routes import STATE_ROUTES
-from vramtop.actors.sampler import SamplerCore
-from vramtop.actors.supervisor import ChildSpec, ShmShape, Supervisor
+from vramtop.actors.supervisor import ChildSpec, ShmShape, Supervisor, lazy
 from vramtop.config import Config
-from vramtop.deep.core import DeepCore
 from vramtop.gpu.children import ChildPool
 from vramtop.gpu.factory import BackendSpec
 from vramtop.gpu.probe import probe_gpu_count
 from vramtop.gpu.scenario import load_scenario
 from vramtop.modes.exits import EXIT_GPU, fail
 from vramtop.render.filters import ProcessFilter
-from vramtop.scrape.core import ScraperCore
 
 
 def prepare_backend(
@@ -75,9 +68,9 @@ def local_process_children() -> list[ChildSpec]:
     """The actors that read this machine's processes (/proc, servers, deep-mode sockets): not
     for a replay or the fleet view, whose PIDs are not this machine's."""
     return [
-        ChildSpec("enricher", EnricherCore),
-        ChildSpec("scraper", ScraperCore),
-        ChildSpec("deep", DeepCore),
+        ChildSpec("enricher", lazy("vramtop.actors.enricher", "EnricherCore")),
+        ChildSpec("scraper", lazy("vramtop.scrape.core", "ScraperCore")),
+        ChildSpec("deep", lazy("vramtop.deep.core", "DeepCore")),
     ]
 
 
@@ -97,20 +90,26 @@ def run_monitor(
     spec, gpu_count, pool = prepared
     general = config.general
     try:
-        backend_spec = spec
+        # Each actor imports its own modules after the fork (``lazy``); the supervisor holds
+        # only what they share (numpy, the messages, the shared memory), frozen before forking.
         children = [
-            ChildSpec("sampler", lambda: SamplerCore(backend_spec)),
+            ChildSpec("sampler", lazy("vramtop.actors.sampler", "SamplerCore", spec)),
             ChildSpec(
-                "render", lambda: RenderCore(filters=filters), essential=True, owns_terminal=True
+                "render",
+                lazy("vramtop.actors.render", "RenderCore", filters=filters),
+                essential=True,
+                owns_terminal=True,
             ),
         ]
         if spec.kind != "fleet":  # the fleet view shows what each node judged itself
-            children.append(ChildSpec("analyzer", AnalyzerCore))
+            children.append(ChildSpec("analyzer", lazy("vramtop.actors.analyzer", "AnalyzerCore")))
         if spec.kind not in ("replay", "fleet"):  # their PIDs are not this machine's processes
             children += local_process_children()
         if export_csv is not None or export_ndjson is not None:
             exporter = ChildSpec(
-                "exporter", lambda: ExporterCore(export_csv, export_ndjson), every_state=True
+                "exporter",
+                lazy("vramtop.actors.exporter", "ExporterCore", export_csv, export_ndjson),
+                every_state=True,
             )
             children.append(exporter)
         supervisor = Supervisor(

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 import time
+from html import escape
 from pathlib import Path
-from xml.sax.saxutils import escape, quoteattr
 
 from vramtop.render.grid import CONTINUATION, Grid, Style
 from vramtop.render.theme import Theme
@@ -60,7 +60,7 @@ def grid_to_svg(grid: Grid, theme: Theme, title: str = "vramtop") -> str:
     out = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" font-family={quoteattr(FONT)} font-size="14">',
+        f'viewBox="0 0 {width} {height}" font-family="{escape(FONT)}" font-size="14">',
         f"<title>{escape(title)}</title>",
         f'<rect width="100%" height="100%" fill="{_hex(theme, "background")}"/>',
     ]

@@ -39,13 +39,13 @@ from vramtop.messages import (
 from vramtop.sanitize import clean
 from vramtop.scrape import parsers
 from vramtop.scrape.discovery import Candidate, Discovery
-from vramtop.scrape.fetch import FetchResult, fetch, url_of
-from vramtop.scrape.model import ServerMetrics
+from vramtop.scrape.model import ServerMetrics, url_of
 
 if TYPE_CHECKING:  # --once runs this core without the actor system: no actor module at run time
     from vramtop.actors.base import ActorContext, Out
+    from vramtop.scrape.fetch import FetchResult
 
-Fetcher = Callable[[str, int, str, float], FetchResult]
+Fetcher = Callable[[str, int, str, float], "FetchResult"]
 
 # As actors/routes.py's "scrape" readers (not imported: --once runs this core without actors).
 DESTINATIONS = ("render", "analyzer", "exporter", "metrics")
@@ -85,13 +85,15 @@ class ScraperCore:
         config: Config | None = None,
         procfs: ProcFS | None = None,
         my_uid: int | None = None,
-        fetcher: Fetcher = fetch,
+        fetcher: Fetcher | None = None,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.config = config or Config()
         self.procfs = procfs or ProcFS()
         self.my_uid = my_uid
-        self.fetcher = fetcher
+        # The HTTP client (urllib3, ssl: about 8 MiB) is imported with the first server found:
+        # a machine that serves no model never pays for it.
+        self._fetcher = fetcher
         self.wall = wall
         self.done = False
         self.rows: tuple[ProcessRow, ...] = ()
@@ -227,6 +229,14 @@ class ScraperCore:
             if target.reading is not None:
                 return cand
         return candidates[0]
+
+    @property
+    def fetcher(self) -> Fetcher:
+        if self._fetcher is None:
+            from vramtop.scrape.fetch import fetch
+
+            self._fetcher = fetch
+        return self._fetcher
 
     def _read(self, kind: str, cand: Candidate, now: float) -> _Target:
         key = (cand.host, cand.port)

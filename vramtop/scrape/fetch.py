@@ -28,6 +28,7 @@ import urllib3
 from urllib3.connection import HTTPConnection
 
 from vramtop.sanitize import clean
+from vramtop.scrape.model import url_of
 
 MAX_BODY = 64 * 1024
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1"})
@@ -61,10 +62,6 @@ class FetchResult:
     @property
     def ok(self) -> bool:
         return not self.error and self.status == 200
-
-
-def url_of(host: str, port: int, path: str) -> str:
-    return f"http://[{host}]:{port}{path}" if ":" in host else f"http://{host}:{port}{path}"
 
 
 class _Deadline:

@@ -49,3 +49,8 @@ class ServerMetrics:
             "server_pid": self.server_pid or None,
             "shared": self.shared,
         }
+
+
+def url_of(host: str, port: int, path: str) -> str:
+    """The URL of ``path`` on a listener (an IPv6 host in brackets)."""
+    return f"http://[{host}]:{port}{path}" if ":" in host else f"http://{host}:{port}{path}"

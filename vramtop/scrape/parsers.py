@@ -32,8 +32,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from vramtop.enrich.framework import LLAMA_CPP, OLLAMA, SGLANG, TGI, VLLM
 from vramtop.sanitize import clean
 
@@ -80,6 +78,14 @@ class Reading:
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 
+def _families(text: str) -> Iterable[Any]:
+    # Imported with the first server's metrics: the parser brings prometheus_client (about
+    # 8 MiB), which a machine serving no model never needs.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return text_string_to_metric_families(text)  # type: ignore[no-any-return]
+
+
 def prometheus_samples(text: str, prefix: str) -> Samples:
     """name -> [(labels, value)] for every finite sample whose name starts with ``prefix``.
 
@@ -88,7 +94,7 @@ def prometheus_samples(text: str, prefix: str) -> Samples:
     """
     out: Samples = {}
     try:
-        for family in text_string_to_metric_families(text):
+        for family in _families(text):
             for s in family.samples:
                 if s.name.startswith(prefix) and math.isfinite(float(s.value)):
                     out.setdefault(s.name, []).append((dict(s.labels), float(s.value)))
