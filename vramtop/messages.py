@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from vramtop.config import Config
 from vramtop.deep.protocol import Report
 from vramtop.gpu.snapshot import Snapshot
+from vramtop.wire import compact
 
 if TYPE_CHECKING:  # the model modules import ProcessIdentity from here
     from vramtop.analysis.model import AnalysisResult
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # the model modules import ProcessIdentity from here
     from vramtop.scrape.model import ServerMetrics
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class ProcessIdentity:
     """A process is (pid, start time); a reused PID is a new process (design principle 8)."""
@@ -37,6 +39,7 @@ class ProcessIdentity:
     start_time: float  # seconds since the epoch, as psutil.Process.create_time(); 0.0 = unknown
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class ProcessRow:
     """What the sampler knows of a GPU process beyond NVML: identity, slot, basic /proc facts."""
@@ -49,6 +52,7 @@ class ProcessRow:
     same_user: bool  # may vramtop read /proc details and send signals (same UID or root)
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class SampleMessage:
     """One tick of the sampler: the snapshot plus where each process lives in shared memory."""
@@ -58,6 +62,7 @@ class SampleMessage:
     rows: tuple[ProcessRow, ...]
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class SnapshotMessage:
     """The sampler's tick as the render process and the exporter get it, beside the
@@ -69,6 +74,7 @@ class SnapshotMessage:
     snapshot: Snapshot
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class ProcessRows:
     """The sampler's tick as the analyzer and enricher need it: the rows without the snapshot
@@ -79,6 +85,7 @@ class ProcessRows:
     rows: tuple[ProcessRow, ...]
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class ActorState:
     name: str
@@ -88,6 +95,7 @@ class ActorState:
     last_error: str = ""
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class ActorHealth:
     """Supervisor -> render: who is running, who was restarted, who was given up."""
@@ -95,6 +103,7 @@ class ActorHealth:
     actors: tuple[ActorState, ...]
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class ConfigUpdate:
     """Supervisor -> actors after SIGHUP. ``error`` set: the reload failed, the old config stays.
@@ -107,6 +116,7 @@ class ConfigUpdate:
     note: str = ""
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class LogLine:
     """Supervisor -> render: the newest line the actors wrote to stderr or logged (the screen
@@ -117,6 +127,7 @@ class LogLine:
     total: int
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class Stop:
     """Supervisor -> actor: finish the current step and exit 0."""
@@ -124,6 +135,7 @@ class Stop:
     reason: str = ""
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class Quit:
     """Render -> supervisor: the user asked to quit."""
@@ -131,6 +143,7 @@ class Quit:
     reason: str = "user"
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class ActorError:
     """Actor -> supervisor: a one-line description of why it is about to die."""
@@ -140,6 +153,7 @@ class ActorError:
     details: tuple[str, ...] = field(default=())
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class Selected:
     """Render -> analyzer: the process the user selected (PELT segments are computed for it
@@ -148,6 +162,7 @@ class Selected:
     identity: ProcessIdentity | None
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class EnrichmentMessage:
     """Enricher -> render/analyzer: facts about new or changed processes (by identity)."""
@@ -156,6 +171,7 @@ class EnrichmentMessage:
     notes: tuple[str, ...] = ()  # e.g. "processes from another PID namespace: run with --pid=host"
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class AnalysisMessage:
     """Analyzer -> render: phases, verdicts and OOM predictions for one sample."""
@@ -164,6 +180,7 @@ class AnalysisMessage:
     result: AnalysisResult
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class DeepProcess:
     """What one deep-mode reporter said, attributed to the PID ``SO_PEERCRED`` gave."""
@@ -175,6 +192,7 @@ class DeepProcess:
     problem: str = ""  # why the newest read failed, e.g. "not JSON", "no answer within 2 s"
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class DeepStateMessage:
     """Deep actor -> render/analyzer/exporter: every reporting process, whole state each time
@@ -185,6 +203,7 @@ class DeepStateMessage:
     at: float = 0.0  # wall time of the round
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class ScrapeMessage:
     """Scraper -> render/analyzer/exporter (state: the newest replaces the older): what every
@@ -194,6 +213,7 @@ class ScrapeMessage:
     at: float = 0.0  # time.time() of the scrape round
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class Notice:
     """Actor -> render: a standing line for the status bar, e.g. "recording paused: disk full

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vramtop.messages import ProcessIdentity
+from vramtop.wire import compact
 
 # Phases
 STABLE, GROWING, SHRINKING, VOLATILE, UNKNOWN = (
@@ -19,6 +20,7 @@ STABLE, GROWING, SHRINKING, VOLATILE, UNKNOWN = (
 OK, TIGHT, OOM_RISK = "OK", "TIGHT", "OOM risk"
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class Trend:
     phase: str  # one of the phases above
@@ -29,6 +31,7 @@ class Trend:
     step_mib: float = 0.0
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class OomPrediction:
     eta_s: float  # best estimate, seconds from now to OOM
@@ -39,6 +42,7 @@ class OomPrediction:
     rule: str  # which rule produced it, e.g. "variance: sustained linear growth 42 samples"
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class Segment:
     """A PELT change-point segment of a process's memory history."""
@@ -49,6 +53,7 @@ class Segment:
     label: str  # "warm-up", "plateau", "leak", "cache fill", "release", "spike"
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class Incarnation:
     """An ended earlier run of the same job (same user, command line and GPU)."""
@@ -61,6 +66,7 @@ class Incarnation:
     seen_s: float = 0.0  # how long vramtop watched it on this GPU
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class Lineage:
     """A process's earlier incarnations, newest last; ``restarts`` counts all of them, while
@@ -73,6 +79,7 @@ class Lineage:
 NO_LINEAGE = Lineage()
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class ProcessAnalysis:
     identity: ProcessIdentity
@@ -88,6 +95,7 @@ class ProcessAnalysis:
     lineage: Lineage = NO_LINEAGE
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class GpuAnalysis:
     gpu_index: int
@@ -96,6 +104,7 @@ class GpuAnalysis:
     temp_warning: bool = False
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class AnalysisResult:
     timestamp: float

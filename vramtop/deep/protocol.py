@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vramtop.sanitize import clean
+from vramtop.wire import compact
 
 VERSION = 1
 MAX_LINE = 16 * 1024
@@ -68,6 +69,7 @@ class ProtocolError(Exception):
     """A line that is not a version-1 deep-mode report; the message says why, in one line."""
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class DeviceStats:
     """One CUDA device as the process's caching allocator sees it (bytes and counts)."""
@@ -95,6 +97,7 @@ class DeviceStats:
         return max(0, self.reserved_bytes - self.allocated_bytes)
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class OomEvent:
     """The moment the allocator failed: when, on which device, for how much."""
@@ -106,6 +109,7 @@ class OomEvent:
     total_bytes: int | None
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class Report:
     state: str  # one of STATES

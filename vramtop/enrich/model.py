@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vramtop.messages import ProcessIdentity
+from vramtop.wire import compact
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class ModelFile:
     path: str  # sanitised
@@ -16,6 +18,7 @@ class ModelFile:
     via: str  # "fd" | "mmap" | "fd+mmap"
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class Container:
     runtime: str  # "docker" | "podman" | "containerd" | "cri-o" | "kubernetes" | "lxc"
@@ -28,6 +31,7 @@ class Container:
         return self.id[:12]
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class Enrichment:
     identity: ProcessIdentity

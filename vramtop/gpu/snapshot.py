@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from vramtop.na import NA, NaType
+from vramtop.wire import compact
 
 IntNA = int | NaType
 FloatNA = float | NaType
@@ -29,6 +30,7 @@ class ProcessType(str, Enum):
     MPS = "mps"
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class GpuSample:
     """One GPU at one instant. Static fields (uuid, name, ...) are repeated in every sample."""
@@ -79,6 +81,7 @@ class GpuSample:
         return f"GPU {self.parent_index} MIG {self.gpu_instance_id}"
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class ProcessSample:
     """A process holding memory on one GPU (a process on two GPUs yields two samples)."""
@@ -97,6 +100,7 @@ class ProcessSample:
         return "+".join(letters[t] for t in self.types) or "?"
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class NvmlCall:
     """Latency counters of one NVML function, summed over all GPUs since the backend opened."""
@@ -109,6 +113,7 @@ class NvmlCall:
     last_ms: float
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything one backend tick knows."""

@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vramtop.messages import ProcessIdentity
+from vramtop.wire import compact
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class ServerMetrics:
     kind: str  # "vLLM", "SGLang", "llama.cpp", "TGI", "Ollama"
