@@ -22,6 +22,9 @@ class TerminalWriter:
         self.no_color = no_color
         self._prev: Grid | None = None
         self._seq: dict[Style, str] = {}
+        # Cursor moves by cell: the terminal library expands each from its terminfo template in
+        # Python (~0.4 ms), and a frame moves to the same few dozen cells every time.
+        self._moves: dict[tuple[int, int], str] = {}
         self.bytes_written = 0
 
     def set_theme(self, theme: Theme) -> None:
@@ -32,6 +35,7 @@ class TerminalWriter:
     def invalidate(self) -> None:
         self._prev = None
         self._seq.clear()
+        self._moves.clear()
 
     def _style_seq(self, style: Style) -> str:
         seq = self._seq.get(style)
@@ -91,7 +95,10 @@ class TerminalWriter:
                         continue
                     ch = chars[x]
                 if x != cursor:
-                    out.append(t.move_xy(x, y))
+                    move = self._moves.get((x, y))
+                    if move is None:
+                        move = self._moves[(x, y)] = t.move_xy(x, y)
+                    out.append(move)
                 style = styles[x]
                 if style != current:
                     out.append(self._style_seq(style))
