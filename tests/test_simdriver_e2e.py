@@ -248,3 +248,35 @@ def test_driver_faults_mid_run_leave_the_monitor_drawing(
         assert tui.wait_exit() == 0
     finally:
         tui.close()
+
+
+def test_a_screen_where_nothing_changes_sends_nothing(tmp_path: Path, children: Children) -> None:
+    # Constant figures, the clock at minute resolution and a layout without a time axis: once
+    # the history sparkline has filled, a second with nothing new on screen costs 0 bytes.
+    serve = children.start("serve_sim.py")
+    scenario = "\n".join(
+        ["gpus 1", "gpu 0 name NVIDIA H100 80GB HBM3", "gpu 0 memory 80G 512M",
+         "gpu 0 util 35 12", f"proc 0 {serve} compute 9G sm=20 mem=5", ""]
+    )  # fmt: skip
+    driver = Driver(tmp_path, scenario=scenario)
+    config = driver.home / ".config" / "vramtop" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('[display]\nclock = "minutes"\nlayout = "compact"\n')
+    tui = Tui(["--refresh-rate", "0.5"], cols=140, rows=40, env=driver.env, home=driver.home)
+    try:
+        tui.wait_for("serve_sim.py")
+        tui.pump(10.0)  # 20 samples: the 16-cell sparkline is full, the young-process re-reads done
+        quiet: list[int] = []
+        for _ in range(3):
+            minute, mark = time.localtime().tm_min, len(tui.raw)
+            tui.pump(3.0)
+            if time.localtime().tm_min != minute:
+                continue  # the clock turned: that is a change on screen
+            quiet.append(len(tui.raw) - mark)
+            break
+        assert quiet == [0], f"{quiet} bytes in 3 s of an unchanging screen"
+        assert "serve_sim.py" in tui.text()
+        tui.send("q")
+        assert tui.wait_exit() == 0
+    finally:
+        tui.close()
