@@ -61,3 +61,25 @@ def test_the_probe_sees_an_actor_import(tmp_path: Path) -> None:
         'print(json.dumps({"ran": [m for m in sys.modules if m.startswith("vramtop.actors")]}))'
     )
     assert "vramtop.actors.supervisor" in _probe(tmp_path, code)["ran"]  # type: ignore[operator]
+
+
+def test_version_and_help_import_neither_numpy_nor_an_actor() -> None:
+    # `vramtop --version` in a login script or a completion helper must stay instant.
+    code = textwrap.dedent(
+        """
+        import contextlib, io, json, sys
+        import vramtop.cli
+        seen = {}
+        for flag in ("--version", "--help"):
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+                vramtop.cli.main([flag])
+            seen[flag] = sorted(m for m in sys.modules
+                                if m == "numpy" or m.startswith(("vramtop.actors", "blessed")))
+        print(json.dumps(seen))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"--version": [], "--help": []}
