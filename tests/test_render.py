@@ -526,6 +526,27 @@ def test_a_sample_waits_for_its_analysis_then_is_shown_without_it_when_late() ->
     assert core.frame_seqs == (3, 3) and "+3.0M/s" in _row_of(core, 103)  # type: ignore[attr-defined]
 
 
+def test_background_news_waits_for_the_next_frame_instead_of_drawing_one_of_its_own() -> None:
+    from vramtop.actors.render import CLOCK_S
+    from vramtop.enrich.model import Enrichment
+    from vramtop.messages import EnrichmentMessage
+
+    core, written = _core()
+    s1, a1 = _tick(1)
+    core.handle([s1, a1], now=100.0)  # type: ignore[attr-defined]
+    frames = core.frames  # type: ignore[attr-defined]
+    ident = s1.rows[0].identity
+    news = Enrichment(ident, 0, "root", True, framework="vLLM", framework_evidence="argv")
+    core.handle([EnrichmentMessage((news,))], now=100.2)  # type: ignore[attr-defined]
+    assert core.frames == frames, "an enrichment alone draws no frame"  # type: ignore[attr-defined]
+    # The next tick shows it (at most a clock period later), and the tick after draws nothing.
+    core.tick(100.3)  # type: ignore[attr-defined]
+    assert core.frames == frames + 1 and "vLLM" in _row_of(core, 101)  # type: ignore[attr-defined]
+    core.tick(100.3 + CLOCK_S / 2)  # type: ignore[attr-defined]
+    assert core.frames == frames + 1, "no frame while nothing changed and one was just drawn"  # type: ignore[attr-defined]
+    assert len(written) >= 2
+
+
 # --- papercuts: what the columns mean, sorting what is shown, saying the layout ------------
 
 

@@ -255,7 +255,8 @@ class RenderCore:
         changed = self.ui.tick()
         # A sample frame redraws the clock too: while samples arrive at least once a second,
         # the tick draws only what they have not (a held sample, a countdown, news waiting).
-        if shown or changed or self._stale or now - self._drawn_at >= CLOCK_S - 0.05:
+        quiet = time.monotonic() - self._drawn_at  # redraw() stamps real time
+        if shown or changed or self._stale or quiet >= CLOCK_S - 0.05:
             self.redraw()
         nxt = now + (COUNTDOWN_S if self.ui.kill.running else CLOCK_S)
         if self._held is not None:
