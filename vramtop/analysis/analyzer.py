@@ -587,11 +587,12 @@ def _free(g: GpuHistory) -> float:
     free = _finite(g.free)
     if math.isfinite(free):
         return free
-    used = np.asarray(g.used, dtype=np.float64)
-    finite = used[np.isfinite(used)]
+    used = np.asarray(g.used, dtype=np.float64).ravel()
     total = _finite(g.total)
-    if finite.size and math.isfinite(total):
-        return max(total - float(finite[-1]), 0.0)
+    # Only this tick's figure: free memory from an earlier sample, set beside the processes'
+    # figures of now, would call a sawtooth's next peak unfitting the tick after it dropped.
+    if used.size and math.isfinite(used[-1]) and math.isfinite(total):
+        return max(total - float(used[-1]), 0.0)
     return math.nan
 
 
