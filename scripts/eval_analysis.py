@@ -27,7 +27,8 @@ the ground truth:
 
 ``tests/test_analysis_eval.py`` asserts the thresholds on the same figures.
 
-Usage: ``.venv/bin/python scripts/eval_analysis.py [--algorithm variance|pelt] [--quick]``
+Usage: ``.venv/bin/python scripts/eval_analysis.py [--algorithm variance|pelt] [--quick]
+[--seed N]``
 """
 
 from __future__ import annotations
@@ -359,6 +360,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one or two traces per class")
     parser.add_argument("--confusion", action="store_true", help="also print per-trace detail")
     parser.add_argument("--misses", action="store_true", help="print confident misses")
+    parser.add_argument(
+        "--seed", type=int, default=0,
+        help="another realisation of every trace's noise, jitter and gaps (0: the README's)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     global DEBUG
     DEBUG = args.misses
@@ -366,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     config = dataclasses.replace(
         config, oom_prediction=OomPredictionConfig(algorithm=args.algorithm)
     )
-    results = evaluate(suite(full=not args.quick), config)
+    results = evaluate(suite(full=not args.quick, seed=args.seed), config)
     print(table(results, args.algorithm))
     if args.confusion:
         for r in results:

@@ -27,14 +27,15 @@ The rules, in order (each refusal means "no prediction", never a guess):
    minimum length) times the chance that growth watched for T seconds lasts the ETA more:
    ``T / (T + ETA)`` (the "Lindy" estimate: with no other knowledge, a trend is as likely to be
    half-way through its life as at any other point). A rise watched for less than ``YOUNG_S``
-   (it may be the first tooth of a slow sawtooth, or a warm-up about to stop) is not
-   extrapolated beyond its own length: while T < ``YOUNG_S`` an ETA longer than T gets no
-   confidence. A young rise that broke a flat stretch seen before it (a change of behaviour:
-   a leak starting, ranks starting to grow together) is trusted that far; one that has been
-   rising since the first sample there is (the process's start-up, a pattern watched from its
-   middle) is also discounted by ``(T / YOUNG_S)²``. So four ranks that fill the card in 3 s
-   after 9 s of growth warn, a model loading at 1 GiB/s for 15 s is not "OOM in 60 s", and a
-   sawtooth's first rise, fast or slow, is a forecast (TIGHT), not an alarm.
+   (it may be the first tooth of a slow sawtooth, or a warm-up about to stop) is discounted
+   further by ``(T / YOUNG_S)²``, with two exceptions. A young rise that broke a flat stretch
+   seen before it (a change of behaviour: a leak starting, ranks starting to grow together)
+   and whose ETA is within its own length is trusted that far, undiscounted. A young rise
+   that has been rising since the first sample there is (the process's start-up, a pattern
+   watched from its middle) is never extrapolated beyond its own length: an ETA longer than T
+   gets no confidence. So four ranks that fill the card in 3 s after 9 s of growth warn, a
+   model loading at 1 GiB/s for 15 s is not "OOM in 60 s", and a sawtooth's first rise, fast
+   or slow, is a forecast (TIGHT), not an alarm.
 7. A run that has just come back down is over: when the latest value lies below the envelope
    by more than the noise threshold and nothing in the run before the last ``ENVELOPE_S``
    seconds fell that far below it (a first drop, not the teeth of a sawtooth riding a leak),
@@ -106,17 +107,21 @@ def eta_range(headroom_mib: float, slope: float, u: float) -> tuple[float, float
 def foresight(
     observed_s: float, eta_s: float, young_s: float = YOUNG_S, began_seen: bool = True
 ) -> float:
-    """The look-ahead discount of rule 6: ``T / (T + ETA)``; for a run shorter than ``young_s``
-    0 when its ETA is longer than the run itself, and also ``(T / young_s)²`` when the run's
-    beginning was not seen (it has been rising since the first sample)."""
+    """The look-ahead discount of rule 6: ``T / (T + ETA)``, and for a run shorter than
+    ``young_s`` also ``(T / young_s)²`` — except for a run whose beginning was seen (it broke a
+    flat stretch) and whose ETA is within its own length, which is trusted that far; and 0 for a
+    run rising since the first sample whose ETA is beyond its own length."""
     t = max(observed_s, 0.0)
     ahead = max(eta_s, 0.0)
     lindy = t / (t + ahead) if t + ahead > 0 else 1.0
     if t >= young_s:
         return lindy
-    if ahead > t:
+    within = ahead <= t
+    if began_seen and within:
+        return lindy
+    if not began_seen and not within:
         return 0.0
-    return lindy if began_seen else lindy * (t / young_s) ** 2
+    return lindy * (t / young_s) ** 2
 
 
 def envelope(ts: FloatArray, x: FloatArray, seconds: float = ENVELOPE_S) -> FloatArray:
