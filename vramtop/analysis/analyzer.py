@@ -49,6 +49,8 @@ from vramtop.analysis.trend import (
     P_GROWING,
     P_SHRINKING,
     P_STABLE,
+    P_UNKNOWN,
+    P_VOLATILE,
     PHASES,
     BoolArray,
     FloatArray,
@@ -202,7 +204,7 @@ class Analyzer:
                 urgent=urgent_moves(batch, self.params.short_window_s),
             )  # fmt: skip
             rate_arr = batch.rate_mib_s
-            shown_rate, step = _shown_rates(shown, batch, self.params.short_window_s)
+            shown, shown_rate, step = _shown_rates(shown, batch, self.params.short_window_s)
         else:
             shown_rate, step = np.zeros(0), np.zeros(0)
             shown = np.zeros(0, dtype=np.int64)
@@ -239,6 +241,12 @@ class Analyzer:
                 )  # fmt: skip
         shared = {index: growth.concurrent(index, fits, free.get(index, math.nan))
                   for index in sorted(gpus)}  # fmt: skip
+        for f in fits:
+            # A growing row with a prediction shows the rate that prediction stands on (its
+            # growth run's), not the phase window's, which a rise younger than the window
+            # dilutes: "1 of 4 growing, +511M/s", not "+73M/s" beside a 3 s ETA.
+            if shown[f.row] == P_GROWING and f.fit.slope_mib_s > 0:
+                shown_rate[f.row] = f.fit.slope_mib_s
         own = _Predictions()
         for sp in shared.values():
             if sp is not None:
@@ -279,12 +287,13 @@ class Analyzer:
             phase = self._gpu_phase.update(
                 [index], gb.phase, urgent_moves(gb, self.params.short_window_s)
             )[0]
-            g_rate, g_step = _shown_rates(
+            g_phase, g_rate, g_step = _shown_rates(
                 np.asarray([phase], dtype=np.int64), gb, self.params.short_window_s
             )
             trend = Trend(
-                PHASES[phase], float(g_rate[0]), float(gb.stderr_mib_s[0]), float(g_step[0])
-            )
+                PHASES[int(g_phase[0])], float(g_rate[0]), float(gb.stderr_mib_s[0]),
+                float(g_step[0]),
+            )  # fmt: skip
             interval = oom_mod.sample_interval(g.ts)
             intervals[index] = interval
             options: list[OomPrediction] = []
@@ -297,6 +306,9 @@ class Analyzer:
                 gpu_pred = dataclasses.replace(fit.prediction, driver=driver)
                 raw_eta[index] = (gpu_pred, driver)
                 options.append(gpu_pred)
+                if trend.phase == PHASES[P_GROWING] and fit.slope_mib_s > 0:
+                    # As for a process: the rate its prediction stands on.
+                    trend = dataclasses.replace(trend, rate_mib_s=fit.slope_mib_s)
             # The processes' own predictions (shared growth, restarts) as they stand after the
             # lineage has added its evidence.
             seen_ids: set[int] = set()
@@ -584,11 +596,12 @@ def _free(g: GpuHistory) -> float:
     free = _finite(g.free)
     if math.isfinite(free):
         return free
-    used = np.asarray(g.used, dtype=np.float64)
-    finite = used[np.isfinite(used)]
+    used = np.asarray(g.used, dtype=np.float64).ravel()
     total = _finite(g.total)
-    if finite.size and math.isfinite(total):
-        return max(total - float(finite[-1]), 0.0)
+    # Only this tick's figure: free memory from an earlier sample, set beside the processes'
+    # figures of now, would call a sawtooth's next peak unfitting the tick after it dropped.
+    if used.size and math.isfinite(used[-1]) and math.isfinite(total):
+        return max(total - float(used[-1]), 0.0)
     return math.nan
 
 
@@ -651,13 +664,16 @@ def _process_analyses(
 
 def _shown_rates(
     shown: IntArray, batch: PhaseBatch, short_window_s: float
-) -> tuple[FloatArray, FloatArray]:
-    """The rate shown beside each row's (hysteresis) phase, and the step a stable row names.
+) -> tuple[IntArray, FloatArray, FloatArray]:
+    """The phase each row shows, the rate beside it, and the step a stable row names.
 
     The phase and its rate tell one story: growing and shrinking show the phase window's slope
     (the recent one if the slope still points the other way while the phase catches up);
     stable shows no rate, and when the phase window holds a net move past the change threshold
-    (a step, then flat) the step, so "stable" never sits beside "+511M/s"."""
+    (a step, then flat) the step, so "stable" never sits beside "+511M/s". A held phase that
+    neither slope bears out any more (still "growing" the tick after a crash took the memory
+    back) gives way to what the window says now: the raw phase, or volatile when that is the
+    held one too."""
     slope = batch.rate_mib_s
     recent = batch.recent_mib_s if batch.recent_mib_s is not None else np.zeros_like(slope)
     net = batch.net_mib if batch.net_mib is not None else np.zeros_like(slope)
@@ -670,8 +686,28 @@ def _shown_rates(
     rate[up] = np.where(slope[up] > 0, slope[up], np.maximum(recent[up], 0.0))
     down = shown == P_SHRINKING
     rate[down] = np.where(slope[down] < 0, slope[down], np.minimum(recent[down], 0.0))
+    stale = (up & ~(rate > 0)) | (down & ~(rate < 0))
+    if stale.any():
+        shown = shown.copy()
+        raw = batch.phase[stale]
+        shown[stale] = np.where(raw == shown[stale], P_VOLATILE, raw)
+        # The raw phase's own story: its slope beside growing/shrinking, none beside stable.
+        redo = np.flatnonzero(stale)
+        for i in redo.tolist():
+            up_rate = max(float(slope[i]), float(recent[i]))
+            down_rate = min(float(slope[i]), float(recent[i]))
+            if shown[i] == P_GROWING and up_rate > 0:
+                rate[i] = up_rate
+            elif shown[i] == P_SHRINKING and down_rate < 0:
+                rate[i] = down_rate
+            elif shown[i] == P_STABLE:
+                rate[i] = 0.0
+            else:
+                shown[i] = P_VOLATILE if shown[i] != P_UNKNOWN else P_UNKNOWN
+                rate[i] = float(slope[i])
+        stable = shown == P_STABLE
     step = np.where(stable & (np.abs(net) > batch.threshold_mib), net, 0.0)
-    return rate, step
+    return shown, rate, step
 
 
 def _driver(

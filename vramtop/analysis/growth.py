@@ -108,7 +108,8 @@ def concurrent(gpu: int, fits: Sequence[ProcessFit], free_bytes: float) -> Share
     quality = float(sum(w * f.fit.quality for w, f in zip(weights.tolist(), mine, strict=True)))
     watched = float(sum(w * f.fit.observed_s for w, f in zip(weights.tolist(), mine, strict=True)))
     eta, low, high = oom_mod.eta_range(headroom, total, u)
-    confidence = quality * oom_mod.foresight(watched, eta)
+    began = all(f.fit.began_seen for f in mine)
+    confidence = quality * oom_mod.foresight(watched, eta, began_seen=began)
     driver = mine[int(np.argmax(slopes))]
     if len(mine) == 1:
         rule = driver.fit.prediction.rule

@@ -24,12 +24,22 @@ The rules, in order (each refusal means "no prediction", never a guess):
 6. Confidence is meant to be read as a probability: of the predictions made at confidence c or
    more, a share of at least c comes true within their ETA range (``scripts/eval_analysis.py``
    prints the reliability table). It is the fit's quality (R² × how far the run exceeds the
-   minimum length) times a discount for a rise watched for less than ``YOUNG_S`` (it may be the
-   first tooth of a slow sawtooth, or a warm-up about to stop) times the chance that growth
-   watched for T seconds lasts the ETA more: ``T / (T + ETA)`` (the "Lindy" estimate: with no
-   other knowledge, a trend is as likely to be half-way through its life as at any other
-   point). A clean leak watched for as long as it has left to go is at 0.5 or more; a model
-   loading at 1 GiB/s for 15 s is not "OOM in 60 s".
+   minimum length) times the chance that growth watched for T seconds lasts the ETA more:
+   ``T / (T + ETA)`` (the "Lindy" estimate: with no other knowledge, a trend is as likely to be
+   half-way through its life as at any other point). A rise watched for less than ``YOUNG_S``
+   (it may be the first tooth of a slow sawtooth, or a warm-up about to stop) is discounted
+   further by ``(T / YOUNG_S)²``, with two exceptions. A young rise that broke a flat stretch
+   seen before it (a change of behaviour: a leak starting, ranks starting to grow together)
+   and whose ETA is within its own length is trusted that far, undiscounted. A young rise
+   that has been rising since the first sample there is (the process's start-up, a pattern
+   watched from its middle) is never extrapolated beyond its own length: an ETA longer than T
+   gets no confidence. So four ranks that fill the card in 3 s after 9 s of growth warn, a
+   model loading at 1 GiB/s for 15 s is not "OOM in 60 s", and a sawtooth's first rise, fast
+   or slow, is a forecast (TIGHT), not an alarm.
+7. A run that has just come back down is over: when the latest value lies below the envelope
+   by more than the noise threshold and nothing in the run before the last ``ENVELOPE_S``
+   seconds fell that far below it (a first drop, not the teeth of a sawtooth riding a leak),
+   the envelope's peak is history, not growth.
 """
 
 from __future__ import annotations
@@ -53,6 +63,9 @@ from vramtop.config import AlertsConfig, OomPredictionConfig
 
 ENVELOPE_S = 30.0  # longer than the sawtooth periods a training loop makes
 FIT_WINDOW_S = 180.0  # the slope comes from at most this much of the run
+# The run is looked for over at most this much history: a staircase whose steps come a minute
+# or two apart (epoch boundaries) needs several of them before its rate is evidence.
+RUN_WINDOW_S = 600.0
 STILL_S = 15.0
 Z = 2.0  # range = slope ± Z standard errors
 MIN_T = 3.0  # slope / stderr needed to call it growth
@@ -73,6 +86,7 @@ class OomFit:
     observed_s: float  # how long the growth run has been watched
     samples: int
     quality: float = 1.0  # confidence before the look-ahead discount (see rule 6)
+    began_seen: bool = True  # a flat stretch (or a fall) was seen before the run (rule 6)
 
 
 def rate_uncertainty(slope: float, stderr: float) -> float:
@@ -90,13 +104,24 @@ def eta_range(headroom_mib: float, slope: float, u: float) -> tuple[float, float
     return eta, low, high
 
 
-def foresight(observed_s: float, eta_s: float, young_s: float = YOUNG_S) -> float:
+def foresight(
+    observed_s: float, eta_s: float, young_s: float = YOUNG_S, began_seen: bool = True
+) -> float:
     """The look-ahead discount of rule 6: ``T / (T + ETA)``, and for a run shorter than
-    ``young_s`` also ``(T / young_s)²``."""
+    ``young_s`` also ``(T / young_s)²`` — except for a run whose beginning was seen (it broke a
+    flat stretch) and whose ETA is within its own length, which is trusted that far; and 0 for a
+    run rising since the first sample whose ETA is beyond its own length."""
     t = max(observed_s, 0.0)
-    young = min(1.0, t / young_s) ** 2 if young_s > 0 else 1.0
     ahead = max(eta_s, 0.0)
-    return young * (t / (t + ahead) if t + ahead > 0 else 1.0)
+    lindy = t / (t + ahead) if t + ahead > 0 else 1.0
+    if t >= young_s:
+        return lindy
+    within = ahead <= t
+    if began_seen and within:
+        return lindy
+    if not began_seen and not within:
+        return 0.0
+    return lindy * (t / young_s) ** 2
 
 
 def envelope(ts: FloatArray, x: FloatArray, seconds: float = ENVELOPE_S) -> FloatArray:
@@ -170,7 +195,7 @@ def fit_oom(
     with np.errstate(over="ignore", invalid="ignore"):
         x = v / MIB
     total = total_bytes / MIB
-    lo = window_start(t, FIT_WINDOW_S + ENVELOPE_S, min_n)
+    lo = window_start(t, RUN_WINDOW_S, min_n)
     t, x = t[lo:], x[lo:]
     if not np.all(np.isfinite(x)):
         return None
@@ -194,6 +219,8 @@ def fit_oom(
     # Rule 3: memory has been this high before inside the window and came back.
     if start > 0 and float(np.max(smooth[:start])) + thr >= e_now:
         return None
+    if _came_down(t, e, smooth, start, thr):
+        return None  # rule 7
     fit_lo = max(start, window_start(t, FIT_WINDOW_S, min_n))
     tr, er = t[fit_lo:], e[fit_lo:]
     n_run = int(t.size - start)
@@ -210,7 +237,10 @@ def fit_oom(
     jumps = np.sort(np.diff(e[start:]))[-2:]
     if rise <= 0 or float(jumps.sum()) > STEP_SHARE * rise:
         return None  # one or two allocations, not a trend
-    s0 = window_start(t, STILL_S, 4)
+    still, needs = _still_s(t, e, smooth, start, thr)
+    if float(t[-1] - t[start]) < needs:
+        return None  # rule 4: too short a run to tell its rhythm from growth that goes on
+    s0 = window_start(t, still, 4)
     if e_now - float(e[s0]) < max(0.5 * slope * float(t[-1] - t[s0]), thr / 2):
         return None  # rule 4: the growth has stopped
 
@@ -222,7 +252,10 @@ def fit_oom(
         low = max(0.0, low - step / slope)
     sustain = min(1.0, 0.5 + 0.5 * n_run / (3.0 * min_n))
     quality = float(np.clip(r2, 0.0, 1.0)) * sustain
-    confidence = float(np.clip(quality * foresight(observed_s, eta), 0.0, 1.0))
+    began_seen = start >= min_n
+    confidence = float(
+        np.clip(quality * foresight(observed_s, eta, began_seen=began_seen), 0.0, 1.0)
+    )
     text = (
         f"{rule} {n_run} samples over {observed_s:.0f}s at {slope:.1f} MiB/s, "
         f"{headroom:.0f} MiB left"
@@ -235,7 +268,39 @@ def fit_oom(
         driver=None,
         rule=text,
     )
-    return OomFit(prediction, slope, se, observed_s, n_run, quality)
+    return OomFit(prediction, slope, se, observed_s, n_run, quality, began_seen)
+
+
+def _still_s(
+    t: FloatArray, e: FloatArray, smooth: FloatArray, start: int, thr: float
+) -> tuple[float, float]:
+    """(How far back rule 4 looks for the envelope's rise, how long the run must be for that
+    look to stay inside it), in the run's own rhythm: 1.5 × the longest flat between the steps
+    of a staircase (two flats seen at least), and two envelope windows for a run with teeth
+    (its peaks, sampled a second apart, jitter by a tooth's slope; the envelope it is compared
+    with must be a whole window of the run's own peaks, not the first tooth's rise), so that
+    neither the flat of a staircase nor the sampled peaks of a bounded sawtooth decide whether
+    the growth goes on."""
+    still, needs = STILL_S, 0.0
+    if bool(np.any(e[start:] - smooth[start:] > thr)):
+        still = max(still, 2 * ENVELOPE_S)
+        needs = still + ENVELOPE_S
+    steps = np.flatnonzero(np.diff(e[start:]) > thr)
+    if steps.size >= 3:
+        stair = 1.5 * float(np.max(np.diff(t[start + 1 + steps])))
+        if stair > still:
+            still, needs = stair, max(needs, stair)
+    return still, needs
+
+
+def _came_down(t: FloatArray, e: FloatArray, smooth: FloatArray, start: int, thr: float) -> bool:
+    """Rule 7: the latest value is well below the envelope, for the first time in the run."""
+    if not e[-1] - smooth[-1] > thr:
+        return False
+    before = start + int(np.searchsorted(t[start:], t[-1] - ENVELOPE_S, side="right"))
+    if before <= start:
+        return True
+    return not bool(np.any(e[start:before] - smooth[start:before] > thr))
 
 
 def alert_passes(

@@ -115,17 +115,33 @@ def times(k: int) -> str:
 
 
 def _growth_reason(v: VerdictInput, eta: OomPrediction) -> str:
+    # The reason names the row's own phase and rate: a warning held across a staircase's flat
+    # or a sawtooth's trough says "stepped +2.0G" or "swings", never "grows +0.0 MiB/s".
+    rising = v.phase == GROWING and v.rate_mib_s > 0
     if math.isfinite(v.fatal_bytes) and v.deaths > 0:
+        now = f"{rate_text(v.rate_mib_s)}" if rising else _not_rising(v)
         return (
             f"died at {bytes_h(v.fatal_bytes)} {times(v.deaths)}; now {bytes_h(v.level_bytes)}, "
-            f"{rate_text(v.rate_mib_s)}: same point in {eta_range(eta)}"
+            f"{now}: same point in {eta_range(eta)}"
         )
     if v.growing_together > 1:
-        return (
-            f"1 of {v.growing_together} growing, {rate_text(v.rate_mib_s)}: "
-            f"GPU full in {eta_range(eta)}"
-        )
+        now = f"{rate_text(v.rate_mib_s)}" if rising else _not_rising(v)
+        return f"1 of {v.growing_together} growing, {now}: GPU full in {eta_range(eta)}"
+    if not rising:
+        return f"{_not_rising(v)}: GPU full in {eta_range(eta)}"
     return f"grows {v.rate_mib_s:+.1f} MiB/s: GPU full in {eta_range(eta)}"
+
+
+def _not_rising(v: VerdictInput) -> str:
+    """What a row under a standing warning does this moment, in its phase's words."""
+    if v.phase == STABLE:
+        stepped = _stepped(v.step_mib)
+        return f"stable{stepped}" if stepped else "stable for now"
+    if v.phase == VOLATILE:
+        return "swings"
+    if v.phase == SHRINKING:
+        return f"shrinking {rate_text(v.rate_mib_s)} for now"
+    return f"{v.phase} for now"
 
 
 def _stepped(step_mib: float) -> str:
