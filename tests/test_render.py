@@ -8,6 +8,7 @@ import re
 import time
 
 import blessed
+import pytest
 
 from vramtop.analysis.model import (
     GROWING,
@@ -545,6 +546,29 @@ def test_background_news_waits_for_the_next_frame_instead_of_drawing_one_of_its_
     core.tick(100.3 + CLOCK_S / 2)  # type: ignore[attr-defined]
     assert core.frames == frames + 1, "no frame while nothing changed and one was just drawn"  # type: ignore[attr-defined]
     assert len(written) >= 2
+
+
+def test_a_batch_builds_the_rows_once_for_its_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With 8,192 processes building the rows is the render process's largest cost: a sample,
+    # its analysis and an enrichment arriving together are one build, not three.
+    import vramtop.render.controller as controller
+    from vramtop.enrich.model import Enrichment
+    from vramtop.messages import EnrichmentMessage
+
+    builds: list[int] = []
+    real = controller.build_views
+
+    def counted(*args: object, **kwargs: object) -> object:
+        builds.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(controller, "build_views", counted)
+    core, _ = _core()
+    s1, a1 = _tick(1)
+    news = Enrichment(s1.rows[0].identity, 0, "root", True, framework="vLLM")
+    core.handle([s1, a1, EnrichmentMessage((news,))], now=100.0)  # type: ignore[attr-defined]
+    assert len(builds) == 1
+    assert "vLLM" in _row_of(core, 101) and "+1.0M/s" in _row_of(core, 101)
 
 
 # --- papercuts: what the columns mean, sorting what is shown, saying the layout ------------

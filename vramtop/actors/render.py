@@ -185,6 +185,13 @@ class RenderCore:
         self.redraw()
 
     def handle(self, batch: Sequence[object], now: float) -> Out:
+        with self.ui.batch():  # the rows are rebuilt once, for the frame (or key) that needs them
+            dirty = self._take(batch, now)
+        if dirty:
+            self.redraw()
+        return self._take_out()
+
+    def _take(self, batch: Sequence[object], now: float) -> bool:
         dirty = False
         for message in batch:
             if isinstance(message, BACKGROUND):
@@ -207,10 +214,7 @@ class RenderCore:
                 self._analysis = message
             else:
                 dirty = self.ui.handle(message) or dirty
-        dirty = self._pair(now) or dirty
-        if dirty:
-            self.redraw()
-        return self._take_out()
+        return self._pair(now) or dirty
 
     def _pairing_wait(self) -> float:
         for actor in self.ui.state.health:
@@ -251,7 +255,8 @@ class RenderCore:
     def tick(self, now: float) -> tuple[float, Out]:
         # The clock and expiring status lines (the diff keeps this cheap); faster while a kill
         # counts down; sooner when a held sample's wait for its analysis runs out.
-        shown = self._pair(now)
+        with self.ui.batch():
+            shown = self._pair(now)
         changed = self.ui.tick()
         # A sample frame redraws the clock too: while samples arrive at least once a second,
         # the tick draws only what they have not (a held sample, a countdown, news waiting).
@@ -348,6 +353,7 @@ class RenderCore:
     def redraw(self) -> None:
         if self.term is None or self.writer is None:
             return
+        self.ui.fresh()
         self._tell_selection()
         width, height = self.size or (self.term.width, self.term.height)
         self.writer.set_theme(THEMES.get(self.ui.state.theme, THEMES["dark"]))

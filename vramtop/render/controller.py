@@ -8,7 +8,9 @@ Tests drive it directly, the same way the actor does.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 
 from vramtop.config import Config, resolve_screenshot_dir
 from vramtop.messages import (
@@ -54,6 +56,8 @@ class Ui:
         self.kill = kill or KillFlow(config.display.enable_kill)
         self.quit = False
         self.last_grid: Grid | None = None
+        self._deferred = 0  # inside batch(): rows are rebuilt once, when next needed
+        self._stale = False
         self._apply_config(config, initial=True)
 
     # -- messages ---------------------------------------------------------------------------
@@ -130,7 +134,28 @@ class Ui:
             self.rebuild()
 
     # -- rows ---------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Messages handled inside rebuild the rows once, when a frame or a key needs them:
+        a sample and its analysis in one batch, a round of enrichment waiting for the next
+        frame (with 8,192 processes a rebuild is the render process's largest cost)."""
+        self._deferred += 1
+        try:
+            yield
+        finally:
+            self._deferred -= 1
+
+    def fresh(self) -> None:
+        """Bring the rows up to date with every message taken (a no-op when they are)."""
+        if self._stale and not self._deferred:
+            self._stale = False
+            self.rebuild()
+
     def rebuild(self) -> None:
+        if self._deferred:
+            self._stale = True
+            return
+        self._stale = False
         st = self.state
         if st.sample is None:
             st.views, st.items = [], []
@@ -158,6 +183,7 @@ class Ui:
     # -- keys ----------------------------------------------------------------------------------
     def key(self, tok: str) -> bool:
         """One key token (``KEY_UP``, ``q``...); True when the screen should be redrawn."""
+        self.fresh()
         st = self.state
         if st.filter_editing:
             return self._filter_key(tok)
@@ -342,6 +368,7 @@ class Ui:
     # -- mouse ----------------------------------------------------------------------------------
     def mouse(self, x: int, y: int, button: int, pressed: bool) -> bool:
         """SGR mouse report (0-based cell); True when the screen should be redrawn."""
+        self.fresh()
         st = self.state
         if button in (64, 65):  # wheel up / down
             if st.overlay:
@@ -370,6 +397,7 @@ class Ui:
         return was
 
     def draw(self, width: int, height: int, now: float | None = None) -> Grid:
+        self.fresh()
         grid = Grid(width, height)
         if self.kill.dialog is not None:
             self.state.kill = self.kill.dialog
