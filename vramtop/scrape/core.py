@@ -99,6 +99,7 @@ class ScraperCore:
         self.rows: tuple[ProcessRow, ...] = ()
         self.hints: dict[ProcessIdentity, str] = {}  # the enricher's framework per process
         self.kinds: dict[ProcessIdentity, str] = {}  # own argv detection, cached by identity
+        self._known: set[ProcessIdentity] = set()  # the identities of the last rows
         self.targets: dict[tuple[str, int], _Target] = {}
         self.next_round = 0.0
         self.last: ScrapeMessage | None = None
@@ -115,10 +116,11 @@ class ScraperCore:
     def handle(self, batch: Sequence[object], now: float) -> Out:
         for message in batch:
             if isinstance(message, ProcessRows | SampleMessage):
-                known = {r.identity for r in self.rows}
+                current = {r.identity for r in message.rows}
                 self.rows = message.rows
-                if any(r.identity not in known for r in message.rows):
+                if not current <= self._known:
                     self._soon(now)  # a new process: look soon
+                self._known = current
             elif isinstance(message, EnrichmentMessage):
                 for item in message.items:
                     if item.framework in fw.SERVING:
@@ -167,13 +169,13 @@ class ScraperCore:
             if ident in seen or not row.same_user:
                 continue
             seen.add(ident)
+            kind = self.hints.get(ident, "") or self.kinds.get(ident, "")
+            if not kind and ident in self.kinds:
+                continue  # judged before as no server: an identity never changes its argv
             if not discovery.is_alive(ident):
                 continue  # gone, or its PID now belongs to another process
-            kind = self.hints.get(ident, "")
             if not kind:
-                if ident not in self.kinds:
-                    self.kinds[ident] = discovery.kind_of(ident.pid)
-                kind = self.kinds[ident]
+                kind = self.kinds[ident] = discovery.kind_of(ident.pid)
             if kind in fw.SERVING:
                 out.append((ident, kind))
         # Processes that left the GPUs are forgotten (bounded memory).
