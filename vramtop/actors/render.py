@@ -86,10 +86,17 @@ def make_terminal(no_color: bool) -> Any:
         kwargs["_xtgettcap_data"] = TermcapResponse(supported=False)
     except ImportError:
         pass
+    class Terminal(blessed.Terminal):  # type: ignore[misc]
+        def detect_term_program(self, *_: Any, **__: Any) -> Any:
+            # blessed asks the terminal its name (XTVERSION) at start-up and waits for the
+            # answer, up to 50 ms where none comes (tmux, the Linux console, a pty), for its own
+            # width tables; vramtop measures text with wcwidth itself.
+            return True
+
     try:
-        term = blessed.Terminal(**kwargs)
+        term = Terminal(**kwargs)
     except TypeError:
-        term = blessed.Terminal()
+        term = Terminal()
     # blessed reads the rest of a key sequence itself, with a strict decoder: a byte that is not
     # UTF-8 there (line noise, a latin-1 paste after Esc) raised inside inkey and killed this
     # process. Such bytes read as U+FFFD instead, as they do in _read_input.
