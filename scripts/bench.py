@@ -1,516 +1,239 @@
 #!/usr/bin/env python3
-"""Measure what vramtop costs the machine it watches, on simulated GPUs.
+"""What vramtop costs beside nvitop: both whole programs on the same simulated NVML driver.
 
-Where it sits: outside the data flow, as its first user. It drives the sampler's functional core
-in-process (``SamplerCore.tick`` over both backends) and the whole program in a real
-pseudo-terminal (``python -m vramtop --demo SCENARIO``), for 1 and 8 GPUs with 16, 256 and 1024
-processes each, and prints one report of two markdown tables sharing the same row labels:
+Where it sits: outside the data flow, as vramtop's first user. vramtop (every actor, on its real
+nvidia-ml-py path) and nvitop (pip-installed into a throwaway venv under the temp dir, reused by
+later runs) run unmodified against ``tests/simdriver`` (built here with the system ``cc``),
+showing the same GPUs and the same real child processes (``sleep``, half of them busy), each
+in a 160x45 pseudo-terminal at a 1 s refresh, one after the other. ``bench_tty.measure`` runs
+each the same way: start to first process row on screen, an idle window on constant values,
+then a window with a quarter of the processes growing (CPU, PSS, NVML calls, bytes to the
+terminal), then Down-arrow latency.
 
-* core costs: CPU milliseconds per sampler tick (median), on the simulated backend and on the
-  NVML backend (nvidia-ml-py's ctypes code) against the simulated libnvidia-ml.so.1 of
-  ``tests/simdriver``, compiled C answering in microseconds. The tick includes resolving
-  identities, writing the shared-memory rings and pickling the sample for the three readers (a
-  forked drainer process reads the mailboxes, so unpickling is not counted).
-* whole-program costs: CPU seconds per wall second (shown as %, 100 = one core) and PSS of every
-  vramtop process over a window after start-up, time to first frame (spawn to the GPU name on the
-  terminal), key-to-redraw latency (Down/Up arrows, median) and bytes sent to the terminal per
-  idle second.
+Printed per scale (GPUs x processes): the measure for nvitop, for vramtop, and their ratio (on a
+noisy, shared machine a ratio within one run is the only figure worth comparing), then every
+process of both monitors by title (CPU, PSS, USS), so a regression names its actor.
 
-The machine is noisy and small: compare the numbers as ratios within one run (1024 vs 16
-processes, NVML vs simulated, sampler vs render), never as absolute times across runs. Nothing
-here asserts a budget; ``tests/test_bench.py`` only checks that the script runs and reports.
+``--quick`` (CI) runs 1 x 16 with short windows and judges the ratios against the committed
+``scripts/bench_baseline.json``: exit 1 only when a vramtop/nvitop ratio got more than 50%
+worse, in the run and in one confirming re-run (noise), never on an absolute figure. Where
+nvitop cannot be installed it says so and exits 0.
 
-A measurement that fails shows as n/a with its reason under the tables, and the exit status is 1.
-
-* with ``--nvitop``: vramtop beside nvitop on the same simulated driver, as ratios
-  (``scripts/bench_nvitop.py``; nvitop is pip-installed into a throwaway venv when installable).
-
-Usage: ``.venv/bin/python scripts/bench.py [--quick] [--json FILE] [--nvitop]``
+Usage: ``.venv/bin/python scripts/bench.py [--quick] [--cases 8x256,...] [--markdown]
+[--json FILE] [--from-json FILE] [--write-baseline] [--against TREE] [--parts]``
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import math
-import multiprocessing
 import os
-import re
 import signal
-import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the simulated NVML driver lives with the tests
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "scripts"))
 
-import pexpect  # noqa: E402
-import psutil  # noqa: E402
-
-from vramtop.actors.base import ActorContext  # noqa: E402
-from vramtop.actors.mailbox import Mailbox, make_channels  # noqa: E402
-from vramtop.actors.routes import STATE_ROUTES  # noqa: E402
-from vramtop.actors.sampler import SamplerCore  # noqa: E402
-from vramtop.actors.supervisor import channel_capacity  # noqa: E402
-from vramtop.config import Config  # noqa: E402
-from vramtop.gpu.factory import BackendSpec  # noqa: E402
-from vramtop.gpu.scenario import load_scenario  # noqa: E402
-from vramtop.gpu.simulated import SimulatedBackend  # noqa: E402
-from vramtop.shm import ShmSegment  # noqa: E402
-
-READERS = ("render", "analyzer", "enricher", "exporter")  # the monitor's, with a file export
+from bench_tty import COLS, ROWS, Figures, Plan, Proc, measure  # noqa: E402
 
 GPU_NAME = "NVIDIA H100 80GB HBM3"
 GPU_MIB = 81559
-ROWS, COLS = 45, 160
-REFRESH = "0.5"
-ACTORS = ("supervisor", "sampler", "render", "scraper")
-FULL_CASES = ((1, 16), (1, 256), (1, 1024), (8, 16), (8, 256), (8, 1024))
-QUICK_CASES = ((1, 16), (8, 1024))
-CURSOR_QUERY, CURSOR_REPLY = b"\x1b[6n", b"\x1b[1;1R"
-_ESCAPE = re.compile(rb"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[()][0-9A-Za-z]|.)")
+VENV = Path(tempfile.gettempdir()) / f"vramtop-bench-nvitop-{os.geteuid()}"
+BASELINE = ROOT / "scripts" / "bench_baseline.json"
+TOLERANCE = 0.5  # a ratio may get this much worse (0.5: 50%) before --quick fails
+FULL_CASES = ((1, 16), (8, 256), (8, 1024), (16, 4096))
+QUICK_CASES = ((1, 16),)
+FULL = Plan(settle_s=5.0, idle_s=5.0, window_s=20.0, key_presses=9)
+QUICK = Plan(settle_s=2.0, idle_s=3.0, window_s=8.0, key_presses=7)
+SLEEP_S = 3600  # sleepers end by themselves even if this script is SIGKILLed
 
-
-@dataclass(frozen=True)
-class Case:
-    gpus: int
-    procs: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.gpus} GPU{'s' if self.gpus > 1 else ''} / {self.procs} procs"
-
-
-@dataclass(frozen=True)
-class Plan:
-    ticks: int  # measured sampler ticks per backend
-    warmup_ticks: int
-    settle_s: float  # whole program: after the first frame, before the window
-    window_s: float  # whole program: the measured idle window
-    key_presses: int
-
-
-FULL = Plan(ticks=40, warmup_ticks=3, settle_s=2.0, window_s=6.0, key_presses=5)
-QUICK = Plan(ticks=8, warmup_ticks=2, settle_s=1.0, window_s=3.0, key_presses=3)
-
-
-@dataclass
-class Result:
-    case: Case
-    core: dict[str, float] = field(default_factory=dict)  # backend -> CPU ms per tick
-    cpu: dict[str, float] = field(default_factory=dict)  # actor -> CPU s per wall s
-    pss_mib: dict[str, float] = field(default_factory=dict)  # actor -> MiB
-    first_frame_s: float = math.nan
-    key_ms: float = math.nan
-    tty_bytes_per_s: float = math.nan
-    notes: list[str] = field(default_factory=list)
-    failed: bool = False
-
-
-# -- scenarios -------------------------------------------------------------------------------------
-
-
-def scenario_toml(case: Case) -> str:
-    """``case.gpus`` H100s and ``case.procs`` synthetic processes, all present from t=0, sized
-    so that no GPU runs out of memory (an OOM kill would change the process count mid-run)."""
-    per_gpu = math.ceil(case.procs / case.gpus)
-    high = min(256.0, 0.6 * GPU_MIB / per_gpu)
-    gpu = f'[[gpu]]\nname = "{GPU_NAME}"\nmemory_mib = {GPU_MIB}\npower_limit_w = 700\n'
-    return (
-        f'name = "bench-{case.gpus}x{case.procs}"\nseed = 7\n\n'
-        + "\n".join(gpu for _ in range(case.gpus))
-        + "\n[[process_group]]\n"
-        + f"count = {case.procs}\n"
-        + 'name = "worker"\n'
-        + f"gpu = {list(range(case.gpus))}\n"
-        + "sm_util = 10\n"
-        + f"size_mib = [{high / 8:.1f}, {high:.1f}]\n"
-        + "noise_mib = 1\n"
-    )
-
-
-def write_scenario(case: Case, directory: Path) -> Path:
-    path = directory / f"bench-{case.gpus}x{case.procs}.toml"
-    path.write_text(scenario_toml(case))
-    return path
-
-
-# -- the sampler core, in-process ------------------------------------------------------------------
-
-
-def _drain(boxes: list[Mailbox], ack: Any) -> None:
-    """Forked reader: take the tick's message from every reader mailbox (through its state
-    channel or its queue, as the actor shell would), then acknowledge the tick."""
-    from multiprocessing import connection
-
-    while True:
-        for box in boxes:
-            got: list[object] = []
-            while not got:
-                connection.wait([box.fileno()], 1.0)
-                got = box.drain()
-            if "stop" in got:
-                return
-        ack.send(1)
-
-
-def nvml_scenario(case: Case, scenario_path: Path) -> str:
-    """The simulated driver's scenario (tests/simdriver) showing the same GPUs and processes as
-    the simulated backend's scenario, every process busy (so utilisation samples flow)."""
-    snapshot = SimulatedBackend(load_scenario(str(scenario_path))).sample()
-    lines = [f"gpus {case.gpus}"]
-    for g in range(case.gpus):
-        lines += [
-            f"gpu {g} name {GPU_NAME}",
-            f"gpu {g} memory {GPU_MIB}M 512M",
-            f"gpu {g} util 30 10",
-        ]
-    for p in snapshot.processes:
-        used = p.used_bytes if isinstance(p.used_bytes, int) else 64 << 20
-        lines.append(f"proc {p.gpu_index} {p.pid} compute {used} sm=10 mem=4")
-    return "\n".join(lines) + "\n"
-
-
-def measure_core(case: Case, kind: str, scenario_path: Path, plan: Plan) -> float:
-    """Median CPU milliseconds (this process, all threads) per ``SamplerCore.tick``."""
-    mp = multiprocessing.get_context("fork")
-    config = Config()
-    processes = max(config.general.process_slots, case.procs)
-    channels = make_channels(STATE_ROUTES, channel_capacity(processes))
-    outboxes = {name: Mailbox(mp, name, channels, name != "exporter") for name in READERS}
-    inbox, supervisor = Mailbox(mp, "sampler"), Mailbox(mp, "supervisor")
-    ack_r, ack_w = mp.Pipe(duplex=False)
-    drainer = mp.Process(target=_drain, args=(list(outboxes.values()), ack_w), daemon=True)
-    drainer.start()
-    segment = ShmSegment.create(
-        config.general.history_length, case.gpus, max(config.general.process_slots, case.procs)
-    )
-    spec = (
-        BackendSpec("nvml")
-        if kind == "nvml"
-        else BackendSpec("simulated", scenario=str(scenario_path), t0=time.time())
-    )
-    costs: list[float] = []
-    try:
-        with contextlib.ExitStack() as stack:
-            if kind == "nvml":
-                from simdriver.build import write_scenario as write_driver_scenario
-                from simdriver.harness import loaded
-
-                driver_path = scenario_path.with_suffix(".scenario")
-                write_driver_scenario(driver_path, nvml_scenario(case, scenario_path))
-                stack.enter_context(loaded("current", driver_path))
-            core = SamplerCore(spec)
-            ctx = ActorContext(
-                "sampler", config, inbox, supervisor, outboxes, segment.name, channels=channels
-            )
-            core.start(ctx)
-            try:
-                for i in range(plan.warmup_ticks + plan.ticks):
-                    before = time.process_time()
-                    ctx.deliver(core.tick(time.monotonic())[1])
-                    ack_r.recv()  # blocks without CPU until the samples were pickled and read
-                    if i >= plan.warmup_ticks:
-                        costs.append(time.process_time() - before)
-            finally:
-                core.stop()
-    finally:
-        for box in outboxes.values():
-            box.post("stop")
-        drainer.join(5)
-        if drainer.is_alive():
-            drainer.kill()
-            drainer.join(5)
-        for box in (*outboxes.values(), inbox, supervisor):
-            box.close()
-        segment.close()
-        segment.unlink()
-    return 1000.0 * statistics.median(costs)
-
-
-# -- the whole program in a pseudo-terminal --------------------------------------------------------
-
-
-def _compact(data: bytes) -> bytes:
-    """Terminal output without escape sequences and whitespace: what a frame reads as, even when
-    the writer skips unchanged blanks with cursor moves."""
-    return re.sub(rb"\s+", b"", _ESCAPE.sub(b"", data))
-
-
-def _read(child: Any, seconds: float) -> bytes:
-    try:
-        data: bytes = child.read_nonblocking(65536, timeout=max(0.0, seconds))
-    except pexpect.TIMEOUT:
-        return b""
-    if CURSOR_QUERY in data:
-        # Answer like every VT100-compatible terminal does; unanswered, blessed waits seconds
-        # for it at start-up, which is the pty's fault here, not what a user sees.
-        child.send(CURSOR_REPLY)
-    return data
-
-
-def _pump(child: Any, seconds: float) -> int:
-    """Read (and discard) everything the program writes for ``seconds``; return the byte count."""
-    total = 0
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        total += len(_read(child, left))
-    return total
-
-
-def _role(proc: psutil.Process, supervisor: int) -> str | None:
-    if proc.pid == supervisor:
-        return "supervisor"
-    title = " ".join(proc.cmdline())
-    return title[len("vramtop: ") :].strip() if title.startswith("vramtop: ") else None
-
-
-def vramtop_processes(supervisor: int) -> dict[str, psutil.Process]:
-    """The supervisor and every child titled ``vramtop: NAME``, by role."""
-    top = psutil.Process(supervisor)
-    found: dict[str, psutil.Process] = {}
-    for proc in [top, *top.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            role = _role(proc, supervisor)
-            if role is not None:
-                found[role] = proc
-    return found
-
-
-def _cpu_seconds(proc: psutil.Process) -> float:
-    # schedstat counts nanoseconds on the CPU; cpu_times() moves in clock ticks (10 ms), too
-    # coarse for an idle process over a few seconds.
-    try:
-        with open(f"/proc/{proc.pid}/schedstat") as f:
-            return int(f.read().split()[0]) / 1e9
-    except (OSError, ValueError, IndexError):
-        times = proc.cpu_times()
-        return float(times.user + times.system)
-
-
-def _pss_mib(proc: psutil.Process) -> float:
-    try:
-        return float(proc.memory_full_info().pss) / (1 << 20)
-    except (AttributeError, psutil.AccessDenied):
-        return float(proc.memory_info().rss) / (1 << 20)
-
-
-def _key_latency(child: Any, presses: int) -> float:
-    """Median seconds from an arrow key to the first byte of the redraw it causes."""
-    latencies: list[float] = []
-    for i in range(presses):
-        # Press in a quiet moment, so a sample's redraw is not mistaken for the key's.
-        quiet_since = time.monotonic()
-        give_up = quiet_since + 1.5
-        while time.monotonic() - quiet_since < 0.08 and time.monotonic() < give_up:
-            if _read(child, 0.02):
-                quiet_since = time.monotonic()
-        child.send("\x1b[B" if i % 2 == 0 else "\x1b[A")
-        sent = time.monotonic()
-        while time.monotonic() - sent < 2.0:
-            if _read(child, 0.5):
-                latencies.append(time.monotonic() - sent)
-                break
-    return statistics.median(latencies) if latencies else math.nan
-
-
-def _stop(child: Any, known: Sequence[psutil.Process]) -> list[str]:
-    """Quit with q; whatever is still alive after that is killed. Returns what had to be forced."""
-    notes = []
-    with contextlib.suppress(OSError):
-        child.send("q")
-    deadline = time.monotonic() + 10
-    while child.isalive() and time.monotonic() < deadline:
-        with contextlib.suppress(pexpect.EOF, OSError):
-            _read(child, 0.1)
-    if child.isalive():
-        notes.append("did not quit on q within 10 s; killed")
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(child.pid, signal.SIGKILL)
-    child.close(force=True)
-    _, alive = psutil.wait_procs(list(known), timeout=5)
-    for proc in alive:
-        notes.append(f"pid {proc.pid} outlived the supervisor; killed")
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=5)
-    return notes
-
-
-def measure_program(
-    case: Case, scenario_path: Path, plan: Plan, result: Result, tree: Path | None = None
-) -> None:
-    """``tree``: run the vramtop package of another source tree (a copy of an older commit)
-    instead of this one, for a before/after comparison in the same run."""
-    env = dict(os.environ)
-    if tree is not None:
-        env["PYTHONPATH"] = str(tree)
-    for name in ("NO_COLOR", "VRAMTOP_FAULT"):
-        env.pop(name, None)
-    env.update({"TERM": "xterm-256color", "COLUMNS": str(COLS), "LINES": str(ROWS)})
-    with tempfile.TemporaryDirectory(prefix="vramtop-bench-home-") as home:
-        env["XDG_CONFIG_HOME"] = home  # the user's own config must not change the numbers
-        spawned = time.monotonic()
-        child = pexpect.spawn(
-            sys.executable,
-            ["-m", "vramtop", "--demo", str(scenario_path), "--refresh-rate", REFRESH],
-            env=env,
-            dimensions=(ROWS, COLS),
-            timeout=5,
-            cwd=str(tree) if tree is not None else None,
-        )
-        known: list[psutil.Process] = []
-        try:
-            known = [psutil.Process(child.pid)]
-            seen = bytearray()
-            wanted = _compact(GPU_NAME.encode())
-            while True:
-                seen += _read(child, 0.05)
-                if wanted in _compact(bytes(seen)):
-                    result.first_frame_s = time.monotonic() - spawned
-                    break
-                if time.monotonic() - spawned > 60:
-                    raise RuntimeError(f"{case.label}: no frame with {GPU_NAME!r} within 60 s")
-            _pump(child, plan.settle_s)
-            procs = vramtop_processes(child.pid)
-            known = list(procs.values())
-            before = {role: _cpu_seconds(p) for role, p in procs.items()}
-            start = time.monotonic()
-            written = _pump(child, plan.window_s)
-            wall = time.monotonic() - start
-            for role, proc in procs.items():
-                try:
-                    result.cpu[role] = (_cpu_seconds(proc) - before[role]) / wall
-                    result.pss_mib[role] = _pss_mib(proc)
-                except psutil.NoSuchProcess:
-                    result.notes.append(f"{role} died during the window")
-            if vramtop_processes(child.pid).keys() != procs.keys():
-                result.notes.append("the set of vramtop processes changed during the window")
-            result.cpu["total"] = sum(result.cpu.values())
-            result.pss_mib["total"] = sum(result.pss_mib.values())
-            result.tty_bytes_per_s = written / wall
-            result.key_ms = 1000.0 * _key_latency(child, plan.key_presses)
-        finally:
-            result.notes.extend(_stop(child, known))
-
-
-# -- the report ------------------------------------------------------------------------------------
-
-CORE_HEADERS = ("configuration", "simulated ms/tick", "nvml path ms/tick")
-PROGRAM_HEADERS = (
-    "configuration",
-    *(f"{a} CPU%" for a in ACTORS),
-    "total CPU%",
-    *(f"{a} PSS MiB" for a in ACTORS),
-    "total PSS MiB",
-    "first frame s",
-    "key→redraw ms",
-    "tty B/s",
+# (key in Figures, the table's words, digits); every one is "lower is better".
+METRICS = (
+    ("cpu", "CPU (s per s)", 3),
+    ("pss_mib", "PSS, all processes (MiB)", 1),
+    ("bytes_per_s", "bytes to the terminal per s", 0),
+    ("idle_bytes_per_s", "bytes per s, constant values", 0),
+    ("first_process_ms", "start to first process on screen (ms)", 0),
+    ("key_ms", "key to redraw (ms)", 1),
+    ("nvml_calls_per_s", "NVML calls per s", 0),
 )
+# What a shared 2-core machine cannot tell apart from nothing (scheduling delays of a few ms,
+# a few ms of CPU a second, one redrawn line, start-up jitter, the driver's once-a-second
+# counters): --quick judges a figure below its floor as the floor, so that noise on a tiny
+# figure is not a 50% regression. The table shows the figures as measured.
+FLOORS = {
+    "cpu": 0.005,
+    "pss_mib": 1.0,
+    "bytes_per_s": 50.0,
+    "idle_bytes_per_s": 50.0,
+    "first_process_ms": 100.0,
+    "key_ms": 10.0,
+    "nvml_calls_per_s": 1.0,
+}
 
 
-def _num(value: float | None, digits: int) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+def parse_cases(text: str) -> list[tuple[int, int]]:
+    """ "8x1024,1x16" -> [(8, 1024), (1, 16)] (at most 16 GPUs and 4096 processes: the
+    simulated driver's limits)."""
+    out = []
+    for item in text.split(","):
+        gpus, _, procs = item.strip().partition("x")
+        try:
+            case = (int(gpus), int(procs))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r} is not GPUSxPROCESSES") from None
+        if not (1 <= case[0] <= 16 and 1 <= case[1] <= 4096):
+            raise argparse.ArgumentTypeError(f"{item!r}: 1-16 GPUs and 1-4096 processes")
+        out.append(case)
+    return out
 
 
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [cells[0].ljust(widths[0])]
-        parts += [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
-        return "| " + " | ".join(parts) + " |"
-
-    rule = "|" + "|".join(["-" * (widths[0] + 2)] + ["-" * (w + 1) + ":" for w in widths[1:]])
-    return "\n".join([line(headers), rule + "|", *(line(r) for r in rows)])
+def scale(gpus: int, procs: int) -> str:
+    return f"{gpus} × {procs}"
 
 
-def report(results: Sequence[Result], plan: Plan) -> str:
-    core_rows = [
-        [r.case.label, _num(r.core.get("simulated"), 2), _num(r.core.get("nvml"), 2)]
-        for r in results
-    ]
-    program_rows = []
-    for r in results:
-        program_rows.append(
-            [
-                r.case.label,
-                *(_num(100.0 * r.cpu[a] if a in r.cpu else None, 2) for a in ACTORS),
-                _num(100.0 * r.cpu["total"] if "total" in r.cpu else None, 2),
-                *(_num(r.pss_mib.get(a), 1) for a in ACTORS),
-                _num(r.pss_mib.get("total"), 1),
-                _num(r.first_frame_s, 2),
-                _num(r.key_ms, 0),
-                _num(r.tty_bytes_per_s, 0),
-            ]
+# -- what runs -------------------------------------------------------------------------------------
+
+
+class Unavailable(Exception):
+    """nvitop cannot be had here; the comparison is skipped, with this reason."""
+
+
+def nvitop_command() -> list[str]:
+    """The nvitop entry point in the throwaway venv, installed there on first use."""
+    exe = VENV / "bin" / "nvitop"
+    if exe.exists():
+        return [str(exe)]
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True, timeout=120
         )
-    lines = [
-        f"vramtop bench: simulated H100s, refresh {REFRESH} s, "
-        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}.",
-        "Compare as ratios within one run, never across runs or machines.",
-        "",
-        f"Sampler core, CPU ms per tick (median of {plan.ticks}; tick = sample + identities + "
-        "shm write + the rows for every reader and the snapshot for render/exporter, "
-        "each pickled once):",
-        "",
-        markdown_table(CORE_HEADERS, core_rows),
-        "",
-        f"Whole program (python -m vramtop --demo), {plan.window_s:.0f} s idle window after "
-        f"{plan.settle_s:.0f} s settling, in a {COLS}x{ROWS} pty that answers cursor-position "
-        "queries;",
-        "CPU% = CPU s per wall s x 100 (100 = one core); total = every vramtop process:",
-        "",
-        markdown_table(PROGRAM_HEADERS, program_rows),
-    ]
-    notes = [f"{r.case.label}: {n}" for r in results for n in r.notes]
-    if notes:
-        lines += ["", "Notes:", *(f"- {n}" for n in notes)]
-    return "\n".join(lines)
-
-
-def as_json(results: Sequence[Result], plan: Plan, seconds: float) -> dict[str, Any]:
-    def clean(value: float) -> float | None:
-        return None if math.isnan(value) else round(value, 6)
-
-    return {
-        "refresh_rate_s": float(REFRESH),
-        "terminal": [COLS, ROWS],
-        "cpus": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "plan": plan.__dict__,
-        "runtime_s": round(seconds, 2),
-        "rows": [
-            {
-                "label": r.case.label,
-                "gpus": r.case.gpus,
-                "processes": r.case.procs,
-                "core_cpu_ms_per_tick": {k: clean(v) for k, v in r.core.items()},
-                "cpu_s_per_wall_s": {k: clean(v) for k, v in r.cpu.items()},
-                "pss_mib": {k: clean(v) for k, v in r.pss_mib.items()},
-                "first_frame_s": clean(r.first_frame_s),
-                "key_to_redraw_ms": clean(r.key_ms),
-                "tty_bytes_per_idle_s": clean(r.tty_bytes_per_s),
-                "notes": r.notes,
-            }
-            for r in results
-        ],
-    }
+        subprocess.run(
+            [str(VENV / "bin" / "pip"), "install", "-q", "nvitop"],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        lines = str(detail).strip().splitlines()
+        raise Unavailable(f"pip install nvitop failed: {lines[-1] if lines else exc}") from None
+    if not exe.exists():
+        raise Unavailable("pip installed nvitop without an nvitop command")
+    return [str(exe)]
 
 
 @contextlib.contextmanager
-def _noted(result: Result) -> Iterator[None]:
+def sleepers(count: int) -> Iterator[list[int]]:
+    """``count`` real processes for the simulated GPUs to list, killed and reaped on the way
+    out (SIGTERM and SIGHUP raise SystemExit in ``main``, so this runs for them too)."""
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        yield
-    except Exception as exc:
-        result.failed = True
-        result.notes.append(f"failed: {type(exc).__name__}: {exc}".splitlines()[0])
+        for _ in range(count):
+            procs.append(
+                subprocess.Popen(
+                    ["sleep", str(SLEEP_S)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        yield [p.pid for p in procs]
+    finally:
+        for p in procs:
+            with contextlib.suppress(OSError):
+                p.kill()
+        for p in procs:
+            p.wait()
+
+
+def driver_scenario(gpus: int, pids: Sequence[int], moving: bool) -> str:
+    """The simulated driver's view: ``gpus`` H100s, the processes spread over them, half busy,
+    sized to fill at most 60% of a GPU; ``moving``: every fourth grows 2 MiB/s."""
+    per_gpu = math.ceil(len(pids) / gpus)
+    fit = min(1.0, 0.6 * GPU_MIB / (per_gpu * 514))  # 514 MiB: the mean of the sizes below
+    lines = [f"gpus {gpus}"]
+    for g in range(gpus):
+        lines += [f"gpu {g} name {GPU_NAME}", f"gpu {g} memory 80G 512M", f"gpu {g} util 35 12"]
+    for i, pid in enumerate(pids):
+        size = max(1, int((64 + (i * 37) % 900) * fit))
+        busy = " sm=20 mem=5" if i % 2 == 0 else ""
+        grow = f" rate=2M max={size + 4096}M" if moving and i % 4 == 1 else ""
+        lines.append(f"proc {i % gpus} {pid} compute {size}M{busy}{grow}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path | None = None
+
+
+def tools(nvitop: list[str]) -> list[Tool]:
+    """The reference first, then vramtop: the table's column order."""
+    return [
+        Tool("nvitop", [*nvitop, "--monitor", "full", "--interval", "1"], {}),
+        Tool("vramtop", [sys.executable, "-m", "vramtop", "--refresh-rate", "1"], {}),
+    ]
+
+
+def run_case(gpus: int, procs: int, plan: Plan, which: Sequence[Tool]) -> dict[str, Figures]:
+    """Every tool in turn on the same scenario and the same sleepers."""
+    from simdriver.build import STATS_ENV, build, env, write_scenario
+
+    libdir = build("current")
+    out: dict[str, Figures] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="vramtop-bench-") as tmp,
+        sleepers(procs) as pids,
+    ):
+        base = Path(tmp)
+        path = base / "gpus.scenario"
+        for tool in which:
+            write_scenario(path, driver_scenario(gpus, pids, moving=False))
+            stats = base / f"stats-{tool.name}"
+            stats.mkdir()
+            home = base / f"home-{tool.name}"
+            (home / ".config").mkdir(parents=True)
+            run_env = env(libdir, path)
+            for name in ("NO_COLOR", "VRAMTOP_FAULT", "PYTHONPATH"):
+                run_env.pop(name, None)
+            run_env.update(
+                {
+                    STATS_ENV: str(stats),
+                    "TERM": "xterm-256color",
+                    "HOME": str(home),  # the user's own config must not change the numbers
+                    "XDG_CONFIG_HOME": str(home / ".config"),
+                    "COLUMNS": str(COLS),
+                    "LINES": str(ROWS),
+                    **tool.env,
+                }
+            )
+
+            def animate() -> None:
+                write_scenario(path, driver_scenario(gpus, pids, moving=True))
+
+            with _progress(f"{scale(gpus, procs)}: {tool.name}"):
+                try:
+                    out[tool.name] = measure(
+                        tool.name, tool.argv, run_env, stats, pids, animate, plan, tool.cwd
+                    )
+                except Exception as exc:  # n/a with its reason; the other runs still run
+                    out[tool.name] = Figures(failed=f"{type(exc).__name__}: {exc}")
+    return out
 
 
 @contextlib.contextmanager
@@ -521,181 +244,354 @@ def _progress(text: str) -> Iterator[None]:
     print(f" {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
 
 
+# -- the document: what a run measured, as JSON ----------------------------------------------------
+
+
+def figure(figures: dict[str, Any], key: str) -> float:
+    if key == "first_process_ms":
+        return 1000.0 * float(figures["first_process_s"])
+    value = figures.get(key)
+    return math.nan if value is None else float(value)
+
+
+def document(
+    cases: dict[tuple[int, int], dict[str, Figures]], plan: Plan, names: Sequence[str]
+) -> dict[str, Any]:
+    def clean(value: object) -> object:
+        if isinstance(value, float):
+            return None if math.isnan(value) else round(value, 6)
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    return {
+        "cpus": os.cpu_count(),
+        "terminal": [COLS, ROWS],
+        "refresh_s": 1.0,
+        "plan": asdict(plan),
+        "tools": list(names),
+        "cases": [
+            {
+                "gpus": g,
+                "procs": p,
+                "figures": {name: clean(asdict(fig)) for name, fig in by_tool.items()},
+            }
+            for (g, p), by_tool in cases.items()
+        ],
+    }
+
+
+def ratios(doc: dict[str, Any], judged: bool = False) -> dict[str, dict[str, float]]:
+    """Subject / reference per scale ("1x16") and metric; NaN where the reference is 0 or a
+    figure is missing (nothing to judge). ``judged``: a figure below its noise floor counts as
+    the floor (the ratios the baseline holds and ``--quick`` compares)."""
+    reference, subject = doc["tools"]
+    out: dict[str, dict[str, float]] = {}
+    for case in doc["cases"]:
+        row = {}
+        for key, _, _ in METRICS:
+            ours = figure(case["figures"][subject], key)
+            theirs = figure(case["figures"][reference], key)
+            if judged:
+                ours, theirs = max(ours, FLOORS[key]), max(theirs, FLOORS[key])
+            row[key] = ours / theirs if theirs > 0 and not math.isnan(ours) else math.nan
+        out[f"{case['gpus']}x{case['procs']}"] = row
+    return out
+
+
+def regressions(
+    current: dict[str, dict[str, float]],
+    baseline: dict[str, dict[str, float]],
+    tolerance: float = TOLERANCE,
+) -> list[str]:
+    """The ratios more than ``tolerance`` worse than the baseline's (all are lower-is-better),
+    one line each; scales or metrics missing on either side, and NaN, are not judged. A baseline
+    of 0 (vramtop wrote nothing where nvitop did) allows nothing above 0."""
+    words = {key: text for key, text, _ in METRICS}
+    out = []
+    for case, row in current.items():
+        for key, ratio in row.items():
+            was = baseline.get(case, {}).get(key)
+            if was is None or math.isnan(was) or math.isnan(ratio):
+                continue
+            if ratio > was * (1.0 + tolerance):
+                out.append(f"{case}: {words.get(key, key)}: ratio {ratio:.2f}, baseline {was:.2f}")
+    return out
+
+
+def better(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The lower of two runs' ratios, metric by metric: what a regression must show in both."""
+    return {
+        case: {
+            k: min(v, b.get(case, {}).get(k, math.inf)) if not math.isnan(v) else math.nan
+            for k, v in row.items()
+        }
+        for case, row in a.items()
+    }
+
+
+def read_baseline(path: Path) -> dict[str, dict[str, float]]:
+    data = json.loads(path.read_text())
+    return {
+        case: {k: math.nan if v is None else float(v) for k, v in row.items()}
+        for case, row in data["ratios"].items()
+    }
+
+
+def write_baseline(path: Path, doc: dict[str, Any]) -> None:
+    rows = {
+        case: {k: None if math.isnan(v) else round(v, 4) for k, v in row.items()}
+        for case, row in ratios(doc, judged=True).items()
+    }
+    reference, subject = doc["tools"]
+    body = {
+        "about": f"{subject} / {reference} ratios per scale (GPUsxprocesses), lower is better; "
+        "scripts/bench.py --quick fails when one gets more than 50% worse. Written by "
+        "scripts/bench.py --write-baseline.",
+        "plan": doc["plan"],
+        "ratios": rows,
+    }
+    path.write_text(json.dumps(body, indent=2) + "\n")
+
+
+# -- the report ------------------------------------------------------------------------------------
+
+
+def _num(value: float, digits: int) -> str:
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def _ratio(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.2f}×"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    from bench_parts import markdown_table as table
+
+    return table(headers, rows)
+
+
+def main_table(doc: dict[str, Any]) -> str:
+    reference, subject = doc["tools"]
+    all_ratios = ratios(doc)
+    rows = []
+    for case in doc["cases"]:
+        label = scale(case["gpus"], case["procs"])
+        for key, words, digits in METRICS:
+            rows.append(
+                [
+                    label,
+                    words,
+                    _num(figure(case["figures"][reference], key), digits),
+                    _num(figure(case["figures"][subject], key), digits),
+                    _ratio(all_ratios[f"{case['gpus']}x{case['procs']}"][key]),
+                ]
+            )
+    return markdown_table(("scale", "measure", reference, subject, "ratio"), rows)
+
+
+def process_table(doc: dict[str, Any]) -> str:
+    rows = []
+    for case in doc["cases"]:
+        label = scale(case["gpus"], case["procs"])
+        for name in doc["tools"]:
+            for proc in case["figures"][name]["procs"]:
+                p = Proc(**proc)
+                rows.append(
+                    [label, p.title, _num(p.cpu, 4), _num(p.pss_mib, 1), _num(p.uss_mib, 1)]
+                )
+    headers = ("scale", "process", "CPU (s per s)", "PSS (MiB)", "USS (MiB)")
+    return markdown_table(headers, rows)
+
+
+def notes(doc: dict[str, Any]) -> list[str]:
+    out = []
+    for case in doc["cases"]:
+        label = scale(case["gpus"], case["procs"])
+        for name in doc["tools"]:
+            fig = case["figures"][name]
+            if fig.get("failed"):
+                out.append(f"{label}: {name}: failed: {fig['failed']}".splitlines()[0])
+            out += [f"{label}: {n}" for n in fig["notes"]]
+            changed = [" ".join(line.split()) for line in fig["idle_changed_lines"]]
+            if changed:
+                shown = "; ".join(changed[:4]) + (" ..." if len(changed) > 4 else "")
+                out.append(
+                    f"{label}: {name}: {len(changed)} screen lines changed on constant values: "
+                    f"{shown}"
+                )
+    return out
+
+
+def describe(doc: dict[str, Any]) -> str:
+    plan = doc["plan"]
+    return (
+        f"Measured on a {doc['cpus']}-core machine, 1 Hz, {COLS}x{ROWS}: both monitors on the "
+        f"same simulated libnvidia-ml.so.1 and real sleep processes (half busy); "
+        f"{plan['window_s']:.0f} s window (a quarter of the processes growing) after "
+        f"{plan['settle_s']:.0f} s settling and a {plan['idle_s']:.0f} s window on constant "
+        f"values; key to redraw: Down, median of {plan['key_presses']}; CPU and PSS: every "
+        "process of each monitor."
+    )
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The README's block, exactly: regenerate it with ``--from-json FILE --markdown``."""
+    return "\n".join(
+        [
+            describe(doc),
+            "",
+            main_table(doc),
+            "",
+            "Per process:",
+            "",
+            process_table(doc),
+        ]
+    )
+
+
+def report(doc: dict[str, Any]) -> str:
+    lines = [describe(doc), "", main_table(doc), "", process_table(doc)]
+    found = notes(doc)
+    if found:
+        lines += ["", "Notes:", *(f"- {n}" for n in found)]
+    return "\n".join(lines)
+
+
+# -- the command -----------------------------------------------------------------------------------
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # so sleepers and monitors are stopped by their finally
+
+
+def measure_all(
+    chosen: Sequence[tuple[int, int]], plan: Plan, which: Sequence[Tool]
+) -> dict[str, Any]:
+    cases = {(g, p): run_case(g, p, plan, which) for g, p in chosen}
+    return document(cases, plan, [t.name for t in which])
+
+
+def judge(
+    doc: dict[str, Any], baseline_path: Path, chosen: Sequence[tuple[int, int]], plan: Plan,
+    which: Sequence[Tool] | None,
+) -> int:  # fmt: skip
+    """0 unless a ratio got more than 50% worse than the baseline's, in this run and in a
+    confirming re-run (``which``; None: no re-run, judge ``doc`` alone)."""
+    try:
+        baseline = read_baseline(baseline_path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        print(f"bench.py: no usable baseline in {baseline_path}: {exc}", file=sys.stderr)
+        return 2
+    judged = ratios(doc, judged=True)
+    unjudged = [case for case in judged if case not in baseline]
+    if unjudged:
+        print(f"\nno baseline for {', '.join(unjudged)} in {baseline_path}: not judged")
+    worse = regressions(judged, baseline)
+    if worse and which is not None:
+        print("\nworse than the baseline; measuring once more to rule out noise:")
+        print("\n".join(f"- {w}" for w in worse))
+        again = measure_all(chosen, plan, which)
+        print("\n" + main_table(again))
+        worse = regressions(better(judged, ratios(again, judged=True)), baseline)
+    if worse:
+        print(f"\nratios more than {TOLERANCE:.0%} worse than {baseline_path.name}:")
+        print("\n".join(f"- {w}" for w in worse))
+        return 1
+    print(f"\nevery ratio within {TOLERANCE:.0%} of {baseline_path.name}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke test: 2 configurations")
-    parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
     parser.add_argument(
-        "--no-parts", action="store_true", help="skip the per-actor tables (enricher, replay, ...)"
+        "--quick", action="store_true", help="CI: 1 x 16, short windows, judged against --baseline"
+    )
+    parser.add_argument(
+        "--cases", type=parse_cases, metavar="GxP,...", help="scales, e.g. 8x1024,16x4096"
+    )
+    parser.add_argument(
+        "--window", type=float, metavar="SEC", help="the measured window (default: 20, quick: 8)"
+    )
+    parser.add_argument("--markdown", action="store_true", help="print the README's block only")
+    parser.add_argument("--json", metavar="FILE", type=Path, help="also write the figures as JSON")
+    parser.add_argument(
+        "--from-json", metavar="FILE", type=Path, help="measure nothing: report a --json file"
+    )
+    parser.add_argument(
+        "--baseline", metavar="FILE", type=Path, help=f"judge the ratios (default with --quick: "
+        f"{BASELINE.relative_to(ROOT)})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--write-baseline", action="store_true", help="write this run's ratios as the baseline"
     )
     parser.add_argument(
         "--against",
         metavar="TREE",
         type=Path,
-        help="only compare the whole program with the vramtop of another source tree (e.g. "
-        "`git worktree add /tmp/old COMMIT`), alternating runs, and print CPU and PSS per actor",
+        help="instead of nvitop, the vramtop of another source tree (e.g. `git worktree add "
+        "/tmp/old COMMIT`): its figures / this tree's",
     )
     parser.add_argument(
-        "--cases", metavar="GxP,...", help="configurations to run, e.g. 8x1024,1x16"
-    )
-    parser.add_argument("--repeat", type=int, default=2, help="with --against: runs per tree")
-    parser.add_argument(
-        "--nvitop",
-        action="store_true",
-        help="also run nvitop (pip-installed into a throwaway venv) on the same simulated driver",
+        "--parts", action="store_true", help="only the per-part tables (sampler core, actors)"
     )
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    if args.parts:
+        from bench_parts import run_parts
+
+        try:
+            run_parts(args.quick)
+        except RuntimeError as exc:
+            print(f"\n{exc}")
+            return 1
+        return 0
     plan = QUICK if args.quick else FULL
-    if args.cases:
-        chosen = [tuple(int(n) for n in c.split("x")) for c in args.cases.split(",")]
+    if args.window is not None:
+        if not 1 <= args.window <= 600:
+            parser.error("--window: 1 to 600 seconds")
+        plan = replace(plan, window_s=args.window, idle_s=min(plan.idle_s, args.window))
+    chosen = args.cases or list(QUICK_CASES if args.quick else FULL_CASES)
+    baseline = args.baseline or (BASELINE if args.quick and not args.against else None)
+    which: list[Tool] | None = None
+    if args.from_json is not None:
+        try:
+            doc = json.loads(args.from_json.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"bench.py: cannot read {args.from_json}: {exc}", file=sys.stderr)
+            return 2
     else:
-        chosen = list(QUICK_CASES if args.quick else FULL_CASES)
-    if args.against is not None:
-        return compare_trees(args.against, [Case(g, p) for g, p in chosen], plan, args.repeat)
-    cases = [Case(g, p) for g, p in chosen]
-    started = time.monotonic()
-    results = []
-    with tempfile.TemporaryDirectory(prefix="vramtop-bench-") as tmp:
-        for case in cases:
-            result = Result(case)
-            path = write_scenario(case, Path(tmp))
-            # A failed measurement is reported as n/a with its reason; the others still run.
-            for kind in ("simulated", "nvml"):
-                with _progress(f"{case.label}: sampler core, {kind}"), _noted(result):
-                    result.core[kind] = measure_core(case, kind, path, plan)
-            with _progress(f"{case.label}: whole program"), _noted(result):
-                measure_program(case, path, plan, result)
-            results.append(result)
-    print(report(results, plan))
-    parts_ok = True
-    parts: dict[str, list[dict[str, object]]] = {}
-    parts_run = [] if args.no_parts else list(PARTS)
-    if args.nvitop:
-        parts_run.append(PEER)
-    if parts_run:
-        for title, module, function in parts_run:
-            with _progress(title):
-                try:
-                    part = getattr(importlib.import_module(module), function)
-                    if module == PEER[1] and args.cases:
-                        rows = part(args.quick, chosen)  # the configurations asked for
-                    else:
-                        rows = part(args.quick)
-                except Exception as exc:  # one failed part must not hide the others
-                    if type(exc).__name__ == "Unavailable":  # nvitop not installable: a skip
-                        print(f"\n{title}: skipped: {exc}")
-                        continue
-                    parts_ok = False
-                    print(f"\n{title}: failed: {type(exc).__name__}: {exc}")
-                    continue
-            parts[title] = rows
-            print(f"\n{title}:\n")
-            print(dict_table(rows))
-    if args.json:
-        seconds = time.monotonic() - started
-        doc = as_json(results, plan, seconds)
-        doc["parts"] = parts
-        Path(args.json).write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    return 1 if any(r.failed for r in results) or not parts_ok else 0
-
-
-def compare_trees(other: Path, cases: Sequence[Case], plan: Plan, repeat: int) -> int:
-    """This tree against ``other``, alternating (A B A B ...) so drift hits both alike; the
-    median per actor of each side, and their ratio."""
-    rows = []
-    tty_rows = []
-    failed = False
-    with tempfile.TemporaryDirectory(prefix="vramtop-bench-") as tmp:
-        for case in cases:
-            path = write_scenario(case, Path(tmp))
-            runs: dict[str, list[Result]] = {"this": [], "other": []}
-            for _ in range(repeat):
-                for side, tree in (("this", None), ("other", other)):
-                    result = Result(case)
-                    with _progress(f"{case.label}: whole program ({side})"), _noted(result):
-                        measure_program(case, path, plan, result, tree)
-                    failed = failed or result.failed
-                    runs[side].append(result)
-            # Bytes sent to the terminal per idle second: what a UI change costs a slow link.
-            tty = {
-                side: statistics.median([r.tty_bytes_per_s for r in res] or [math.nan])
-                for side, res in runs.items()
-            }
-            tty_rows.append(
-                [case.label, _num(tty["other"], 0), _num(tty["this"], 0),
-                 _num(tty["this"] / tty["other"] if tty["other"] else None, 2)]
-            )  # fmt: skip
-            roles = sorted({r for res in runs["this"] + runs["other"] for r in res.cpu})
-            for role in roles:
-                this = [100.0 * r.cpu[role] for r in runs["this"] if role in r.cpu]
-                that = [100.0 * r.cpu[role] for r in runs["other"] if role in r.cpu]
-                a = statistics.median(this) if this else math.nan
-                b = statistics.median(that) if that else math.nan
-                pa = [r.pss_mib[role] for r in runs["this"] if role in r.pss_mib]
-                pb = [r.pss_mib[role] for r in runs["other"] if role in r.pss_mib]
-                rows.append(
-                    [
-                        case.label,
-                        role,
-                        _num(b, 2),
-                        _num(a, 2),
-                        _num(a / b if b else None, 2),
-                        _num(statistics.median(pb) if pb else None, 1),
-                        _num(statistics.median(pa) if pa else None, 1),
-                    ]
-                )
-    headers = (
-        "configuration",
-        "process",
-        f"{other.name} CPU%",
-        "this tree CPU%",
-        "ratio",
-        f"{other.name} PSS MiB",
-        "this tree PSS MiB",
-    )
-    print(
-        f"Whole program, this tree against {other}: median of {repeat} alternating runs, "
-        f"{plan.window_s:.0f} s window each; compare the ratio column."
-    )
-    print()
-    print(markdown_table(headers, rows))
-    print()
-    tty_headers = ("configuration", f"{other.name} tty B/s", "this tree tty B/s", "ratio")
-    print(markdown_table(tty_headers, tty_rows))
-    return 1 if failed else 0
-
-
-# Per-actor costs measured by their own scripts beside this one (each exposes NAME(quick)).
-PARTS = (
-    ("Terminal, 160x45 demo", "bench_ui", "ui_rows"),
-    ("Analyzer, CPU per tick", "bench_analyzer", "analyzer_rows"),
-    ("Enricher, CPU per update", "bench_enricher", "enricher_rows"),
-    ("Scraper, CPU per wall second at the default rate limit", "bench_scraper", "scraper_rows"),
-    ("Deep mode, report() in the reporting process", "bench_deep", "deep_rows"),
-    ("Replay --speed max --json, one hour at 1 Hz, 8 GPUs x 64 processes", "bench_replay",
-     "replay_rows"),
-    ("Exporter scrape and fleet view, CPU per refresh", "bench_fleet", "fleet_rows"),
-)  # fmt: skip
-
-
-PEER = (
-    "vramtop beside nvitop on the same simulated libnvidia-ml.so.1 (1 s refresh, 160x45)",
-    "bench_nvitop",
-    "peer_rows",
-)
-
-
-def dict_table(rows: Sequence[dict[str, object]]) -> str:
-    if not rows:
-        return "(no rows)"
-    headers = list(rows[0])
-
-    def cell(value: object) -> str:
-        if isinstance(value, float):
-            return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
-        return str(value)
-
-    return markdown_table(headers, [[cell(r.get(h, "")) for h in headers] for r in rows])
+        if args.against is not None:
+            tree = args.against.resolve()
+            which = [
+                Tool(tree.name, [sys.executable, "-m", "vramtop", "--refresh-rate", "1"],
+                     {"PYTHONPATH": str(tree)}, tree),
+                Tool("this tree", [sys.executable, "-m", "vramtop", "--refresh-rate", "1"], {}),
+            ]  # fmt: skip
+        else:
+            try:
+                which = tools(nvitop_command())
+            except Unavailable as exc:
+                print(f"nvitop comparison skipped: {exc}")
+                return 0
+        doc = measure_all(chosen, plan, which)
+    if args.json is not None:
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+    print(markdown(doc) if args.markdown else report(doc))
+    if any(f.get("failed") for c in doc["cases"] for f in c["figures"].values()):
+        return 1  # said in the notes
+    if args.write_baseline:
+        write_baseline(args.baseline or BASELINE, doc)
+        print(f"\nbaseline written: {args.baseline or BASELINE}")
+        return 0
+    if baseline is not None:
+        return judge(doc, baseline, chosen, plan, which)
+    return 0
 
 
 if __name__ == "__main__":
