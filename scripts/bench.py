@@ -5,7 +5,8 @@ Where it sits: outside the data flow, as vramtop's first user. vramtop (every ac
 nvidia-ml-py path) and nvitop (pip-installed into a throwaway venv under the temp dir, reused by
 later runs) run unmodified against ``tests/simdriver`` (built here with the system ``cc``),
 showing the same GPUs and the same real child processes (``sleep``, half of them busy), each
-in a 160x45 pseudo-terminal at a 1 s refresh, one after the other. ``bench_tty.measure`` runs
+in a 160x45 pseudo-terminal (160x80 at 16 GPUs: ``rows_for``) at a 1 s refresh, one after
+the other. ``bench_tty.measure`` runs
 each the same way: start to first process row on screen, an idle window on constant values,
 then a window with a quarter of the processes growing (CPU, PSS, NVML calls, bytes to the
 terminal), then Down-arrow latency.
@@ -100,6 +101,12 @@ def parse_cases(text: str) -> list[tuple[int, int]]:
 
 def scale(gpus: int, procs: int) -> str:
     return f"{gpus} × {procs}"
+
+
+def rows_for(gpus: int) -> int:
+    """The pty's height: 45 rows, except where the GPUs alone fill that (16 GPUs: neither
+    monitor has room for a process row at 45, nvitop not even for its process panel)."""
+    return ROWS if gpus <= 8 else 80
 
 
 # -- what runs -------------------------------------------------------------------------------------
@@ -218,7 +225,7 @@ def run_case(gpus: int, procs: int, plan: Plan, which: Sequence[Tool]) -> dict[s
                     "HOME": str(home),  # the user's own config must not change the numbers
                     "XDG_CONFIG_HOME": str(home / ".config"),
                     "COLUMNS": str(COLS),
-                    "LINES": str(ROWS),
+                    "LINES": str(rows_for(gpus)),
                     **tool.env,
                 }
             )
@@ -229,7 +236,15 @@ def run_case(gpus: int, procs: int, plan: Plan, which: Sequence[Tool]) -> dict[s
             with _progress(f"{scale(gpus, procs)}: {tool.name}"):
                 try:
                     out[tool.name] = measure(
-                        tool.name, tool.argv, run_env, stats, pids, animate, plan, tool.cwd
+                        tool.name,
+                        tool.argv,
+                        run_env,
+                        stats,
+                        pids,
+                        animate,
+                        plan,
+                        tool.cwd,
+                        rows_for(gpus),
                     )
                 except Exception as exc:  # n/a with its reason; the other runs still run
                     out[tool.name] = Figures(failed=f"{type(exc).__name__}: {exc}")
@@ -248,10 +263,10 @@ def _progress(text: str) -> Iterator[None]:
 
 
 def figure(figures: dict[str, Any], key: str) -> float:
-    if key == "first_process_ms":
-        return 1000.0 * float(figures["first_process_s"])
-    value = figures.get(key)
-    return math.nan if value is None else float(value)
+    value = figures.get("first_process_s" if key == "first_process_ms" else key)
+    if value is None:
+        return math.nan
+    return 1000.0 * float(value) if key == "first_process_ms" else float(value)
 
 
 def document(
@@ -436,6 +451,11 @@ def describe(doc: dict[str, Any]) -> str:
         f"{plan['settle_s']:.0f} s settling and a {plan['idle_s']:.0f} s window on constant "
         f"values; key to redraw: Down, median of {plan['key_presses']}; CPU and PSS: every "
         "process of each monitor."
+        + (
+            " 16 GPUs: a 160x80 pty (at 45 rows the GPUs leave no room for a process row)."
+            if any(c["gpus"] > 8 for c in doc["cases"])
+            else ""
+        )
     )
 
 

@@ -82,15 +82,17 @@ class Session:
     """A monitor in a pty, its output fed to a screen that answers cursor-position queries
     (blessed waits for that answer at start-up, which would be the pty's fault, not a user's)."""
 
-    def __init__(self, argv: Sequence[str], env: dict[str, str], cwd: Path | None) -> None:
-        self.screen = _AnsweringScreen(COLS, ROWS)
+    def __init__(
+        self, argv: Sequence[str], env: dict[str, str], cwd: Path | None, rows: int = ROWS
+    ) -> None:
+        self.screen = _AnsweringScreen(COLS, rows)
         self.stream = pyte.ByteStream(self.screen)
         self.spawned = time.monotonic()
         self.child = pexpect.spawn(
             argv[0],
             list(argv[1:]),
             env=env,
-            dimensions=(ROWS, COLS),
+            dimensions=(rows, COLS),
             timeout=5,
             cwd=str(cwd) if cwd else None,
         )
@@ -125,7 +127,7 @@ class Session:
     def cells(self) -> tuple[tuple[Any, ...], ...]:
         """Every cell with its attributes: a selection bar is a change of attributes only."""
         buf = self.screen.buffer
-        return tuple(tuple(buf[y][x] for x in range(COLS)) for y in range(ROWS))
+        return tuple(tuple(buf[y][x] for x in range(COLS)) for y in range(self.screen.lines))
 
 
 def shows_process(lines: Sequence[str], pids: set[str]) -> bool:
@@ -240,16 +242,17 @@ def measure(
     animate: Callable[[], None],
     plan: Plan,
     cwd: Path | None = None,
+    rows: int = ROWS,
 ) -> Figures:
     """Run ``argv`` (a monitor) through the five steps above; ``animate`` switches the scenario
     from constant values to moving ones."""
     out = Figures()
-    session = Session(argv, env, cwd)
+    session = Session(argv, env, cwd, rows)
     known: list[psutil.Process] = []
     try:
         known = tree(session.child.pid)
         wanted = {str(p) for p in pids}
-        session.wait(lambda: shows_process(session.screen.display, wanted), 60, "process row")
+        session.wait(lambda: shows_process(session.screen.display, wanted), 120, "process row")
         out.first_process_s = time.monotonic() - session.spawned
         session.pump(plan.settle_s)
 
