@@ -41,7 +41,7 @@ import pyte  # noqa: E402
 from tui import _AnsweringScreen  # noqa: E402
 
 COLS, ROWS = 160, 45
-DOWN = "\x1b[B"
+DECCKM = 1 << 5  # pyte's number for private mode 1, application cursor keys
 _NUMBER = re.compile(r"\d+")
 
 
@@ -136,15 +136,18 @@ def shows_process(lines: Sequence[str], pids: set[str]) -> bool:
 
 
 def changed_lines(before: Sequence[str], after: Sequence[str]) -> list[str]:
-    """ "ROW: text" for each screen line that differs, the text from its first to its last
-    changed cell (40 at most): which widget drew on constant values."""
+    """ "ROW: text" for each screen line that differs, the words from its first to its last
+    changed cell (40 characters at most): which widget drew on constant values."""
     out = []
     for y, (old, new) in enumerate(zip(before, after, strict=True)):
         if old == new:
             continue
         first = next(x for x, (a, b) in enumerate(zip(old, new, strict=True)) if a != b)
         last = max(x for x, (a, b) in enumerate(zip(old, new, strict=True)) if a != b)
-        out.append(f"{y + 1}: {new[first : min(last + 1, first + 40)].strip() or '(blank)'}")
+        # Out to the blanks around the change: "11:35:19", not "9".
+        first = new.rfind(" ", 0, first) + 1
+        last = new.find(" ", last + 1) % (len(new) + 1)
+        out.append(f"{y + 1}: {new[first : min(last, first + 40)].strip() or '(blank)'}")
     return out
 
 
@@ -198,7 +201,9 @@ def key_latency(session: Session, presses: int) -> tuple[float, int]:
             if session.read(0.02):
                 quiet_since = time.monotonic()
         before = session.cells()
-        session.child.send(DOWN)
+        # What a terminal sends for Down: ESC O B once the program asked for application
+        # cursor keys (curses does, nvitop among them), ESC [ B otherwise.
+        session.child.send("\x1bOB" if DECCKM in session.screen.mode else "\x1b[B")
         sent = time.monotonic()
         while time.monotonic() - sent < 2.0:
             if session.read(0.2) and session.cells() != before:
