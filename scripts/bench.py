@@ -35,7 +35,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -45,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from bench_table import markdown_table, progress  # noqa: E402
 from bench_tty import COLS, ROWS, Figures, Plan, Proc, measure  # noqa: E402
 
 GPU_NAME = "NVIDIA H100 80GB HBM3"
@@ -233,7 +233,7 @@ def run_case(gpus: int, procs: int, plan: Plan, which: Sequence[Tool]) -> dict[s
             def animate() -> None:
                 write_scenario(path, driver_scenario(gpus, pids, moving=True))
 
-            with _progress(f"{scale(gpus, procs)}: {tool.name}"):
+            with progress(f"{scale(gpus, procs)}: {tool.name}"):
                 try:
                     out[tool.name] = measure(
                         tool.name,
@@ -249,14 +249,6 @@ def run_case(gpus: int, procs: int, plan: Plan, which: Sequence[Tool]) -> dict[s
                 except Exception as exc:  # n/a with its reason; the other runs still run
                     out[tool.name] = Figures(failed=f"{type(exc).__name__}: {exc}")
     return out
-
-
-@contextlib.contextmanager
-def _progress(text: str) -> Iterator[None]:
-    print(f"  {text} ...", end="", file=sys.stderr, flush=True)
-    started = time.monotonic()
-    yield
-    print(f" {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
 
 
 # -- the document: what a run measured, as JSON ----------------------------------------------------
@@ -384,12 +376,6 @@ def _ratio(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.2f}×"
 
 
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    from bench_parts import markdown_table as table
-
-    return table(headers, rows)
-
-
 def main_table(doc: dict[str, Any]) -> str:
     reference, subject = doc["tools"]
     all_ratios = ratios(doc)
@@ -406,7 +392,7 @@ def main_table(doc: dict[str, Any]) -> str:
                     _ratio(all_ratios[f"{case['gpus']}x{case['procs']}"][key]),
                 ]
             )
-    return markdown_table(("scale", "measure", reference, subject, "ratio"), rows)
+    return markdown_table(("scale", "measure", reference, subject, "ratio"), rows, left=2)
 
 
 def process_table(doc: dict[str, Any]) -> str:
@@ -416,11 +402,10 @@ def process_table(doc: dict[str, Any]) -> str:
         for name in doc["tools"]:
             for proc in case["figures"][name]["procs"]:
                 p = Proc(**proc)
-                rows.append(
-                    [label, p.title, _num(p.cpu, 4), _num(p.pss_mib, 1), _num(p.uss_mib, 1)]
-                )
-    headers = ("scale", "process", "CPU (s per s)", "PSS (MiB)", "USS (MiB)")
-    return markdown_table(headers, rows)
+                cells = [_num(p.cpu, 4), _num(p.pss_mib, 1), _num(p.uss_mib, 1)]
+                rows.append([label, name, p.title, *cells])
+    headers = ("scale", "monitor", "process", "CPU (s per s)", "PSS (MiB)", "USS (MiB)")
+    return markdown_table(headers, rows, left=3)
 
 
 def notes(doc: dict[str, Any]) -> list[str]:

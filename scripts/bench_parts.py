@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the simulated NVML driver lives with the tests
 
 
+from bench_table import dict_table, markdown_table, progress  # noqa: E402
+
 from vramtop.actors.base import ActorContext  # noqa: E402
 from vramtop.actors.mailbox import Mailbox, make_channels  # noqa: E402
 from vramtop.actors.routes import STATE_ROUTES  # noqa: E402
@@ -209,18 +211,6 @@ def _num(value: float | None, digits: int) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [cells[0].ljust(widths[0])]
-        parts += [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
-        return "| " + " | ".join(parts) + " |"
-
-    rule = "|" + "|".join(["-" * (widths[0] + 2)] + ["-" * (w + 1) + ":" for w in widths[1:]])
-    return "\n".join([line(headers), rule + "|", *(line(r) for r in rows)])
-
-
 def report(results: Sequence[Result], plan: Plan) -> str:
     core_rows = [
         [r.case.label, _num(r.core.get("simulated"), 2), _num(r.core.get("nvml"), 2)]
@@ -248,14 +238,6 @@ def _noted(result: Result) -> Iterator[None]:
         result.notes.append(f"failed: {type(exc).__name__}: {exc}".splitlines()[0])
 
 
-@contextlib.contextmanager
-def _progress(text: str) -> Iterator[None]:
-    print(f"  {text} ...", end="", file=sys.stderr, flush=True)
-    started = time.monotonic()
-    yield
-    print(f" {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
-
-
 # Per-actor costs measured by their own scripts beside this one (each exposes NAME(quick)).
 PARTS = (
     ("Terminal, 160x45 demo", "bench_ui", "ui_rows"),
@@ -269,19 +251,6 @@ PARTS = (
 )  # fmt: skip
 
 
-def dict_table(rows: Sequence[dict[str, object]]) -> str:
-    if not rows:
-        return "(no rows)"
-    headers = list(rows[0])
-
-    def cell(value: object) -> str:
-        if isinstance(value, float):
-            return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
-        return str(value)
-
-    return markdown_table(headers, [[cell(r.get(h, "")) for h in headers] for r in rows])
-
-
 def run_parts(quick: bool) -> dict[str, list[dict[str, object]]]:
     """Print the sampler core's table, then every part's; return the parts' rows by title.
     A part that fails is reported and the others still run; raises at the end if one did."""
@@ -292,14 +261,14 @@ def run_parts(quick: bool) -> dict[str, list[dict[str, object]]]:
             result = Result(Case(gpus, procs))
             path = write_scenario(result.case, Path(tmp))
             for kind in ("simulated", "nvml"):
-                with _progress(f"{result.case.label}: sampler core, {kind}"), _noted(result):
+                with progress(f"{result.case.label}: sampler core, {kind}"), _noted(result):
                     result.core[kind] = measure_core(result.case, kind, path, plan)
             results.append(result)
     print(report(results, plan))
     failed = [r.case.label for r in results if r.failed]
     parts: dict[str, list[dict[str, object]]] = {}
     for title, module, function in PARTS:
-        with _progress(title):
+        with progress(title):
             try:
                 rows = getattr(importlib.import_module(module), function)(quick)
             except Exception as exc:  # one failed part must not hide the others

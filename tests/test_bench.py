@@ -150,11 +150,11 @@ def test_a_short_run_measures_both_monitors_and_the_check_catches_a_worse_ratio(
     assert set(ACTORS) <= titles, titles
     assert [p["title"] for p in case["figures"]["nvitop"]["procs"]] == ["nvitop"]
     shown = {
-        line.split("|")[2].strip()
+        (line.split("|")[2].strip(), line.split("|")[3].strip())
         for line in done.stdout.splitlines()
-        if line.startswith("| 1 × 4 ") and line.count("|") == 6
+        if line.startswith("| 1 × 4 ") and line.count("|") == 7
     }
-    assert {*ACTORS, "nvitop"} <= shown, shown
+    assert {("vramtop", title) for title in ACTORS} | {("nvitop", "nvitop")} <= shown, shown
 
     # The check passes on the run's own ratios, and fails on a baseline where vramtop's CPU
     # was 1.6 times better than now.
