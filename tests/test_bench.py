@@ -14,6 +14,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -187,3 +188,30 @@ def test_a_bad_baseline_is_one_line_and_a_failure(tmp_path: Path) -> None:
     done = _bench("--from-json", str(run), "--baseline", str(garbage))
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "no usable baseline" in done.stderr
+
+
+def test_a_killed_bench_leaves_no_sleeper_or_monitor_behind() -> None:
+    # SIGKILL: no handler, no finally. The sleepers go by PR_SET_PDEATHSIG, the monitor by the
+    # hangup of its pty.
+    mark = uuid.uuid4().hex
+    bench_run = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--cases", "1x8", "--window", "60"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, MARK: mark},
+    )
+    try:
+        top = psutil.Process(bench_run.pid)
+        deadline = time.monotonic() + 120  # generous: installs nvitop on a first run
+        while len(top.children()) < 9 and bench_run.poll() is None:  # 8 sleepers + a monitor
+            assert time.monotonic() < deadline, "the bench never started its processes"
+            time.sleep(0.2)
+        assert bench_run.poll() is None, "the bench ended before it could be killed"
+        started = [p for p in top.children(recursive=True) if p.pid != bench_run.pid]
+    finally:
+        bench_run.kill()
+        bench_run.wait()
+    _, alive = psutil.wait_procs(started, timeout=20)
+    assert alive == []
+    assert _marked(mark) == []
