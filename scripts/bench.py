@@ -5,9 +5,9 @@ Where it sits: outside the data flow, as vramtop's first user. vramtop (every ac
 nvidia-ml-py path) and nvitop (pip-installed into a throwaway venv under the temp dir, reused by
 later runs) run unmodified against ``tests/simdriver`` (built here with the system ``cc``),
 showing the same GPUs and the same real child processes (``sleep``, half of them busy), each
-in a 160x45 pseudo-terminal (160x80 at 16 GPUs: ``rows_for``) at a 1 s refresh, one after
-the other. ``bench_tty.measure`` runs
-each the same way: start to first process row on screen, an idle window on constant values,
+in a 160x45 pseudo-terminal (160x80 at 16 GPUs: ``rows_for``) at a 1 s refresh, nvitop in its
+default (auto) layout, one after the other. ``bench_tty.measure`` runs each the same way: start
+to first process row on screen (median of three starts), an idle window on constant values,
 then a window with a quarter of the processes growing (CPU, PSS, NVML calls, bytes to the
 terminal), then Down-arrow latency.
 
@@ -17,11 +17,13 @@ process of both monitors by title (CPU, PSS, USS), so a regression names its act
 
 ``--quick`` (CI) runs 1 x 16 with short windows and judges the ratios against the committed
 ``scripts/bench_baseline.json``: exit 1 only when a vramtop/nvitop ratio got more than 50%
-worse, in the run and in one confirming re-run (noise), never on an absolute figure. Where
-nvitop cannot be installed it says so and exits 0.
+worse, in the run and in one confirming re-run (noise), never on an absolute figure (a figure
+under its noise floor, ``FLOORS``, is judged as the floor). Where nvitop cannot be installed it
+says so and exits 0. ``--write-baseline`` records a run's ratios (or, with ``--from-json A B
+C``, the worst of several runs').
 
 Usage: ``.venv/bin/python scripts/bench.py [--quick] [--cases 8x256,...] [--markdown]
-[--json FILE] [--from-json FILE] [--write-baseline] [--against TREE] [--parts]``
+[--json FILE] [--from-json FILE...] [--write-baseline] [--against TREE] [--parts]``
 """
 
 from __future__ import annotations
@@ -55,8 +57,8 @@ BASELINE = ROOT / "scripts" / "bench_baseline.json"
 TOLERANCE = 0.5  # a ratio may get this much worse (0.5: 50%) before --quick fails
 FULL_CASES = ((1, 16), (8, 256), (8, 1024), (16, 4096))
 QUICK_CASES = ((1, 16),)
-FULL = Plan(settle_s=5.0, idle_s=5.0, window_s=20.0, key_presses=9)
-QUICK = Plan(settle_s=2.0, idle_s=3.0, window_s=8.0, key_presses=7)
+FULL = Plan(settle_s=5.0, idle_s=5.0, window_s=20.0, key_presses=9, starts=3)
+QUICK = Plan(settle_s=2.0, idle_s=3.0, window_s=8.0, key_presses=7, starts=3)
 SLEEP_S = 3600
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -348,15 +350,22 @@ def regressions(
     return out
 
 
-def better(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """The lower of two runs' ratios, metric by metric: what a regression must show in both."""
-    return {
-        case: {
-            k: min(v, b.get(case, {}).get(k, math.inf)) if not math.isnan(v) else math.nan
-            for k, v in row.items()
-        }
-        for case, row in a.items()
-    }
+Ratios = dict[str, dict[str, float]]
+
+
+def combine(runs: Sequence[Ratios], pick: Callable[..., float]) -> Ratios:
+    """Several runs' ratios as one, metric by metric, by ``pick`` over the runs that have it:
+    ``min`` for judging (a regression must show in every run), ``max`` for a baseline (the
+    worst of its runs, so that one lucky run does not set the bar)."""
+    out: Ratios = {}
+    for run in runs:
+        for case, row in run.items():
+            for key, value in row.items():
+                if math.isnan(value):
+                    continue
+                known = out.setdefault(case, {}).get(key)
+                out[case][key] = value if known is None else pick(known, value)
+    return out
 
 
 def read_baseline(path: Path) -> dict[str, dict[str, float]]:
@@ -367,17 +376,16 @@ def read_baseline(path: Path) -> dict[str, dict[str, float]]:
     }
 
 
-def write_baseline(path: Path, doc: dict[str, Any]) -> None:
-    rows = {
-        case: {k: None if math.isnan(v) else round(v, 4) for k, v in row.items()}
-        for case, row in ratios(doc, judged=True).items()
-    }
-    reference, subject = doc["tools"]
+def write_baseline(path: Path, docs: Sequence[dict[str, Any]]) -> None:
+    worst = combine([ratios(doc, judged=True) for doc in docs], max)
+    rows = {case: {k: round(v, 4) for k, v in row.items()} for case, row in worst.items()}
+    reference, subject = docs[0]["tools"]
     body = {
         "about": f"{subject} / {reference} ratios per scale (GPUsxprocesses), lower is better; "
         "scripts/bench.py --quick fails when one gets more than 50% worse. Written by "
         "scripts/bench.py --write-baseline.",
-        "plan": doc["plan"],
+        "plan": docs[0]["plan"],
+        "runs": len(docs),
         "ratios": rows,
     }
     path.write_text(json.dumps(body, indent=2) + "\n")
@@ -455,7 +463,8 @@ def describe(doc: dict[str, Any]) -> str:
         "processes (half busy); "
         f"{plan['window_s']:.0f} s window (a quarter of the processes growing) after "
         f"{plan['settle_s']:.0f} s settling and a {plan['idle_s']:.0f} s window on constant "
-        f"values; key to redraw: Down, median of {plan['key_presses']}; CPU and PSS: every "
+        f"values; start: median of {plan.get('starts', 1)}; key to redraw: Down, median of "
+        f"{plan['key_presses']}; CPU and PSS: every "
         "process of each monitor."
         + (
             " 16 GPUs: a 160x80 pty (at 45 rows the GPUs leave no room for a process row)."
@@ -503,17 +512,17 @@ def measure_all(
 
 
 def judge(
-    doc: dict[str, Any], baseline_path: Path, chosen: Sequence[tuple[int, int]], plan: Plan,
-    which: Sequence[Tool] | None,
+    docs: Sequence[dict[str, Any]], baseline_path: Path, chosen: Sequence[tuple[int, int]],
+    plan: Plan, which: Sequence[Tool] | None,
 ) -> int:  # fmt: skip
-    """0 unless a ratio got more than 50% worse than the baseline's, in this run and in a
-    confirming re-run (``which``; None: no re-run, judge ``doc`` alone)."""
+    """0 unless a ratio got more than 50% worse than the baseline's, in every run of ``docs``
+    and in a confirming re-run (``which``; None: no re-run)."""
     try:
         baseline = read_baseline(baseline_path)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         print(f"bench.py: no usable baseline in {baseline_path}: {exc}", file=sys.stderr)
         return 2
-    judged = ratios(doc, judged=True)
+    judged = combine([ratios(doc, judged=True) for doc in docs], min)
     unjudged = [case for case in judged if case not in baseline]
     if unjudged:
         print(f"\nno baseline for {', '.join(unjudged)} in {baseline_path}: not judged")
@@ -523,7 +532,7 @@ def judge(
         print("\n".join(f"- {w}" for w in worse))
         again = measure_all(chosen, plan, which)
         print("\n" + main_table(again))
-        worse = regressions(better(judged, ratios(again, judged=True)), baseline)
+        worse = regressions(combine([judged, ratios(again, judged=True)], min), baseline)
     if worse:
         print(f"\nratios more than {TOLERANCE:.0%} worse than {baseline_path.name}:")
         print("\n".join(f"- {w}" for w in worse))
@@ -546,7 +555,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--markdown", action="store_true", help="print the README's block only")
     parser.add_argument("--json", metavar="FILE", type=Path, help="also write the figures as JSON")
     parser.add_argument(
-        "--from-json", metavar="FILE", type=Path, help="measure nothing: report a --json file"
+        "--from-json",
+        metavar="FILE",
+        type=Path,
+        nargs="+",
+        help="measure nothing: report the first --json file; judge the best ratio of all, or "
+        "with --write-baseline, write the worst",
     )
     parser.add_argument(
         "--baseline", metavar="FILE", type=Path, help=f"judge the ratios (default with --quick: "
@@ -586,11 +600,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     baseline = args.baseline or (BASELINE if args.quick and not args.against else None)
     which: list[Tool] | None = None
     if args.from_json is not None:
-        try:
-            doc = json.loads(args.from_json.read_text())
-        except (OSError, ValueError) as exc:
-            print(f"bench.py: cannot read {args.from_json}: {exc}", file=sys.stderr)
-            return 2
+        docs = []
+        for path in args.from_json:
+            try:
+                docs.append(json.loads(path.read_text()))
+            except (OSError, ValueError) as exc:
+                print(f"bench.py: cannot read {path}: {exc}", file=sys.stderr)
+                return 2
+        doc = docs[0]
     else:
         if args.against is not None:
             tree = args.against.resolve()
@@ -606,17 +623,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"nvitop comparison skipped: {exc}")
                 return 0
         doc = measure_all(chosen, plan, which)
+        docs = [doc]
     if args.json is not None:
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
     print(markdown(doc) if args.markdown else report(doc))
-    if any(f.get("failed") for c in doc["cases"] for f in c["figures"].values()):
+    if any(f.get("failed") for d in docs for c in d["cases"] for f in c["figures"].values()):
         return 1  # said in the notes
     if args.write_baseline:
-        write_baseline(args.baseline or BASELINE, doc)
+        write_baseline(args.baseline or BASELINE, docs)
         print(f"\nbaseline written: {args.baseline or BASELINE}")
         return 0
     if baseline is not None:
-        return judge(doc, baseline, chosen, plan, which)
+        return judge(docs, baseline, chosen, plan, which)
     return 0
 
 
