@@ -54,6 +54,9 @@ GPU_NAME = "NVIDIA H100 80GB HBM3"
 GPU_MIB = 81559
 VENV = Path(tempfile.gettempdir()) / f"vramtop-bench-nvitop-{os.geteuid()}"
 BASELINE = ROOT / "scripts" / "bench_baseline.json"
+README = ROOT / "README.md"
+BEGIN = "<!-- begin: scripts/bench.py --markdown -->"
+END = "<!-- end: scripts/bench.py --markdown -->"
 TOLERANCE = 0.5  # a ratio may get this much worse (0.5: 50%) before --quick fails
 FULL_CASES = ((1, 16), (8, 256), (8, 1024), (16, 4096))
 QUICK_CASES = ((1, 16),)
@@ -489,6 +492,16 @@ def markdown(doc: dict[str, Any]) -> str:
     )
 
 
+def update_readme(path: Path, block: str) -> None:
+    """Replace what stands between the README's two markers with ``block``."""
+    text = path.read_text()
+    head, begun, rest = text.partition(BEGIN + "\n")
+    _, ended, tail = rest.partition(END)
+    if not begun or not ended:
+        raise SystemExit(f"bench.py: {path} lacks the lines {BEGIN} and {END}")
+    path.write_text(f"{head}{BEGIN}\n{block}\n{END}{tail}")
+
+
 def report(doc: dict[str, Any]) -> str:
     lines = [describe(doc), "", main_table(doc), "", process_table(doc)]
     found = notes(doc)
@@ -553,6 +566,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--window", type=float, metavar="SEC", help="the measured window (default: 20, quick: 8)"
     )
     parser.add_argument("--markdown", action="store_true", help="print the README's block only")
+    parser.add_argument(
+        "--readme", action="store_true", help="write that block into README.md, between its markers"
+    )
     parser.add_argument("--json", metavar="FILE", type=Path, help="also write the figures as JSON")
     parser.add_argument(
         "--from-json",
@@ -627,6 +643,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
     print(markdown(doc) if args.markdown else report(doc))
+    if args.readme:
+        update_readme(README, markdown(doc))
+        print(f"\nwritten into {README}")
     if any(f.get("failed") for d in docs for c in d["cases"] for f in c["figures"].values()):
         return 1  # said in the notes
     if args.write_baseline:
