@@ -218,3 +218,31 @@ def test_a_killed_bench_leaves_no_sleeper_or_monitor_behind() -> None:
     _, alive = psutil.wait_procs(started, timeout=20)
     assert alive == []
     assert _marked(mark) == []
+
+
+def test_the_readme_quotes_a_full_run_between_its_markers() -> None:
+    text = (ROOT / "README.md").read_text()
+    block = text.split(bench.BEGIN + "\n")[1].split(bench.END)[0]
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in block.splitlines()
+        if line.startswith("| ") and line.count("|") == 6
+    ][1:]  # below the header
+    expected = [
+        (bench.scale(g, p), words) for g, p in bench.FULL_CASES for _, words, _ in bench.METRICS
+    ]
+    assert [(r[0], r[1]) for r in rows] == expected
+    assert block.startswith("Measured on a ")
+
+
+def test_readme_block_is_replaced_in_place_and_a_readme_without_markers_refused(
+    tmp_path: Path,
+) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{bench.BEGIN}\nold table\n{bench.END}\n\nafter\n")
+    bench.update_readme(readme, "new table")
+    assert readme.read_text() == f"# x\n\n{bench.BEGIN}\nnew table\n{bench.END}\n\nafter\n"
+    readme.write_text("# no markers\n")
+    with pytest.raises(SystemExit, match="lacks the lines"):
+        bench.update_readme(readme, "new table")
+    assert readme.read_text() == "# no markers\n"
