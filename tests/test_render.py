@@ -571,6 +571,34 @@ def test_a_batch_builds_the_rows_once_for_its_frame(monkeypatch: pytest.MonkeyPa
     assert "vLLM" in _row_of(core, 101) and "+1.0M/s" in _row_of(core, 101)
 
 
+def test_sixteen_gpus_leave_room_for_processes_at_45_rows() -> None:
+    # A 16-GPU node in a 160x45 pane: the cards that fit, a line for the rest, and processes.
+    gpus = tuple(
+        GpuSample(
+            i,
+            f"GPU-{i}",
+            "NVIDIA H100",
+            memory_total=80 * GiB,
+            memory_used=GiB,
+            memory_reserved=GiB // 2,
+            memory_free=78 * GiB,
+        )
+        for i in range(16)
+    )
+    procs = tuple(ProcessSample(100 + i, i % 16, used_bytes=(i + 1) << 20) for i in range(64))
+    rows = tuple(
+        ProcessRow(ProcessIdentity(100 + i, 1000.0), i % 16, i, "alice", f"python r{i}.py", True)
+        for i in range(64)
+    )
+    ui = Ui()
+    ui.handle(SampleMessage(1, Snapshot(0.0, "simulated", gpus, procs), rows))
+    lines = ui.draw(160, 45).text()
+    listed = [ln for ln in lines if "python r" in ln]
+    assert len(listed) >= 5, "\n".join(lines)
+    assert any(ln.strip().startswith("+") and "more GPUs" in ln for ln in lines)
+    assert "q quit" in lines[-1] and "python r" not in lines[-1]
+
+
 # --- papercuts: what the columns mean, sorting what is shown, saying the layout ------------
 
 

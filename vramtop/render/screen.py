@@ -17,7 +17,7 @@ import time
 
 from vramtop import __version__
 from vramtop.render.cards import gpu_card, gpu_line_mini, oom_alert
-from vramtop.render.charts import ChartPlacement, draw_gpu_chart, plan_charts
+from vramtop.render.charts import MIN_TABLE_ROWS, ChartPlacement, draw_gpu_chart, plan_charts
 from vramtop.render.detail import draw_detail
 from vramtop.render.footer import draw_footer, notes
 from vramtop.render.grid import Grid, Style
@@ -32,6 +32,7 @@ __all__ = ["ViewState", "draw", "memory_bar", "move_selection", "pick_layout"]
 MIN_W, MIN_H = 40, 10
 COMPACT_W, COMPACT_H = 80, 20
 FULL_W, FULL_H = 120, 30
+TABLE_KEEP = 5  # process rows the GPU cards always leave the table
 ACCENT = Style(fg="accent", bold=True)
 
 
@@ -80,9 +81,15 @@ def draw(
     else:
         full = layout == "full"
         charts = plan_charts(state, gpus, y, h) if full else ChartPlacement()
-        for gpu in gpus:
-            if y >= h - 6:
-                grid.put(1, y, "+ more GPUs (a taller terminal shows them)", MUTED)
+        # A card is drawn only where it leaves a line for the GPUs left out, the table's header,
+        # up to five processes and the footer: 16 GPUs' cards must not push the processes off.
+        keep = 6 + min(TABLE_KEEP, max(MIN_TABLE_ROWS, len(state.items)))
+        for shown, gpu in enumerate(gpus):
+            if y + keep > h:
+                more = len(gpus) - shown
+                plural = "s" if more > 1 else ""
+                note = f"+{more} more GPU{plural} (a taller terminal shows them; the table lists"
+                grid.put(1, y, note + " their processes)", MUTED)
                 y += 1
                 break
             rows = charts.rows.get(gpu.index, 0)
