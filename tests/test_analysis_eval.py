@@ -102,8 +102,8 @@ def test_warnings_come_early_enough_and_never_falsely(figures: dict[str, object]
         if not required:
             continue
         assert lead is not None, f"{name}: never warned"
-        # Owed when the growth began oom_warning_seconds + the evidence a trend needs before
-        # the OOM (eval_analysis.evidence_s); the whole warning time, for every class.
+        # Owed when the growth began more than oom_warning_seconds before the OOM: the whole
+        # warning time, for every class.
         assert lead >= warn, f"{name}: warned {lead:.0f}s ahead"
     false_alarms = figures["false_alarms"]
     assert isinstance(false_alarms, list) and false_alarms

@@ -72,7 +72,7 @@ def test_missing_default_file_gives_defaults(env: dict[str, str]) -> None:
     assert config.display.screenshot_dir == ""
     assert config.alerts.oom_warning_seconds == 300
     assert config.alerts.temp_warning_celsius == 85
-    assert config.alerts.oom_min_confidence == 0.3
+    assert config.alerts.oom_min_confidence == 0.15
     assert config.scraping.enable is True
     assert config.scraping.rate_limit_seconds == 5.0
     assert config.scraping.timeout_ms == 500

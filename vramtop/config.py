@@ -38,7 +38,7 @@ Keys, defaults and accepted values:
 [alerts]
   oom_warning_seconds = 300     warn when the predicted time to OOM is below this, > 0
   temp_warning_celsius = 85     warn at or above this GPU temperature, 20 to 120
-  oom_min_confidence = 0.3      hide OOM predictions less certain than this, 0 to 1
+  oom_min_confidence = 0.15     hide OOM predictions less certain than this, 0 to 1
 
 [scraping]
   enable = true                 read inference servers' metrics over localhost HTTP
@@ -155,7 +155,7 @@ class DisplayConfig:
 class AlertsConfig:
     oom_warning_seconds: float = _key(300.0, _Rule(float, above=0))
     temp_warning_celsius: float = _key(85.0, _Rule(float, low=20, high=120))
-    oom_min_confidence: float = _key(0.3, _Rule(float, low=0, high=1))
+    oom_min_confidence: float = _key(0.15, _Rule(float, low=0, high=1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +240,7 @@ screenshot_dir = ""         # "" means ~/.local/share/vramtop/screenshots
 [alerts]
 oom_warning_seconds = 300   # warn when the predicted time to OOM is below this, > 0
 temp_warning_celsius = 85   # warn at or above this temperature, 20 to 120
-oom_min_confidence = 0.3    # hide less certain OOM predictions, 0 to 1
+oom_min_confidence = 0.15   # hide less certain OOM predictions, 0 to 1
 
 [scraping]
 enable = true               # read inference servers' metrics over localhost HTTP
