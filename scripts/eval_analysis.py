@@ -48,7 +48,7 @@ from vramtop.analysis.analyzer import (  # noqa: E402
     GpuHistory,
     ProcessHistories,
 )
-from vramtop.analysis.model import OOM_RISK, Trend  # noqa: E402
+from vramtop.analysis.model import OOM_RISK  # noqa: E402
 from vramtop.config import Config, OomPredictionConfig  # noqa: E402
 
 HISTORY = 300
@@ -146,8 +146,8 @@ def run_trace(trace: Trace, config: Config) -> TraceResult:
             result.correct += main.trend.phase == truth
             result.confusion[(truth, main.trend.phase)] += 1
 
-        result.contradictions += sum(contradicts(p.trend) for p in out.processes)
-        result.contradictions += contradicts(out.gpus[0].trend)
+        result.contradictions += sum(p.trend.contradicted for p in out.processes)
+        result.contradictions += out.gpus[0].trend.contradicted
         alarm = out.gpus[0].oom is not None or any(p.verdict == OOM_RISK for p in out.processes)
         event = next((j for j, (_, oom) in enumerate(trace.events) if now < oom), None)
         if alarm:
@@ -180,19 +180,6 @@ def run_trace(trace: Trace, config: Config) -> TraceResult:
             true = (first_oom or math.nan) - now
             result.eta_error[at] = abs(raw.eta_s - true) / true if raw and true > 0 else math.nan
     return result
-
-
-def contradicts(trend: Trend) -> bool:
-    """A phase and a rate that tell different stories: growing without a positive rate,
-    shrinking without a negative one, or "stable" beside a rate that would move the figure by
-    more than 256 MiB a minute."""
-    if trend.phase == "growing":
-        return not trend.rate_mib_s > 0
-    if trend.phase == "shrinking":
-        return not trend.rate_mib_s < 0
-    if trend.phase == "stable":
-        return abs(trend.rate_mib_s) * 60.0 > 256.0
-    return False
 
 
 def evaluate(traces: list[Trace], config: Config) -> list[TraceResult]:

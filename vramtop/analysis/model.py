@@ -30,6 +30,19 @@ class Trend:
     # names it ("stable, stepped +1.5G") while the rate beside it is the recent one.
     step_mib: float = 0.0
 
+    @property
+    def contradicted(self) -> bool:
+        """The phase and the rate beside it tell different stories: growing without a positive
+        rate, shrinking without a negative one, or "stable" beside a rate that would move the
+        figure by more than 256 MiB a minute (the evaluation counts such rows; none may show)."""
+        if self.phase == "growing":
+            return not self.rate_mib_s > 0
+        if self.phase == "shrinking":
+            return not self.rate_mib_s < 0
+        if self.phase == "stable":
+            return abs(self.rate_mib_s) * 60.0 > 256.0
+        return False
+
 
 @compact
 @dataclass(frozen=True, slots=True)
