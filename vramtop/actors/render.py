@@ -86,6 +86,7 @@ def make_terminal(no_color: bool) -> Any:
         kwargs["_xtgettcap_data"] = TermcapResponse(supported=False)
     except ImportError:
         pass
+
     class Terminal(blessed.Terminal):  # type: ignore[misc]
         def detect_term_program(self, *_: Any, **__: Any) -> Any:
             # blessed asks the terminal its name (XTVERSION) at start-up and waits for the
