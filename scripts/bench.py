@@ -58,6 +58,11 @@ README = ROOT / "README.md"
 BEGIN = "<!-- begin: scripts/bench.py --markdown -->"
 END = "<!-- end: scripts/bench.py --markdown -->"
 TOLERANCE = 0.5  # a ratio may get this much worse (0.5: 50%) before --quick fails
+# Bytes to the terminal in --quick's short windows depend on whether a redraw of the timeline's
+# axis or a re-sort of the table falls inside them: on one tree, 0.36x to 2.8x nvitop's from run
+# to run. A regression that matters there (a whole frame rewritten every tick) is 20x or more.
+TOLERANCES = {"bytes_per_s": 8.0, "idle_bytes_per_s": 8.0}
+BYTES_NOTE = "bytes to the terminal: 9x"
 FULL_CASES = ((1, 16), (8, 256), (8, 1024), (16, 4096))
 QUICK_CASES = ((1, 16),)
 FULL = Plan(settle_s=5.0, idle_s=5.0, window_s=20.0, key_presses=9, starts=3)
@@ -351,18 +356,21 @@ def regressions(
     current: dict[str, dict[str, float]],
     baseline: dict[str, dict[str, float]],
     tolerance: float = TOLERANCE,
+    tolerances: dict[str, float] | None = None,
 ) -> list[str]:
     """The ratios more than ``tolerance`` worse than the baseline's (all are lower-is-better),
     one line each; scales or metrics missing on either side, and NaN, are not judged. A baseline
-    of 0 (vramtop wrote nothing where nvitop did) allows nothing above 0."""
+    of 0 (vramtop wrote nothing where nvitop did) allows nothing above 0. ``tolerances``:
+    per-measure exceptions (default :data:`TOLERANCES`)."""
     words = {key: text for key, text, _ in METRICS}
+    allowed = TOLERANCES if tolerances is None else tolerances
     out = []
     for case, row in current.items():
         for key, ratio in row.items():
             was = baseline.get(case, {}).get(key)
             if was is None or math.isnan(was) or math.isnan(ratio):
                 continue
-            if ratio > was * (1.0 + tolerance):
+            if ratio > was * (1.0 + allowed.get(key, tolerance)):
                 out.append(f"{case}: {words.get(key, key)}: ratio {ratio:.2f}, baseline {was:.2f}")
     return out
 
@@ -566,10 +574,11 @@ def judge(
         print("\n" + main_table(again))
         worse = regressions(combine([judged, ratios(again, judged=True)], min), baseline)
     if worse:
-        print(f"\nratios more than {TOLERANCE:.0%} worse than {baseline_path.name}:")
+        print(f"\nratios more than {TOLERANCE:.0%} worse than {baseline_path.name} "
+              f"({BYTES_NOTE}):")  # fmt: skip
         print("\n".join(f"- {w}" for w in worse))
         return 1
-    print(f"\nevery ratio within {TOLERANCE:.0%} of {baseline_path.name}")
+    print(f"\nevery ratio within {TOLERANCE:.0%} of {baseline_path.name} ({BYTES_NOTE})")
     return 0
 
 

@@ -78,6 +78,15 @@ def test_only_a_ratio_more_than_half_worse_is_a_regression() -> None:
     assert bench.regressions({"1x16": {"idle_bytes_per_s": 0.01}}, baseline) != []
 
 
+def test_terminal_bytes_are_judged_with_room_for_a_redrawn_axis() -> None:
+    # One tree measured 0.36x to 2.8x nvitop's bytes from quick run to quick run; a writer that
+    # rewrote the whole frame every tick would be 20x and more.
+    baseline = {"1x16": {"bytes_per_s": 0.36, "cpu": 0.36}}
+    assert bench.regressions({"1x16": {"bytes_per_s": 2.82}}, baseline) == []
+    assert bench.regressions({"1x16": {"bytes_per_s": 20.0}}, baseline) != []
+    assert bench.regressions({"1x16": {"cpu": 0.6}}, baseline) != []  # the rest: 50%
+
+
 def test_a_regression_must_show_in_both_runs() -> None:
     first = {"1x16": {"cpu": 4.0, "key_ms": 0.9}}
     again = {"1x16": {"cpu": 2.1, "key_ms": 0.95}}
