@@ -60,7 +60,7 @@ class ActorContext:
     # none is in progress (a render process stuck in write() is stalled, not hung).
     writing_since: Any = None
     # Shared with the supervisor: the heartbeat (see IDLE_WAKE_SECONDS).
-    busy_since: Any = field(default_factory=lambda: _RawSeconds())
+    busy_since: Any = field(default_factory=_RawSeconds)
     extra: dict[str, object] = field(default_factory=dict)
 
     def deliver(self, out: Out) -> None:

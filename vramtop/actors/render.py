@@ -90,8 +90,9 @@ def make_terminal(no_color: bool) -> Any:
     class Terminal(blessed.Terminal):  # type: ignore[misc]
         def detect_term_program(self, *_: Any, **__: Any) -> Any:
             # blessed asks the terminal its name (XTVERSION) at start-up and waits for the
-            # answer, up to 50 ms where none comes (tmux, the Linux console, a pty), for its own
-            # width tables; vramtop measures text with wcwidth itself.
+            # answer: a round trip (50 ms measured in a pty), up to its 5 s query timeout where
+            # the terminal answers nothing; it is for blessed's own width tables, and vramtop
+            # measures text with wcwidth itself.
             return True
 
     try:
@@ -132,7 +133,7 @@ class RenderCore:
         self._told: ProcessIdentity | None = None  # the selection the analyzer last heard of
         self._out: Out = []
         self._frame_log = os.environ.get("VRAMTOP_FRAME_LOG", "")
-        self._stale = False  # a background message changed what a frame would show
+        self._news = False  # a background message changed what the next frame shows
         self._drawn_at = 0.0  # monotonic time of the last frame
 
     @property
@@ -205,7 +206,7 @@ class RenderCore:
             if isinstance(message, BACKGROUND):
                 # What other actors learnt in the background waits for the next frame (the
                 # next sample's, at most CLOCK_S away): one frame a refresh, not one a message.
-                self._stale = self.ui.handle(message) or self._stale
+                self._news = self.ui.handle(message) or self._news
                 continue
             if isinstance(message, SnapshotMessage | ProcessRows):
                 message = self._joiner.add(message)
@@ -269,7 +270,7 @@ class RenderCore:
         # A sample frame redraws the clock too: while samples arrive at least once a second,
         # the tick draws only what they have not (a held sample, a countdown, news waiting).
         quiet = time.monotonic() - self._drawn_at  # redraw() stamps real time
-        if shown or changed or self._stale or quiet >= CLOCK_S - 0.05:
+        if shown or changed or self._news or quiet >= CLOCK_S - 0.05:
             self.redraw()
         nxt = now + (COUNTDOWN_S if self.ui.kill.running else CLOCK_S)
         if self._held is not None:
@@ -375,7 +376,7 @@ class RenderCore:
                 self._quit("hangup")
                 return
         self.frames += 1
-        self._stale = False
+        self._news = False
         self._drawn_at = time.monotonic()
         self.frame_seqs = (self._shown_seq, self._analysis_seq)
         if self._frame_log:

@@ -105,7 +105,7 @@ class _Child:
     failed: bool = False
     last_error: str = ""
     start_at: float | None = 0.0  # monotonic time of the next (re)start; None = not scheduled
-    last_beat: float = 0.0  # monotonic time before which a busy stretch is not judged
+    judged_from: float = 0.0  # monotonic time before which a busy stretch is not judged
     writing_since: Any = field(default_factory=lambda: CONTEXT.RawValue("d", 0.0))
     busy_since: Any = field(default_factory=lambda: CONTEXT.RawValue("d", 0.0))  # heartbeat
     stalled: bool = False  # its terminal output is blocked (said once in the log)
@@ -266,7 +266,7 @@ class Supervisor:
         proc.start()
         child.process = proc
         child.start_at = None
-        child.last_beat = time.monotonic()
+        child.judged_from = time.monotonic()
 
     def _start_due(self) -> None:
         now = time.monotonic()
@@ -300,7 +300,7 @@ class Supervisor:
                 # Back from Ctrl-Z: the actors were stopped too; their silence was not a hang.
                 now = time.monotonic()
                 for child in self.children.values():
-                    child.last_beat = now
+                    child.judged_from = now
             else:
                 self.stopping = True
 
@@ -441,16 +441,16 @@ class Supervisor:
         for child in self.children.values():
             proc = child.process
             busy = child.busy_since.value  # 0 while the actor waits for work: not hanging
-            judged = max(busy, child.last_beat)  # last_beat: not judged before (SIGCONT, ...)
+            judged = max(busy, child.judged_from)  # a stretch from before a SIGCONT is forgiven
             if proc is not None and busy > 0.0 and now - judged > child.spec.heartbeat_timeout:
                 if _stopped(proc.pid or 0):
                     # Stopped (SIGSTOP, a debugger), not hung: it beats again once continued.
-                    child.last_beat = now
+                    child.judged_from = now
                     continue
                 if child.writing_since.value > 0.0:
                     # Blocked writing to a terminal whose output is stopped (Ctrl-S, XOFF, a
                     # frozen ssh link): killing it would only block its successor the same way.
-                    child.last_beat = now
+                    child.judged_from = now
                     child.stalled = True
                     continue
                 child.last_error = f"no heartbeat for {child.spec.heartbeat_timeout:.0f} s"

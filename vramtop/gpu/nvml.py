@@ -988,21 +988,7 @@ class NvmlBackend:
         return note + (f"; retrying every {self._retry_interval:g} s" if self._retries else "")
 
     def _lost_samples(self, gpu: _Gpu) -> list[GpuSample]:
-        note = self._lost_note(gpu.lost_reason)
-        out = [GpuSample(gpu.index, gpu.uuid, gpu.name, state=GpuState.LOST, note=note)]
-        for mig in gpu.migs:
-            out.append(
-                GpuSample(
-                    mig.index,
-                    mig.uuid,
-                    mig.name,
-                    state=GpuState.LOST,
-                    note=f"GPU {gpu.index} lost",
-                    parent_index=gpu.index,
-                    gpu_instance_id=mig.gi,
-                )
-            )
-        return out
+        return _down(gpu, self._lost_note(gpu.lost_reason), f"GPU {gpu.index} lost")
 
     def _sample_bounded(self, gpu: _Gpu, processes: list[ProcessSample]) -> list[GpuSample]:
         """``_sample_gpu`` in the GPU's worker, waiting at most ``hang_after`` seconds."""
